@@ -41,7 +41,7 @@ export interface ChallengeRequest {
 
 export interface Challenge {
   /** 32 random bytes, single use, bound to the requesting device. */
-  nonce: Buffer;
+  nonce: Uint8Array;
   issuedAtMs: number;
   expiresAtMs: number;
   _unknownFields?: { [key: number]: Uint8Array[] } | undefined;
@@ -58,7 +58,7 @@ export interface ChallengeReply {
  */
 export interface Measurement {
   stage: string;
-  digest: Buffer;
+  digest: Uint8Array;
   _unknownFields?: { [key: number]: Uint8Array[] } | undefined;
 }
 
@@ -68,31 +68,31 @@ export interface Measurement {
  */
 export interface Evidence {
   deviceId: string;
-  nonce: Buffer;
+  nonce: Uint8Array;
   measurements: Measurement[];
   /** Final value of the extend chain over `measurements`, in order. */
-  measurementChain: Buffer;
+  measurementChain: Uint8Array;
   osVersion: string;
   securityVersion: number;
   deviceTimeMs: number;
   /** 16 random bytes drawn at each boot. */
-  bootId: Buffer;
+  bootId: Uint8Array;
   /** Monotonic boot counter kept by the security core. */
   bootCount: number;
   /**
    * SEC1 uncompressed P-256 points (65 bytes): the attestation key and the general-use key that
    * the client certificate certifies.
    */
-  attestationPublicKey: Buffer;
-  clientPublicKey: Buffer;
+  attestationPublicKey: Uint8Array;
+  clientPublicKey: Uint8Array;
   _unknownFields?: { [key: number]: Uint8Array[] } | undefined;
 }
 
 export interface AttestRequest {
   /** Encoded Evidence. */
-  evidence: Buffer;
+  evidence: Uint8Array;
   /** ECDSA P-256 over SHA-256(evidence), IEEE P1363 (r || s, 64 bytes). */
-  signature: Buffer;
+  signature: Uint8Array;
   _unknownFields?: { [key: number]: Uint8Array[] } | undefined;
 }
 
@@ -101,9 +101,9 @@ export interface Certificates {
    * DER X.509. The update certificate certifies the attestation key, the client certificate the
    * general-use key; both chain to tenant_ca, which chains to the service root.
    */
-  updateCertificate: Buffer;
-  clientCertificate: Buffer;
-  tenantCa: Buffer;
+  updateCertificate: Uint8Array;
+  clientCertificate: Uint8Array;
+  tenantCa: Uint8Array;
   notAfterMs: number;
   _unknownFields?: { [key: number]: Uint8Array[] } | undefined;
 }
@@ -115,7 +115,7 @@ export interface AttestReply {
 
 export interface Heartbeat {
   deviceId: string;
-  bootId: Buffer;
+  bootId: Uint8Array;
   deviceTimeMs: number;
   _unknownFields?: { [key: number]: Uint8Array[] } | undefined;
 }
@@ -260,7 +260,7 @@ export const ChallengeRequest: MessageFns<ChallengeRequest> = {
 };
 
 function createBaseChallenge(): Challenge {
-  return { nonce: Buffer.alloc(0), issuedAtMs: 0, expiresAtMs: 0, _unknownFields: {} };
+  return { nonce: new Uint8Array(0), issuedAtMs: 0, expiresAtMs: 0, _unknownFields: {} };
 }
 
 export const Challenge: MessageFns<Challenge> = {
@@ -297,7 +297,7 @@ export const Challenge: MessageFns<Challenge> = {
             break;
           }
 
-          message.nonce = Buffer.from(reader.bytes());
+          message.nonce = reader.bytes();
           continue;
         }
         case 2: {
@@ -401,7 +401,7 @@ export const ChallengeReply: MessageFns<ChallengeReply> = {
 };
 
 function createBaseMeasurement(): Measurement {
-  return { stage: "", digest: Buffer.alloc(0), _unknownFields: {} };
+  return { stage: "", digest: new Uint8Array(0), _unknownFields: {} };
 }
 
 export const Measurement: MessageFns<Measurement> = {
@@ -443,7 +443,7 @@ export const Measurement: MessageFns<Measurement> = {
             break;
           }
 
-          message.digest = Buffer.from(reader.bytes());
+          message.digest = reader.bytes();
           continue;
         }
       }
@@ -467,16 +467,16 @@ export const Measurement: MessageFns<Measurement> = {
 function createBaseEvidence(): Evidence {
   return {
     deviceId: "",
-    nonce: Buffer.alloc(0),
+    nonce: new Uint8Array(0),
     measurements: [],
-    measurementChain: Buffer.alloc(0),
+    measurementChain: new Uint8Array(0),
     osVersion: "",
     securityVersion: 0,
     deviceTimeMs: 0,
-    bootId: Buffer.alloc(0),
+    bootId: new Uint8Array(0),
     bootCount: 0,
-    attestationPublicKey: Buffer.alloc(0),
-    clientPublicKey: Buffer.alloc(0),
+    attestationPublicKey: new Uint8Array(0),
+    clientPublicKey: new Uint8Array(0),
     _unknownFields: {},
   };
 }
@@ -547,7 +547,7 @@ export const Evidence: MessageFns<Evidence> = {
             break;
           }
 
-          message.nonce = Buffer.from(reader.bytes());
+          message.nonce = reader.bytes();
           continue;
         }
         case 3: {
@@ -563,7 +563,7 @@ export const Evidence: MessageFns<Evidence> = {
             break;
           }
 
-          message.measurementChain = Buffer.from(reader.bytes());
+          message.measurementChain = reader.bytes();
           continue;
         }
         case 5: {
@@ -595,7 +595,7 @@ export const Evidence: MessageFns<Evidence> = {
             break;
           }
 
-          message.bootId = Buffer.from(reader.bytes());
+          message.bootId = reader.bytes();
           continue;
         }
         case 9: {
@@ -611,7 +611,7 @@ export const Evidence: MessageFns<Evidence> = {
             break;
           }
 
-          message.attestationPublicKey = Buffer.from(reader.bytes());
+          message.attestationPublicKey = reader.bytes();
           continue;
         }
         case 11: {
@@ -619,7 +619,7 @@ export const Evidence: MessageFns<Evidence> = {
             break;
           }
 
-          message.clientPublicKey = Buffer.from(reader.bytes());
+          message.clientPublicKey = reader.bytes();
           continue;
         }
       }
@@ -641,7 +641,7 @@ export const Evidence: MessageFns<Evidence> = {
 };
 
 function createBaseAttestRequest(): AttestRequest {
-  return { evidence: Buffer.alloc(0), signature: Buffer.alloc(0), _unknownFields: {} };
+  return { evidence: new Uint8Array(0), signature: new Uint8Array(0), _unknownFields: {} };
 }
 
 export const AttestRequest: MessageFns<AttestRequest> = {
@@ -675,7 +675,7 @@ export const AttestRequest: MessageFns<AttestRequest> = {
             break;
           }
 
-          message.evidence = Buffer.from(reader.bytes());
+          message.evidence = reader.bytes();
           continue;
         }
         case 2: {
@@ -683,7 +683,7 @@ export const AttestRequest: MessageFns<AttestRequest> = {
             break;
           }
 
-          message.signature = Buffer.from(reader.bytes());
+          message.signature = reader.bytes();
           continue;
         }
       }
@@ -706,9 +706,9 @@ export const AttestRequest: MessageFns<AttestRequest> = {
 
 function createBaseCertificates(): Certificates {
   return {
-    updateCertificate: Buffer.alloc(0),
-    clientCertificate: Buffer.alloc(0),
-    tenantCa: Buffer.alloc(0),
+    updateCertificate: new Uint8Array(0),
+    clientCertificate: new Uint8Array(0),
+    tenantCa: new Uint8Array(0),
     notAfterMs: 0,
     _unknownFields: {},
   };
@@ -751,7 +751,7 @@ export const Certificates: MessageFns<Certificates> = {
             break;
           }
 
-          message.updateCertificate = Buffer.from(reader.bytes());
+          message.updateCertificate = reader.bytes();
           continue;
         }
         case 2: {
@@ -759,7 +759,7 @@ export const Certificates: MessageFns<Certificates> = {
             break;
           }
 
-          message.clientCertificate = Buffer.from(reader.bytes());
+          message.clientCertificate = reader.bytes();
           continue;
         }
         case 3: {
@@ -767,7 +767,7 @@ export const Certificates: MessageFns<Certificates> = {
             break;
           }
 
-          message.tenantCa = Buffer.from(reader.bytes());
+          message.tenantCa = reader.bytes();
           continue;
         }
         case 4: {
@@ -863,7 +863,7 @@ export const AttestReply: MessageFns<AttestReply> = {
 };
 
 function createBaseHeartbeat(): Heartbeat {
-  return { deviceId: "", bootId: Buffer.alloc(0), deviceTimeMs: 0, _unknownFields: {} };
+  return { deviceId: "", bootId: new Uint8Array(0), deviceTimeMs: 0, _unknownFields: {} };
 }
 
 export const Heartbeat: MessageFns<Heartbeat> = {
@@ -908,7 +908,7 @@ export const Heartbeat: MessageFns<Heartbeat> = {
             break;
           }
 
-          message.bootId = Buffer.from(reader.bytes());
+          message.bootId = reader.bytes();
           continue;
         }
         case 3: {

@@ -43,7 +43,7 @@ export interface CreateTenantResponse {
 
 export interface RegisterEndorsementsRequest {
   /** SEC1 uncompressed P-256 points (65 bytes each). */
-  attestationPublicKeys: Buffer[];
+  attestationPublicKeys: Uint8Array[];
   _unknownFields?: { [key: number]: Uint8Array[] } | undefined;
 }
 
@@ -170,6 +170,25 @@ export interface GetFleetStatsResponse_DevicesByOsVersionEntry {
 export interface GetFleetStatsResponse_AttestationsByResultEntry {
   key: string;
   value: number;
+  _unknownFields?: { [key: number]: Uint8Array[] } | undefined;
+}
+
+export interface GetServiceInfoRequest {
+  _unknownFields?: { [key: number]: Uint8Array[] } | undefined;
+}
+
+export interface GetServiceInfoResponse {
+  rootCaPem: string;
+  /** Simulated time = anchor_sim_ms + (wall ms since epoch - anchor_wall_ms) * time_scale. */
+  anchorWallMs: number;
+  anchorSimMs: number;
+  timeScale: number;
+  partitions: number;
+  minSecurityVersion: number;
+  nonceTtlMs: number;
+  certificateLifetimeMs: number;
+  maxClockSkewMs: number;
+  shardId: string;
   _unknownFields?: { [key: number]: Uint8Array[] } | undefined;
 }
 
@@ -344,7 +363,7 @@ export const RegisterEndorsementsRequest: MessageFns<RegisterEndorsementsRequest
             break;
           }
 
-          message.attestationPublicKeys.push(Buffer.from(reader.bytes()));
+          message.attestationPublicKeys.push(reader.bytes());
           continue;
         }
       }
@@ -1716,6 +1735,212 @@ export const GetFleetStatsResponse_AttestationsByResultEntry: MessageFns<
   },
 };
 
+function createBaseGetServiceInfoRequest(): GetServiceInfoRequest {
+  return { _unknownFields: {} };
+}
+
+export const GetServiceInfoRequest: MessageFns<GetServiceInfoRequest> = {
+  encode(message: GetServiceInfoRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message._unknownFields !== undefined) {
+      for (const [key, values] of Object.entries(message._unknownFields)) {
+        const tag = parseInt(key, 10);
+        for (const value of values) {
+          writer.uint32(tag).raw(value);
+        }
+      }
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): GetServiceInfoRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const end = length === undefined ? reader.len : reader.pos + length;
+    const message = createBaseGetServiceInfoRequest();
+    while (reader.pos < end) {
+      const tag = reader.uint32();
+      switch (tag >>> 3) {
+      }
+      if ((tag & 7) === 4 || tag === 0) {
+        break;
+      }
+      const buf = reader.skip(tag & 7);
+
+      const list = message._unknownFields![tag];
+
+      if (list === undefined) {
+        message._unknownFields![tag] = [buf];
+      } else {
+        list.push(buf);
+      }
+    }
+    return message;
+  },
+};
+
+function createBaseGetServiceInfoResponse(): GetServiceInfoResponse {
+  return {
+    rootCaPem: "",
+    anchorWallMs: 0,
+    anchorSimMs: 0,
+    timeScale: 0,
+    partitions: 0,
+    minSecurityVersion: 0,
+    nonceTtlMs: 0,
+    certificateLifetimeMs: 0,
+    maxClockSkewMs: 0,
+    shardId: "",
+    _unknownFields: {},
+  };
+}
+
+export const GetServiceInfoResponse: MessageFns<GetServiceInfoResponse> = {
+  encode(message: GetServiceInfoResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.rootCaPem !== "") {
+      writer.uint32(10).string(message.rootCaPem);
+    }
+    if (message.anchorWallMs !== 0) {
+      writer.uint32(16).int64(message.anchorWallMs);
+    }
+    if (message.anchorSimMs !== 0) {
+      writer.uint32(24).int64(message.anchorSimMs);
+    }
+    if (message.timeScale !== 0) {
+      writer.uint32(33).double(message.timeScale);
+    }
+    if (message.partitions !== 0) {
+      writer.uint32(40).uint32(message.partitions);
+    }
+    if (message.minSecurityVersion !== 0) {
+      writer.uint32(48).uint32(message.minSecurityVersion);
+    }
+    if (message.nonceTtlMs !== 0) {
+      writer.uint32(56).int64(message.nonceTtlMs);
+    }
+    if (message.certificateLifetimeMs !== 0) {
+      writer.uint32(64).int64(message.certificateLifetimeMs);
+    }
+    if (message.maxClockSkewMs !== 0) {
+      writer.uint32(72).int64(message.maxClockSkewMs);
+    }
+    if (message.shardId !== "") {
+      writer.uint32(82).string(message.shardId);
+    }
+    if (message._unknownFields !== undefined) {
+      for (const [key, values] of Object.entries(message._unknownFields)) {
+        const tag = parseInt(key, 10);
+        for (const value of values) {
+          writer.uint32(tag).raw(value);
+        }
+      }
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): GetServiceInfoResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const end = length === undefined ? reader.len : reader.pos + length;
+    const message = createBaseGetServiceInfoResponse();
+    while (reader.pos < end) {
+      const tag = reader.uint32();
+      switch (tag >>> 3) {
+        case 1: {
+          if (tag !== 10) {
+            break;
+          }
+
+          message.rootCaPem = reader.string();
+          continue;
+        }
+        case 2: {
+          if (tag !== 16) {
+            break;
+          }
+
+          message.anchorWallMs = longToNumber(reader.int64());
+          continue;
+        }
+        case 3: {
+          if (tag !== 24) {
+            break;
+          }
+
+          message.anchorSimMs = longToNumber(reader.int64());
+          continue;
+        }
+        case 4: {
+          if (tag !== 33) {
+            break;
+          }
+
+          message.timeScale = reader.double();
+          continue;
+        }
+        case 5: {
+          if (tag !== 40) {
+            break;
+          }
+
+          message.partitions = reader.uint32();
+          continue;
+        }
+        case 6: {
+          if (tag !== 48) {
+            break;
+          }
+
+          message.minSecurityVersion = reader.uint32();
+          continue;
+        }
+        case 7: {
+          if (tag !== 56) {
+            break;
+          }
+
+          message.nonceTtlMs = longToNumber(reader.int64());
+          continue;
+        }
+        case 8: {
+          if (tag !== 64) {
+            break;
+          }
+
+          message.certificateLifetimeMs = longToNumber(reader.int64());
+          continue;
+        }
+        case 9: {
+          if (tag !== 72) {
+            break;
+          }
+
+          message.maxClockSkewMs = longToNumber(reader.int64());
+          continue;
+        }
+        case 10: {
+          if (tag !== 82) {
+            break;
+          }
+
+          message.shardId = reader.string();
+          continue;
+        }
+      }
+      if ((tag & 7) === 4 || tag === 0) {
+        break;
+      }
+      const buf = reader.skip(tag & 7);
+
+      const list = message._unknownFields![tag];
+
+      if (list === undefined) {
+        message._unknownFields![tag] = [buf];
+      } else {
+        list.push(buf);
+      }
+    }
+    return message;
+  },
+};
+
 export type OperatorServiceService = typeof OperatorServiceService;
 export const OperatorServiceService = {
   /** Creates a tenant with its own CA (chained to the service root). Admin only. */
@@ -1780,6 +2005,18 @@ export const OperatorServiceService = {
       Buffer.from(GetFleetStatsResponse.encode(value).finish()),
     responseDeserialize: (value: Buffer): GetFleetStatsResponse => GetFleetStatsResponse.decode(value),
   },
+  /** Public facts about the service: its root CA, its simulated clock and its policy. No token needed. */
+  getServiceInfo: {
+    path: "/sphere.operator.v1.OperatorService/GetServiceInfo",
+    requestStream: false,
+    responseStream: false,
+    requestSerialize: (value: GetServiceInfoRequest): Buffer =>
+      Buffer.from(GetServiceInfoRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): GetServiceInfoRequest => GetServiceInfoRequest.decode(value),
+    responseSerialize: (value: GetServiceInfoResponse): Buffer =>
+      Buffer.from(GetServiceInfoResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): GetServiceInfoResponse => GetServiceInfoResponse.decode(value),
+  },
 } as const;
 
 export interface OperatorServiceServer extends UntypedServiceImplementation {
@@ -1792,6 +2029,8 @@ export interface OperatorServiceServer extends UntypedServiceImplementation {
   getDevice: handleUnaryCall<GetDeviceRequest, GetDeviceResponse>;
   listAlerts: handleUnaryCall<ListAlertsRequest, ListAlertsResponse>;
   getFleetStats: handleUnaryCall<GetFleetStatsRequest, GetFleetStatsResponse>;
+  /** Public facts about the service: its root CA, its simulated clock and its policy. No token needed. */
+  getServiceInfo: handleUnaryCall<GetServiceInfoRequest, GetServiceInfoResponse>;
 }
 
 export interface OperatorServiceClient extends Client {
@@ -1887,6 +2126,22 @@ export interface OperatorServiceClient extends Client {
     metadata: Metadata,
     options: Partial<CallOptions>,
     callback: (error: ServiceError | null, response: GetFleetStatsResponse) => void,
+  ): ClientUnaryCall;
+  /** Public facts about the service: its root CA, its simulated clock and its policy. No token needed. */
+  getServiceInfo(
+    request: GetServiceInfoRequest,
+    callback: (error: ServiceError | null, response: GetServiceInfoResponse) => void,
+  ): ClientUnaryCall;
+  getServiceInfo(
+    request: GetServiceInfoRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: GetServiceInfoResponse) => void,
+  ): ClientUnaryCall;
+  getServiceInfo(
+    request: GetServiceInfoRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: GetServiceInfoResponse) => void,
   ): ClientUnaryCall;
 }
 

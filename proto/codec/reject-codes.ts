@@ -1,0 +1,38 @@
+/**
+ * Machine-readable rejection codes shared by the device protocol, the operator API, metrics and
+ * alerts. Each value is stable: dashboards and alert rules match on it.
+ */
+export const REJECT_CODES = {
+  MALFORMED_INPUT: 'MALFORMED_INPUT',
+  PAYLOAD_TOO_LARGE: 'PAYLOAD_TOO_LARGE',
+  UNKNOWN_DEVICE: 'UNKNOWN_DEVICE',
+  DEVICE_NOT_CLAIMED: 'DEVICE_NOT_CLAIMED',
+  BAD_SIGNATURE: 'BAD_SIGNATURE',
+  NONCE_UNKNOWN: 'NONCE_UNKNOWN',
+  NONCE_STALE: 'NONCE_STALE',
+  NONCE_REUSED: 'NONCE_REUSED',
+  MEASUREMENT_MISMATCH: 'MEASUREMENT_MISMATCH',
+  BELOW_MIN_VERSION: 'BELOW_MIN_VERSION',
+  DUPLICATE_IDENTITY: 'DUPLICATE_IDENTITY',
+  CLOCK_SKEW: 'CLOCK_SKEW',
+  OVERLOADED: 'OVERLOADED',
+  INTERNAL: 'INTERNAL',
+} as const;
+export type RejectCode = (typeof REJECT_CODES)[keyof typeof REJECT_CODES];
+
+const ALL = new Set<string>(Object.values(REJECT_CODES));
+
+/** Narrows a decoded string to a known code; unknown codes read as INTERNAL. */
+export function asRejectCode(s: string): RejectCode {
+  return ALL.has(s) ? (s as RejectCode) : REJECT_CODES.INTERNAL;
+}
+
+/** A typed rejection as it crosses a process boundary. */
+export interface Rejection {
+  readonly code: RejectCode;
+  readonly message: string;
+  /** Earliest simulated time a retry can succeed, when the service knows one. */
+  readonly retryAfterMs?: number;
+  /** Service clock at rejection (lets a device with a wrong clock resynchronise). */
+  readonly serviceTimeMs?: number;
+}
