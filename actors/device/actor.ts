@@ -1,0 +1,211 @@
+import type { ActorContext, ActorDefinition, ActorRef, Transport } from '../runtime/index.js';
+import { TransportError } from '../runtime/index.js';
+import {
+  decodeAttestReply,
+  decodeChallengeReply,
+  deviceSubject,
+  encodeAttestRequest,
+  encodeChallengeRequest,
+  encodeHeartbeat,
+  partitionOf,
+} from '../../proto/codec/index.js';
+import type { DecodeResult, Reply } from '../../proto/codec/index.js';
+import type { CoreMessage } from '../security-core/index.js';
+import type { DeviceMessage, StepOutcome } from './messages.js';
+import { initialDeviceState, transition } from './logic.js';
+import type { DeviceBehaviour, DeviceEffect, DeviceEvent, DeviceProfile, DeviceState } from './logic.js';
+
+/** How a device reaches the network: its own connection, or a share of a pooled one. */
+export interface DeviceLink {
+  connect(): Promise<Transport>;
+}
+
+export interface DeviceShellOptions {
+  readonly name: string;
+  readonly profile: DeviceProfile;
+  readonly behaviour: DeviceBehaviour;
+  readonly core: ActorRef<CoreMessage>;
+  readonly link: DeviceLink;
+  readonly partitions: number;
+  /** Wall-clock request timeout (network time, not simulated). */
+  readonly requestTimeoutMs: number;
+  readonly observe: (profile: DeviceProfile, event: DeviceEvent) => void;
+  /** Wall clock for latency measurement (performance.now in production, injected in tests). */
+  readonly wallNow: () => number;
+}
+
+function toOutcome<T>(decoded: DecodeResult<Reply<T>>): StepOutcome<T> {
+  if (!decoded.ok) {
+    return { ok: false, failure: { kind: 'transport', code: 'BAD_REPLY', message: decoded.error.message } };
+  }
+  const reply = decoded.value;
+  return reply.ok ? reply : { ok: false, failure: { kind: 'rejected', rejection: reply.error } };
+}
+
+function transportFailure<T>(e: unknown): StepOutcome<T> {
+  const code = e instanceof TransportError ? e.code : 'OTHER';
+  const message = e instanceof Error ? e.message : String(e);
+  return { ok: false, failure: { kind: 'transport', code, message } };
+}
+
+/**
+ * The device actor's shell: runs `transition` and carries out its effects (talks to the security
+ * core, the network and timers). Network replies come back as messages, so the actor never blocks.
+ */
+export function deviceDefinition(opts: DeviceShellOptions): ActorDefinition<DeviceState, DeviceMessage> {
+  const { profile, behaviour, link, core, wallNow } = opts;
+  const partition = partitionOf(profile.deviceId, opts.partitions);
+  const timeout = { timeoutMs: opts.requestTimeoutMs };
+  let transport: Transport | null = null;
+
+  function run(effect: DeviceEffect, ctx: ActorContext<DeviceMessage>): void {
+    switch (effect.kind) {
+      case 'boot-core':
+        core.tell({
+          type: 'core.boot',
+          images: effect.images,
+          osVersion: effect.osVersion,
+          securityVersion: effect.securityVersion,
+          replyTo: ctx.self,
+        });
+        return;
+      case 'connect':
+        link.connect().then(
+          (t) => {
+            transport = t;
+            ctx.self.tell({ type: 'device.connected' });
+          },
+          (e: unknown) =>
+            ctx.self.tell({
+              type: 'device.connect-failed',
+              message: e instanceof Error ? e.message : String(e),
+            }),
+        );
+        return;
+      case 'request-challenge': {
+        const sentAtWall = wallNow();
+        const epoch = effect.epoch;
+        const t = transport;
+        if (t === null) {
+          ctx.self.tell({
+            type: 'device.challenge-result',
+            epoch,
+            outcome: transportFailure(new TransportError('CLOSED', 'not connected')),
+            sentAtWall,
+            receivedAtWall: sentAtWall,
+          });
+          return;
+        }
+        t.request(
+          deviceSubject('challenge', partition),
+          encodeChallengeRequest({ deviceId: profile.deviceId }),
+          timeout,
+        ).then(
+          (bytes) =>
+            ctx.self.tell({
+              type: 'device.challenge-result',
+              epoch,
+              outcome: toOutcome(decodeChallengeReply(bytes)),
+              sentAtWall,
+              receivedAtWall: wallNow(),
+            }),
+          (e: unknown) =>
+            ctx.self.tell({
+              type: 'device.challenge-result',
+              epoch,
+              outcome: transportFailure(e),
+              sentAtWall,
+              receivedAtWall: wallNow(),
+            }),
+        );
+        return;
+      }
+      case 'sign':
+        core.tell({
+          type: 'core.attest',
+          epoch: effect.epoch,
+          nonce: effect.nonce,
+          deviceTimeMs: effect.deviceTimeMs,
+          replyTo: ctx.self,
+        });
+        return;
+      case 'submit': {
+        const sentAtWall = wallNow();
+        const epoch = effect.epoch;
+        const t = transport;
+        if (t === null) {
+          ctx.self.tell({
+            type: 'device.attest-result',
+            epoch,
+            outcome: transportFailure(new TransportError('CLOSED', 'not connected')),
+            sentAtWall,
+            receivedAtWall: sentAtWall,
+          });
+          return;
+        }
+        t.request(deviceSubject('attest', partition), encodeAttestRequest(effect.request), timeout).then(
+          (bytes) =>
+            ctx.self.tell({
+              type: 'device.attest-result',
+              epoch,
+              outcome: toOutcome(decodeAttestReply(bytes)),
+              sentAtWall,
+              receivedAtWall: wallNow(),
+            }),
+          (e: unknown) =>
+            ctx.self.tell({
+              type: 'device.attest-result',
+              epoch,
+              outcome: transportFailure(e),
+              sentAtWall,
+              receivedAtWall: wallNow(),
+            }),
+        );
+        return;
+      }
+      case 'heartbeat':
+        try {
+          transport?.publish(
+            deviceSubject('heartbeat', partition),
+            encodeHeartbeat({
+              deviceId: profile.deviceId,
+              bootId: effect.bootId,
+              deviceTimeMs: effect.deviceTimeMs,
+            }),
+          );
+        } catch (e) {
+          opts.observe(profile, {
+            kind: 'transport-error',
+            step: 'connect',
+            code: 'PUBLISH_FAILED',
+            message: String(e),
+          });
+        }
+        return;
+      case 'schedule':
+        ctx.schedule(effect.delayMs, effect.msg);
+        return;
+      case 'observe':
+        opts.observe(profile, effect.event);
+        return;
+      default:
+        effect satisfies never;
+    }
+  }
+
+  return {
+    name: opts.name,
+    init: () => initialDeviceState(profile),
+    receive(state, msg, ctx) {
+      const [next, effects] = transition(state, msg, {
+        now: ctx.clock.now(),
+        wallNow: wallNow(),
+        random: () => ctx.rng.next(),
+        behaviour,
+        profile,
+      });
+      for (const effect of effects) run(effect, ctx);
+      return next;
+    },
+  };
+}

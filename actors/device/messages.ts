@@ -1,0 +1,37 @@
+import type { CertificatesMsg, ChallengeMsg, Rejection } from '../../proto/codec/index.js';
+import type { CoreReply } from '../security-core/index.js';
+
+/** Why a network step failed: the service refused it, or the network did not deliver. */
+export type StepFailure =
+  | { readonly kind: 'rejected'; readonly rejection: Rejection }
+  | { readonly kind: 'transport'; readonly code: string; readonly message: string };
+
+/** Outcome of one request: the value, or why it failed. Wall times are for latency only. */
+export type StepOutcome<T> =
+  { readonly ok: true; readonly value: T } | { readonly ok: false; readonly failure: StepFailure };
+
+/** Everything the device actor receives. */
+export type DeviceMessage =
+  | { readonly type: 'device.power-on' }
+  | { readonly type: 'device.power-off' }
+  | CoreReply
+  | { readonly type: 'device.connected' }
+  | { readonly type: 'device.connect-failed'; readonly message: string }
+  | { readonly type: 'device.attest-due' }
+  | { readonly type: 'device.heartbeat-due' }
+  | {
+      readonly type: 'device.challenge-result';
+      readonly epoch: number;
+      readonly outcome: StepOutcome<ChallengeMsg>;
+      readonly sentAtWall: number;
+      readonly receivedAtWall: number;
+    }
+  | {
+      readonly type: 'device.attest-result';
+      readonly epoch: number;
+      readonly outcome: StepOutcome<CertificatesMsg>;
+      readonly sentAtWall: number;
+      readonly receivedAtWall: number;
+    };
+
+export type DeviceMessageType = DeviceMessage['type'];

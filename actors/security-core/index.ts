@@ -1,0 +1,20 @@
+/**
+ * The security core (Pluton-style root of trust): manufacture of a device identity from a
+ * seed, measured boot, and signing evidence. Also the OS build catalog whose images it measures.
+ */
+export { securityCoreDefinition } from './actor.js';
+export { manufactureIdentity, publicIdentity } from './identity.js';
+export type { DevicePublicIdentity, ManufacturedIdentity } from './identity.js';
+export type { CoreMessage, CoreReply } from './messages.js';
+export { buildEvidence, recordBoot } from './logic.js';
+export type { CoreBootState, Extend } from './logic.js';
+export {
+  BOOT_STAGES,
+  OS_RELEASES,
+  appImage,
+  imageDigest,
+  osImages,
+  osRelease,
+  tamperedKernelDigest,
+} from './firmware.js';
+export type { AppImage, BootStage, ImageMeasurement, OsVersion } from './firmware.js';

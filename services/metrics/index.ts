@@ -1,0 +1,75 @@
+import type { Meter } from '../../actors/runtime/index.js';
+
+const LATENCY_BUCKETS = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10];
+
+/**
+ * Every metric a security-service shard exports, defined in one place. Names start with
+ * `sphere_`; label values are bounded sets (codes, ops, states), never device IDs.
+ */
+export function createServiceMetrics(meter: Meter) {
+  return {
+    attestations: meter.counter({
+      name: 'sphere_attestations_total',
+      help: 'Attestation requests answered, by result (ok|rejected) and reason code (OK on success).',
+      labelNames: ['result', 'reason'],
+    }),
+    attestationLatency: meter.histogram({
+      name: 'sphere_attestation_duration_seconds',
+      help: 'Time from receiving evidence to replying, inside the shard (queueing, checks, crypto pool).',
+      labelNames: ['result'],
+      buckets: LATENCY_BUCKETS,
+    }),
+    challenges: meter.counter({
+      name: 'sphere_challenges_total',
+      help: 'Challenge requests answered, by result (ok|rejected) and reason code.',
+      labelNames: ['result', 'reason'],
+    }),
+    certificatesIssued: meter.counter({
+      name: 'sphere_certificates_issued_total',
+      help: 'Device certificates issued, by kind (update|client).',
+      labelNames: ['kind'],
+    }),
+    heartbeats: meter.counter({
+      name: 'sphere_heartbeats_total',
+      help: 'Heartbeats received, by result (ok|rejected) and reason code.',
+      labelNames: ['result', 'reason'],
+    }),
+    devicesByState: meter.gauge({
+      name: 'sphere_devices',
+      help: 'Endorsed devices by state (UNCLAIMED, CLAIMED, ATTESTED, FAILED, EXPIRED).',
+      labelNames: ['state'],
+    }),
+    devicesByOs: meter.gauge({
+      name: 'sphere_devices_by_os_version',
+      help: 'Devices by the OS version of their last attestation.',
+      labelNames: ['os_version'],
+    }),
+    alerts: meter.counter({
+      name: 'sphere_alerts_total',
+      help: 'Alerts raised to tenants, by type (reject code) and severity.',
+      labelNames: ['type', 'severity'],
+    }),
+    requestLatency: meter.histogram({
+      name: 'sphere_request_duration_seconds',
+      help: 'Request handling latency by transport (nats|grpc) and operation.',
+      labelNames: ['transport', 'op'],
+      buckets: LATENCY_BUCKETS,
+    }),
+    grpcRequests: meter.counter({
+      name: 'sphere_grpc_requests_total',
+      help: 'Operator gRPC calls by method and status code name.',
+      labelNames: ['method', 'code'],
+    }),
+    partitionsOwned: meter.gauge({
+      name: 'sphere_shard_partitions_owned',
+      help: 'Partitions this shard currently owns.',
+      labelNames: ['shard'],
+    }),
+    inflight: meter.gauge({
+      name: 'sphere_attestations_in_flight',
+      help: 'Attestations accepted by partition actors and waiting for the crypto pool.',
+    }),
+  };
+}
+
+export type ServiceMetrics = ReturnType<typeof createServiceMetrics>;

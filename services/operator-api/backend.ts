@@ -1,0 +1,38 @@
+import type { DeviceId, TenantId } from '../../proto/codec/index.js';
+import type {
+  Alert,
+  GetFleetStatsResponse,
+  GetServiceInfoResponse,
+  Device,
+  ClaimDevicesResponse,
+  RegisterEndorsementsResponse,
+  CreateTenantResponse,
+} from '../../proto/gen/sphere/operator/v1/operator.js';
+
+/** Who is calling, established from the bearer token. */
+export type Caller = { readonly kind: 'admin' } | { readonly kind: 'tenant'; readonly tenantId: TenantId };
+
+/** A validated ListAlerts query. */
+export interface AlertPageQuery {
+  readonly sinceMs: number;
+  readonly afterSeq: number;
+  readonly limit: number;
+  readonly deviceId?: string;
+  readonly type?: string;
+}
+
+/**
+ * What the operator API needs from a shard. Every tenant-scoped method receives the caller's
+ * tenant and must never return another tenant's data (a device of another tenant reads as
+ * not found, exactly like a device that does not exist).
+ */
+export interface OperatorBackend {
+  authenticate(token: string): Caller | null;
+  createTenant(name: string): Promise<CreateTenantResponse>;
+  registerEndorsements(publicKeys: readonly Uint8Array[]): Promise<RegisterEndorsementsResponse>;
+  claimDevices(tenantId: TenantId, deviceIds: readonly DeviceId[]): Promise<ClaimDevicesResponse>;
+  getDevice(tenantId: TenantId, deviceId: DeviceId): Promise<Device | null>;
+  listAlerts(tenantId: TenantId, query: AlertPageQuery): { alerts: Alert[]; nextSeq: number | null };
+  fleetStats(tenantId: TenantId): Promise<GetFleetStatsResponse>;
+  serviceInfo(): GetServiceInfoResponse;
+}

@@ -1,0 +1,258 @@
+import { Metadata, Server, ServerCredentials, status } from '@grpc/grpc-js';
+import type { sendUnaryData, ServerUnaryCall, ServiceDefinition, UntypedHandleCall } from '@grpc/grpc-js';
+import {
+  ClaimDevicesRequest,
+  CreateTenantRequest,
+  GetDeviceRequest,
+  GetFleetStatsRequest,
+  GetServiceInfoRequest,
+  ListAlertsRequest,
+  OperatorServiceService,
+  RegisterEndorsementsRequest,
+} from '../../proto/gen/sphere/operator/v1/operator.js';
+import { decodeStrict, parseDeviceId, PUBLIC_KEY_BYTES } from '../../proto/codec/index.js';
+import type { DeviceId, MessageFns } from '../../proto/codec/index.js';
+import type { ServiceMetrics } from '../metrics/index.js';
+import type { Caller, OperatorBackend } from './backend.js';
+import { ERROR_CODE_METADATA, OPERATOR_ERRORS, OperatorError, grpcStatusOf } from './errors.js';
+
+/** Largest request accepted (bytes); bigger ones get PAYLOAD_TOO_LARGE. */
+export const MAX_REQUEST_BYTES = 4 * 1024 * 1024;
+/** Largest batch per ClaimDevices / RegisterEndorsements call. */
+export const MAX_BATCH = 20_000;
+
+type Method = keyof typeof OperatorServiceService;
+
+/** Request types per method, for strict decoding. */
+const REQUESTS: { readonly [M in Method]: MessageFns<object> } = {
+  createTenant: CreateTenantRequest,
+  registerEndorsements: RegisterEndorsementsRequest,
+  claimDevices: ClaimDevicesRequest,
+  getDevice: GetDeviceRequest,
+  listAlerts: ListAlertsRequest,
+  getFleetStats: GetFleetStatsRequest,
+  getServiceInfo: GetServiceInfoRequest,
+};
+
+/** A request that failed to decode travels to the handler as this, never as an exception. */
+interface Undecodable {
+  readonly undecodable: OperatorError;
+}
+
+function isUndecodable(x: unknown): x is Undecodable {
+  return typeof x === 'object' && x !== null && 'undecodable' in x;
+}
+
+const AUTH: { readonly [M in Method]: 'admin' | 'tenant' | 'public' } = {
+  createTenant: 'admin',
+  registerEndorsements: 'admin',
+  claimDevices: 'tenant',
+  getDevice: 'tenant',
+  listAlerts: 'tenant',
+  getFleetStats: 'tenant',
+  getServiceInfo: 'public',
+};
+
+function deviceIdOf(s: string, field: string): DeviceId {
+  const id = parseDeviceId(s);
+  if (id === null) {
+    throw new OperatorError(
+      'MALFORMED_INPUT',
+      `${field} must be 128 lowercase hex characters, got ${JSON.stringify(s.slice(0, 20))}${s.length > 20 ? '…' : ''} (${s.length} chars)`,
+    );
+  }
+  return id;
+}
+
+function tenantOf(caller: Caller): Caller & { kind: 'tenant' } {
+  if (caller.kind !== 'tenant')
+    throw new OperatorError('FORBIDDEN', 'this call needs a tenant API token, not the admin token');
+  return caller;
+}
+
+/**
+ * The operator gRPC service. Requests are decoded strictly (size, unknown or mistyped fields,
+ * truncation) by wrapped deserializers that never throw; every call is authenticated from
+ * `authorization: Bearer <token>`, validated, answered with a typed error on failure
+ * (gRPC status + `sphere-error-code` metadata) and counted.
+ */
+export function operatorImplementation(backend: OperatorBackend, metrics: ServiceMetrics) {
+  const handlers: Record<Method, (req: never, caller: Caller) => Promise<object> | object> = {
+    createTenant: (req: CreateTenantRequest) => {
+      const name = req.name.trim();
+      if (name.length < 1 || name.length > 128)
+        throw new OperatorError('MALFORMED_INPUT', 'name must be 1 to 128 characters');
+      return backend.createTenant(name);
+    },
+    registerEndorsements: (req: RegisterEndorsementsRequest) => {
+      const keys = req.attestationPublicKeys;
+      if (keys.length === 0 || keys.length > MAX_BATCH) {
+        throw new OperatorError(
+          'MALFORMED_INPUT',
+          `send 1 to ${MAX_BATCH} keys per call, got ${keys.length}`,
+        );
+      }
+      keys.forEach((k, i) => {
+        if (k.length !== PUBLIC_KEY_BYTES || k[0] !== 4) {
+          throw new OperatorError(
+            'MALFORMED_INPUT',
+            `attestation_public_keys[${i}] must be a 65-byte uncompressed P-256 point`,
+          );
+        }
+      });
+      return backend.registerEndorsements(keys);
+    },
+    claimDevices: (req: ClaimDevicesRequest, caller) => {
+      const { tenantId } = tenantOf(caller);
+      if (req.deviceIds.length === 0 || req.deviceIds.length > MAX_BATCH) {
+        throw new OperatorError(
+          'MALFORMED_INPUT',
+          `send 1 to ${MAX_BATCH} device IDs per call, got ${req.deviceIds.length}`,
+        );
+      }
+      return backend.claimDevices(
+        tenantId,
+        req.deviceIds.map((s, i) => deviceIdOf(s, `device_ids[${i}]`)),
+      );
+    },
+    getDevice: async (req: GetDeviceRequest, caller) => {
+      const { tenantId } = tenantOf(caller);
+      const device = await backend.getDevice(tenantId, deviceIdOf(req.deviceId, 'device_id'));
+      if (device === null) throw new OperatorError('NOT_FOUND', 'no such device in your tenant');
+      return { device };
+    },
+    listAlerts: (req: ListAlertsRequest, caller) => {
+      const { tenantId } = tenantOf(caller);
+      if (req.limit > 1000) throw new OperatorError('MALFORMED_INPUT', 'limit must be at most 1000');
+      let afterSeq = 0;
+      if (req.pageToken !== '') {
+        afterSeq = Number.parseInt(req.pageToken, 36);
+        if (!/^[0-9a-z]{1,12}$/.test(req.pageToken) || !Number.isSafeInteger(afterSeq)) {
+          throw new OperatorError('MALFORMED_INPUT', 'page_token is not one this service returned');
+        }
+      }
+      if (req.deviceId !== '') deviceIdOf(req.deviceId, 'device_id');
+      const page = backend.listAlerts(tenantId, {
+        sinceMs: req.sinceMs,
+        afterSeq,
+        limit: req.limit === 0 ? 100 : req.limit,
+        ...(req.deviceId !== '' ? { deviceId: req.deviceId } : {}),
+        ...(req.type !== '' ? { type: req.type } : {}),
+      });
+      return { alerts: page.alerts, nextPageToken: page.nextSeq === null ? '' : page.nextSeq.toString(36) };
+    },
+    getFleetStats: (_req: GetFleetStatsRequest, caller) => backend.fleetStats(tenantOf(caller).tenantId),
+    getServiceInfo: () => backend.serviceInfo(),
+  };
+
+  const impl: Record<string, UntypedHandleCall> = {};
+  for (const method of Object.keys(handlers) as Method[]) {
+    impl[method] = (call: ServerUnaryCall<unknown, unknown>, callback: sendUnaryData<unknown>) => {
+      const started = performance.now();
+      const finish = (code: string, err: OperatorError | null, value?: object) => {
+        metrics.grpcRequests.inc({ method, code });
+        metrics.requestLatency.observe(
+          { transport: 'grpc', op: method },
+          (performance.now() - started) / 1000,
+        );
+        if (err === null) return callback(null, value);
+        const md = new Metadata();
+        md.set(ERROR_CODE_METADATA, err.code);
+        callback({ code: grpcStatusOf(err.code), details: err.message, metadata: md });
+      };
+      const run = async (): Promise<object> => {
+        const req = call.request;
+        if (isUndecodable(req)) throw req.undecodable;
+        const caller = authenticate(backend, call.metadata, AUTH[method]);
+        return await handlers[method](req as never, caller);
+      };
+      run().then(
+        (value) => finish('OK', null, value),
+        (e: unknown) => {
+          const err =
+            e instanceof OperatorError
+              ? e
+              : new OperatorError('INTERNAL', 'internal error; the shard log has details', { cause: e });
+          if (!(e instanceof OperatorError)) console.error(`[operator-api] ${method} failed:`, e);
+          finish(err.code, err);
+        },
+      );
+    };
+  }
+  return impl;
+}
+
+function authenticate(backend: OperatorBackend, md: Metadata, need: 'admin' | 'tenant' | 'public'): Caller {
+  if (need === 'public') return { kind: 'admin' };
+  const header = md.get('authorization')[0];
+  const token = typeof header === 'string' && header.startsWith('Bearer ') ? header.slice(7) : '';
+  if (token === '')
+    throw new OperatorError('UNAUTHENTICATED', 'missing "authorization: Bearer <token>" metadata');
+  const caller = backend.authenticate(token);
+  if (caller === null) throw new OperatorError('UNAUTHENTICATED', 'token is not valid for this service');
+  if (need === 'admin' && caller.kind !== 'admin')
+    throw new OperatorError('FORBIDDEN', 'this call needs the service admin token');
+  return caller;
+}
+
+/** The generated service definition with strict, never-throwing request deserializers. */
+export function defensiveDefinition(): ServiceDefinition {
+  const def: Record<string, unknown> = {};
+  for (const [method, d] of Object.entries(OperatorServiceService)) {
+    const fns = REQUESTS[method as Method];
+    def[method] = {
+      ...d,
+      requestDeserialize: (buf: Buffer): unknown => {
+        const decoded = decodeStrict(fns, buf, MAX_REQUEST_BYTES, `${method} request`);
+        if (decoded.ok) return decoded.value;
+        const code =
+          decoded.error.kind === 'too-large'
+            ? OPERATOR_ERRORS.PAYLOAD_TOO_LARGE
+            : OPERATOR_ERRORS.MALFORMED_INPUT;
+        return { undecodable: new OperatorError(code, decoded.error.reason) } satisfies Undecodable;
+      },
+    };
+  }
+  return def as ServiceDefinition;
+}
+
+export interface OperatorServer {
+  readonly port: number;
+  readonly address: string;
+  close(): Promise<void>;
+}
+
+/** Starts the operator API on `host:port` (port 0 picks a free one). */
+export async function startOperatorServer(opts: {
+  host?: string;
+  port: number;
+  backend: OperatorBackend;
+  metrics: ServiceMetrics;
+}): Promise<OperatorServer> {
+  const host = opts.host ?? '127.0.0.1';
+  // gRPC's own limit sits above ours so that oversize requests get our typed, counted answer.
+  const server = new Server({ 'grpc.max_receive_message_length': MAX_REQUEST_BYTES * 2 });
+  server.addService(defensiveDefinition(), operatorImplementation(opts.backend, opts.metrics));
+  const port = await new Promise<number>((resolve, reject) =>
+    server.bindAsync(`${host}:${opts.port}`, ServerCredentials.createInsecure(), (e, p) =>
+      e ? reject(e) : resolve(p),
+    ),
+  );
+  return {
+    port,
+    address: `${host}:${port}`,
+    close: () =>
+      new Promise<void>((resolve) => {
+        const force = setTimeout(() => {
+          server.forceShutdown();
+          resolve();
+        }, 2000);
+        server.tryShutdown(() => {
+          clearTimeout(force);
+          resolve();
+        });
+      }),
+  };
+}
+
+export { status };

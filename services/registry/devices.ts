@@ -1,0 +1,82 @@
+import type { DeviceId, RejectCode, TenantId } from '../../proto/codec/index.js';
+
+/** The last attestation outcome of a device. */
+export interface AttestationOutcome {
+  readonly atMs: number;
+  readonly ok: boolean;
+  readonly code: RejectCode | 'OK';
+  readonly message: string;
+}
+
+/**
+ * What the service knows about one endorsed device. Mutable, owned by exactly one partition
+ * actor (the one its ID hashes to); the operator API only reads it.
+ */
+export interface DeviceRecord {
+  readonly deviceId: DeviceId;
+  readonly attestationPublicKey: Uint8Array;
+  tenantId: TenantId | null;
+  osVersion: string;
+  securityVersion: number;
+  lastAttestation: AttestationOutcome | null;
+  certificates: { update: Uint8Array; client: Uint8Array; notAfterMs: number } | null;
+  /** Boot identity of the last successful attestation; only valid once one succeeded. */
+  bootId: string | null;
+  bootCount: number;
+  /** Set when two live instances of this identity were seen: it gets no certificates until re-admitted. */
+  compromised: boolean;
+  lastSeenMs: number;
+  attestationsOk: number;
+  attestationsFailed: number;
+}
+
+export const DEVICE_STATES = ['UNCLAIMED', 'CLAIMED', 'ATTESTED', 'FAILED', 'EXPIRED'] as const;
+export type DeviceStateName = (typeof DEVICE_STATES)[number];
+
+/** The state a record is in at `nowMs` (certificates expire with time, so this is derived). */
+export function deviceState(r: DeviceRecord, nowMs: number): DeviceStateName {
+  if (r.tenantId === null) return 'UNCLAIMED';
+  if (r.lastAttestation === null) return 'CLAIMED';
+  if (!r.lastAttestation.ok)
+    return r.certificates !== null && r.certificates.notAfterMs > nowMs ? 'ATTESTED' : 'FAILED';
+  if (r.certificates !== null && r.certificates.notAfterMs > nowMs) return 'ATTESTED';
+  return 'EXPIRED';
+}
+
+/** Endorsed devices by ID. */
+export class DeviceRegistry {
+  readonly #byId = new Map<DeviceId, DeviceRecord>();
+
+  get(id: DeviceId): DeviceRecord | undefined {
+    return this.#byId.get(id);
+  }
+
+  /** Registers an endorsement; returns false when the device was already known. */
+  endorse(deviceId: DeviceId, attestationPublicKey: Uint8Array): boolean {
+    if (this.#byId.has(deviceId)) return false;
+    this.#byId.set(deviceId, {
+      deviceId,
+      attestationPublicKey,
+      tenantId: null,
+      osVersion: '',
+      securityVersion: 0,
+      lastAttestation: null,
+      certificates: null,
+      bootId: null,
+      bootCount: 0,
+      compromised: false,
+      lastSeenMs: 0,
+      attestationsOk: 0,
+      attestationsFailed: 0,
+    });
+    return true;
+  }
+
+  get size(): number {
+    return this.#byId.size;
+  }
+
+  values(): IterableIterator<DeviceRecord> {
+    return this.#byId.values();
+  }
+}

@@ -1,0 +1,7 @@
+/** The shard's registries: tenants, endorsed devices and alerts (in memory for now). */
+export { ALERT_SEVERITY, AlertLog, SEVERITIES } from './alerts.js';
+export type { Alert, AlertQuery, Severity } from './alerts.js';
+export { DEVICE_STATES, DeviceRegistry, deviceState } from './devices.js';
+export type { AttestationOutcome, DeviceRecord, DeviceStateName } from './devices.js';
+export { TenantRegistry, tokenHash } from './tenants.js';
+export type { Tenant } from './tenants.js';

@@ -1,0 +1,39 @@
+import type { Clock, Rng } from '../../actors/runtime/index.js';
+import type { AttestationPolicy, NonceBook, ReferenceValues } from '../attestation/index.js';
+import type { AlertLog, TenantRegistry } from '../registry/index.js';
+import type { ServiceMetrics } from '../metrics/index.js';
+
+/** One verification (and, when `tbs` is non-empty, certificate signing) for the crypto pool. */
+export interface CryptoItem {
+  readonly publicKey: Uint8Array;
+  readonly data: Uint8Array;
+  readonly signature: Uint8Array;
+  readonly tbs: Uint8Array[];
+  readonly caKeyId?: string;
+}
+
+/** The crypto pool as the shard uses it (services/crypto-pool implements it). */
+export interface CryptoPort {
+  verifyAndIssue(item: CryptoItem): Promise<{ signatureValid: boolean; signatures: Uint8Array[] }>;
+  registerCaKey(caKeyId: string, pkcs8: Uint8Array): void;
+}
+
+/**
+ * What every partition actor of a shard shares: read-mostly configuration and process-level
+ * services. Device records are NOT here: each partition actor owns its own.
+ */
+export interface ShardContext {
+  readonly shardId: string;
+  readonly clock: Clock;
+  readonly rng: Rng;
+  readonly policy: AttestationPolicy;
+  readonly references: ReferenceValues;
+  readonly tenants: TenantRegistry;
+  readonly alerts: AlertLog;
+  readonly nonces: NonceBook;
+  readonly crypto: CryptoPort;
+  readonly metrics: ServiceMetrics;
+  readonly partitions: number;
+  /** Wall clock in ms for latency metrics. */
+  readonly wallNow: () => number;
+}

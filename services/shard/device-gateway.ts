@@ -1,0 +1,139 @@
+import type { ActorRef, InboundMessage, Subscription, Transport } from '../../actors/runtime/index.js';
+import {
+  REJECT_CODES,
+  decodeAttestRequest,
+  decodeChallengeRequest,
+  decodeHeartbeat,
+  deviceSubjectAll,
+  encodeAttestReply,
+  encodeChallengeReply,
+  partitionOf,
+  partitionOfSubject,
+} from '../../proto/codec/index.js';
+import type { DeviceId, DeviceOp, Rejection } from '../../proto/codec/index.js';
+import type { ShardContext } from './context.js';
+import type { PartitionMessage } from './partition-actor.js';
+
+/** Queue group shared by all shards, so each device request reaches exactly one of them. */
+export const SHARD_QUEUE = 'sphere-shards';
+
+/**
+ * The device-facing NATS entry points. Each decodes defensively (size limit, strict protobuf,
+ * field validation), routes to the partition actor that owns the device, and answers every
+ * failure with a typed rejection; undecodable input is counted and alerted (to no tenant, as
+ * the sender cannot be identified) and never stops the subscription.
+ */
+export function serveDevices(
+  transport: Transport,
+  ctx: ShardContext,
+  partitionRef: (partition: number) => ActorRef<PartitionMessage> | undefined,
+): Subscription[] {
+  const { metrics } = ctx;
+
+  function refuse(
+    op: DeviceOp,
+    deviceId: string,
+    r: Rejection,
+    m: InboundMessage,
+    encode: (r: Rejection) => Uint8Array,
+  ): void {
+    const counter =
+      op === 'challenge' ? metrics.challenges : op === 'attest' ? metrics.attestations : metrics.heartbeats;
+    counter.inc({ result: 'rejected', reason: r.code });
+    if (r.code !== REJECT_CODES.OVERLOADED) {
+      const a = ctx.alerts.raise({
+        tenantId: null,
+        type: r.code,
+        deviceId,
+        atMs: ctx.clock.now(),
+        message: r.message,
+        evidence: { step: op, subject: m.subject, bytes: String(m.data.length), shard: ctx.shardId },
+      });
+      metrics.alerts.inc({ type: a.type, severity: a.severity });
+    }
+    if (m.reply !== undefined) m.respond(encode(r));
+  }
+
+  /** Finds the owning partition actor, or explains why the subject and device do not fit. */
+  function route(m: InboundMessage, deviceId: DeviceId): ActorRef<PartitionMessage> | Rejection {
+    const partition = partitionOf(deviceId, ctx.partitions);
+    if (partitionOfSubject(m.subject) !== partition) {
+      return {
+        code: REJECT_CODES.MALFORMED_INPUT,
+        message: `device belongs to partition ${partition} but was sent on ${m.subject}; use sphere.dev.v1.<op>.${partition}`,
+      };
+    }
+    const ref = partitionRef(partition);
+    return (
+      ref ?? { code: REJECT_CODES.OVERLOADED, message: `partition ${partition} is not served here; retry` }
+    );
+  }
+
+  const overloaded: Rejection = {
+    code: REJECT_CODES.OVERLOADED,
+    message: 'shard is at capacity (partition mailbox full); back off and retry',
+  };
+  const challengeError = (r: Rejection) => encodeChallengeReply({ ok: false, error: r });
+  const attestError = (r: Rejection) => encodeAttestReply({ ok: false, error: r });
+
+  const challenge = transport.serve(
+    deviceSubjectAll('challenge'),
+    (m) => {
+      const t0 = ctx.wallNow();
+      const decoded = decodeChallengeRequest(m.data);
+      if (!decoded.ok) return refuse('challenge', '', decoded.error, m, challengeError);
+      const deviceId = decoded.value.deviceId;
+      const ref = route(m, deviceId);
+      if (!('tell' in ref)) return refuse('challenge', deviceId, ref, m, challengeError);
+      const accepted = ref.tell({
+        type: 'partition.challenge',
+        deviceId,
+        respond: (reply) => {
+          m.respond(encodeChallengeReply(reply));
+          metrics.requestLatency.observe({ transport: 'nats', op: 'challenge' }, (ctx.wallNow() - t0) / 1000);
+        },
+      });
+      if (!accepted) refuse('challenge', deviceId, overloaded, m, challengeError);
+    },
+    { queue: SHARD_QUEUE },
+  );
+
+  const attest = transport.serve(
+    deviceSubjectAll('attest'),
+    (m) => {
+      const t0 = ctx.wallNow();
+      const decoded = decodeAttestRequest(m.data);
+      if (!decoded.ok) return refuse('attest', '', decoded.error, m, attestError);
+      const { request, evidence } = decoded.value;
+      const ref = route(m, evidence.deviceId);
+      if (!('tell' in ref)) return refuse('attest', evidence.deviceId, ref, m, attestError);
+      const accepted = ref.tell({
+        type: 'partition.attest',
+        request,
+        evidence,
+        receivedAtWall: t0,
+        respond: (reply) => {
+          m.respond(encodeAttestReply(reply));
+          metrics.requestLatency.observe({ transport: 'nats', op: 'attest' }, (ctx.wallNow() - t0) / 1000);
+        },
+      });
+      if (!accepted) refuse('attest', evidence.deviceId, overloaded, m, attestError);
+    },
+    { queue: SHARD_QUEUE },
+  );
+
+  const heartbeat = transport.serve(
+    deviceSubjectAll('heartbeat'),
+    (m) => {
+      const decoded = decodeHeartbeat(m.data);
+      if (!decoded.ok) return refuse('heartbeat', '', decoded.error, m, () => new Uint8Array());
+      const ref = route(m, decoded.value.deviceId);
+      if (!('tell' in ref))
+        return refuse('heartbeat', decoded.value.deviceId, ref, m, () => new Uint8Array());
+      ref.tell({ type: 'partition.heartbeat', heartbeat: decoded.value });
+    },
+    { queue: SHARD_QUEUE },
+  );
+
+  return [challenge, attest, heartbeat];
+}

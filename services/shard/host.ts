@@ -1,0 +1,376 @@
+import { randomBytes } from 'node:crypto';
+import {
+  ActorSystem,
+  connectNatsTransport,
+  createPromMeter,
+  createRng,
+  createScaledClock,
+} from '../../actors/runtime/index.js';
+import type {
+  ActorHandle,
+  MetricsServer,
+  PromMeter,
+  Subscription,
+  Transport,
+} from '../../actors/runtime/index.js';
+import { deviceIdFromPublicKey, publicKeyFromRaw } from '../../actors/crypto/index.js';
+import { DEFAULT_PARTITIONS, parseDeviceId, parseTenantId, partitionOf } from '../../proto/codec/index.js';
+import type { DeviceId, TenantId } from '../../proto/codec/index.js';
+import type { Device, GetFleetStatsResponse } from '../../proto/gen/sphere/operator/v1/operator.js';
+import { DEFAULT_POLICY, NonceBook, defaultReferenceValues } from '../attestation/index.js';
+import type { AttestationPolicy } from '../attestation/index.js';
+import { createRootCa, createTenantCa, toPem } from '../certificates/index.js';
+import { createCryptoPool } from '../crypto-pool/index.js';
+import type { CryptoPool } from '../crypto-pool/index.js';
+import { createServiceMetrics } from '../metrics/index.js';
+import { OperatorError, startOperatorServer } from '../operator-api/index.js';
+import type { Caller, OperatorBackend, OperatorServer } from '../operator-api/index.js';
+import { AlertLog, DEVICE_STATES, TenantRegistry, deviceState } from '../registry/index.js';
+import type { DeviceRecord, DeviceRegistry } from '../registry/index.js';
+import type { ShardContext } from './context.js';
+import { serveDevices } from './device-gateway.js';
+import { partitionDefinition } from './partition-actor.js';
+import type { ClaimOutcome, PartitionMessage, PartitionState } from './partition-actor.js';
+
+/** Options of a shard process, validated by `compileShardOptions` (main.ts) before use. */
+export interface ShardOptions {
+  readonly nats: string;
+  readonly grpcHost: string;
+  readonly grpcPort: number;
+  /** `null`: serve no /metrics endpoint (tests read the meter directly). */
+  readonly metricsPort: number | null;
+  readonly adminToken: string;
+  readonly workers: number;
+  readonly batchSize: number;
+  readonly partitions: number;
+  readonly timeScale: number;
+  readonly policy: AttestationPolicy;
+  readonly seed: string;
+  readonly shardId: string;
+}
+
+export const DEFAULT_SHARD_OPTIONS: Omit<ShardOptions, 'nats' | 'adminToken'> = {
+  grpcHost: '127.0.0.1',
+  grpcPort: 0,
+  metricsPort: 0,
+  workers: 1,
+  batchSize: 64,
+  partitions: DEFAULT_PARTITIONS,
+  timeScale: 1,
+  policy: DEFAULT_POLICY,
+  seed: 'shard',
+  shardId: 'shard-0',
+};
+
+/** A running shard. */
+export interface Shard {
+  readonly shardId: string;
+  readonly grpcAddress: string;
+  readonly metricsUrl: string | null;
+  readonly meter: PromMeter;
+  readonly rootCaPem: string;
+  readonly pool: CryptoPool;
+  close(): Promise<void>;
+}
+
+const hex = (b: Uint8Array): string => Buffer.from(b.buffer, b.byteOffset, b.length).toString('hex');
+
+/**
+ * Starts a security-service shard: crypto pool, one actor per partition, the NATS device
+ * gateway, the operator gRPC API and /metrics. Owns every partition (sharding arrives with
+ * issue 4). State is in memory.
+ */
+export async function startShard(opts: ShardOptions): Promise<Shard> {
+  const anchorWallMs = Date.now();
+  const anchorSimMs = anchorWallMs;
+  const clock = createScaledClock({ timeScale: opts.timeScale, epochMs: anchorSimMs });
+  const rng = createRng(opts.seed);
+  const meter = createPromMeter({ defaultMetrics: true });
+  const metrics = createServiceMetrics(meter);
+  const pool = createCryptoPool({ workers: opts.workers, batchSize: opts.batchSize, meter });
+  const tenants = new TenantRegistry();
+  const alerts = new AlertLog();
+  const now0 = clock.now();
+  const root = createRootCa({
+    commonName: 'Sphere Security Service Root CA',
+    notBeforeMs: now0 - 86_400_000,
+    validityMs: 10 * 365 * 86_400_000,
+  });
+  const ctx: ShardContext = {
+    shardId: opts.shardId,
+    clock,
+    rng: rng.fork('decisions'),
+    policy: opts.policy,
+    references: defaultReferenceValues(),
+    tenants,
+    alerts,
+    nonces: new NonceBook(rng.fork('nonce-secret').bytes(32), opts.policy.nonceTtlMs),
+    crypto: pool,
+    metrics,
+    partitions: opts.partitions,
+    wallNow: () => performance.now(),
+  };
+  const system = new ActorSystem({ clock, rng: rng.fork('actors'), meter, name: opts.shardId });
+  const actors: ActorHandle<PartitionState, PartitionMessage>[] = [];
+  for (let p = 0; p < opts.partitions; p++) actors.push(system.spawn(partitionDefinition(p, ctx)));
+  metrics.partitionsOwned.set({ shard: opts.shardId }, actors.length);
+
+  /** Runs `make(reply)` in the partition's turn and resolves with what it replies. */
+  const ask = <T>(partition: number, make: (reply: (v: T) => void) => PartitionMessage): Promise<T> =>
+    new Promise<T>((resolve, reject) => {
+      const ref = actors[partition];
+      if (ref === undefined || !ref.tell(make(resolve))) {
+        reject(new OperatorError('INTERNAL', `partition ${partition} is unavailable or full; retry`));
+      }
+    });
+  const visitAll = (visit: (devices: DeviceRegistry) => void): Promise<void[]> =>
+    Promise.all(
+      actors.map((_, p) =>
+        ask<void>(p, (reply) => ({ type: 'partition.visit', visit: (d) => reply(visit(d)) })),
+      ),
+    );
+
+  const byPartition = <T>(items: readonly T[], idOf: (t: T) => DeviceId): Map<number, T[]> => {
+    const groups = new Map<number, T[]>();
+    for (const item of items) {
+      const p = partitionOf(idOf(item), opts.partitions);
+      let g = groups.get(p);
+      if (g === undefined) groups.set(p, (g = []));
+      g.push(item);
+    }
+    return groups;
+  };
+
+  const adminToken = opts.adminToken;
+  const backend: OperatorBackend = {
+    authenticate(token): Caller | null {
+      if (token === adminToken) return { kind: 'admin' };
+      const tenant = tenants.byToken(token);
+      return tenant === undefined ? null : { kind: 'tenant', tenantId: tenant.id };
+    },
+    createTenant(name) {
+      const id = parseTenantId(`t-${hex(ctx.rng.bytes(8))}`);
+      if (id === null) throw new OperatorError('INTERNAL', 'generated tenant ID is invalid');
+      const ca = createTenantCa(root, { tenantId: id, name, notBeforeMs: clock.now() - 86_400_000 });
+      const apiToken = randomBytes(32).toString('base64url');
+      tenants.add({ id, name, ca, createdAtMs: clock.now() }, apiToken);
+      pool.registerCaKey(ca.keyId, ca.privateKeyPkcs8);
+      return Promise.resolve({
+        tenantId: id,
+        apiToken,
+        tenantCaPem: ca.certificatePem,
+        rootCaPem: root.certificatePem,
+      });
+    },
+    async registerEndorsements(keys) {
+      const devices = keys.map((publicKey, i) => {
+        try {
+          publicKeyFromRaw(publicKey);
+        } catch (cause) {
+          throw new OperatorError(
+            'MALFORMED_INPUT',
+            `attestation_public_keys[${i}] is not a point on P-256`,
+            { cause },
+          );
+        }
+        const deviceId = parseDeviceId(deviceIdFromPublicKey(publicKey));
+        if (deviceId === null) throw new OperatorError('INTERNAL', 'derived device ID is invalid');
+        return { deviceId, publicKey: Uint8Array.from(publicKey) };
+      });
+      let registered = 0;
+      let alreadyKnown = 0;
+      await Promise.all(
+        [...byPartition(devices, (d) => d.deviceId)].map(([p, group]) =>
+          ask<[number, number]>(p, (reply) => ({
+            type: 'partition.endorse',
+            devices: group,
+            reply: (r, a) => reply([r, a]),
+          })).then(([r, a]) => {
+            registered += r;
+            alreadyKnown += a;
+          }),
+        ),
+      );
+      return { registered, alreadyKnown };
+    },
+    async claimDevices(tenantId, deviceIds) {
+      let claimed = 0;
+      let alreadyYours = 0;
+      const rejected: { deviceId: string; code: string; message: string }[] = [];
+      await Promise.all(
+        [...byPartition(deviceIds, (d) => d)].map(([p, ids]) =>
+          ask<ClaimOutcome[]>(p, (reply) => ({
+            type: 'partition.claim',
+            tenantId,
+            deviceIds: ids,
+            reply,
+          })).then((outcomes) =>
+            outcomes.forEach((o, i) => {
+              const deviceId = ids[i] ?? '';
+              if (o === 'claimed') claimed++;
+              else if (o === 'already-yours') alreadyYours++;
+              else if (o === 'claimed-by-another') {
+                rejected.push({
+                  deviceId,
+                  code: 'ALREADY_CLAIMED',
+                  message: 'device is claimed by another tenant; claiming is irreversible',
+                });
+              } else
+                rejected.push({
+                  deviceId,
+                  code: 'UNKNOWN_DEVICE',
+                  message: 'no endorsement for this device; register it first',
+                });
+            }),
+          ),
+        ),
+      );
+      return { claimed, alreadyYours, rejected };
+    },
+    getDevice(tenantId, deviceId) {
+      return ask<Device | null>(partitionOf(deviceId, opts.partitions), (reply) => ({
+        type: 'partition.visit',
+        visit: (devices) => {
+          const r = devices.get(deviceId);
+          reply(r === undefined || r.tenantId !== tenantId ? null : deviceView(r, clock.now()));
+        },
+      }));
+    },
+    listAlerts(tenantId, q) {
+      const page = alerts.list({ tenantId, ...q });
+      return {
+        alerts: page.alerts.map((a) => ({
+          id: a.id,
+          type: a.type,
+          severity: a.severity,
+          deviceId: a.deviceId,
+          atMs: a.atMs,
+          message: a.message,
+          evidence: { ...a.evidence },
+        })),
+        nextSeq: page.nextSeq,
+      };
+    },
+    async fleetStats(tenantId: TenantId): Promise<GetFleetStatsResponse> {
+      const byState: Record<string, number> = {};
+      const byOs: Record<string, number> = {};
+      const byResult: Record<string, number> = { ok: 0, rejected: 0 };
+      let claimed = 0;
+      const now = clock.now();
+      await visitAll((devices) => {
+        for (const r of devices.values()) {
+          if (r.tenantId !== tenantId) continue;
+          claimed++;
+          const s = deviceState(r, now);
+          byState[s] = (byState[s] ?? 0) + 1;
+          if (r.osVersion !== '') byOs[r.osVersion] = (byOs[r.osVersion] ?? 0) + 1;
+          byResult['ok'] = (byResult['ok'] ?? 0) + r.attestationsOk;
+          byResult['rejected'] = (byResult['rejected'] ?? 0) + r.attestationsFailed;
+        }
+      });
+      return {
+        claimed,
+        devicesByState: byState,
+        devicesByOsVersion: byOs,
+        attestationsByResult: byResult,
+        alerts: alerts.count(tenantId),
+      };
+    },
+    serviceInfo() {
+      return {
+        rootCaPem: root.certificatePem,
+        anchorWallMs,
+        anchorSimMs,
+        timeScale: opts.timeScale,
+        partitions: opts.partitions,
+        minSecurityVersion: opts.policy.minSecurityVersion,
+        nonceTtlMs: opts.policy.nonceTtlMs,
+        certificateLifetimeMs: opts.policy.certificateLifetimeMs,
+        maxClockSkewMs: opts.policy.maxClockSkewMs,
+        shardId: opts.shardId,
+      };
+    },
+  };
+
+  let transport: Transport | null = null;
+  let subs: Subscription[] = [];
+  let grpc: OperatorServer | null = null;
+  let metricsServer: MetricsServer | null = null;
+  const gauges = setInterval(() => void refreshGauges(), 2000);
+  gauges.unref();
+  async function refreshGauges(): Promise<void> {
+    const byState: Record<string, number> = Object.fromEntries(DEVICE_STATES.map((s) => [s, 0]));
+    const byOs: Record<string, number> = {};
+    const now = clock.now();
+    await visitAll((devices) => {
+      for (const r of devices.values()) {
+        const s = deviceState(r, now);
+        byState[s] = (byState[s] ?? 0) + 1;
+        if (r.osVersion !== '') byOs[r.osVersion] = (byOs[r.osVersion] ?? 0) + 1;
+      }
+    }).catch(() => undefined);
+    for (const [state, n] of Object.entries(byState)) metrics.devicesByState.set({ state }, n);
+    for (const [os, n] of Object.entries(byOs)) metrics.devicesByOs.set({ os_version: os }, n);
+  }
+
+  try {
+    transport = await connectNatsTransport({ servers: opts.nats, name: opts.shardId, meter });
+    subs = serveDevices(transport, ctx, (p) => actors[p]);
+    await transport.flush();
+    grpc = await startOperatorServer({ host: opts.grpcHost, port: opts.grpcPort, backend, metrics });
+    if (opts.metricsPort !== null)
+      metricsServer = await meter.serveMetrics({ host: '127.0.0.1', port: opts.metricsPort });
+  } catch (e) {
+    clearInterval(gauges);
+    await Promise.allSettled([transport?.close(), grpc?.close(), pool.close(), system.shutdown()]);
+    throw e;
+  }
+
+  const grpcAddress = grpc.address;
+  let closing: Promise<void> | null = null;
+  return {
+    shardId: opts.shardId,
+    grpcAddress,
+    metricsUrl: metricsServer?.url ?? null,
+    meter,
+    rootCaPem: root.certificatePem,
+    pool,
+    close() {
+      closing ??= (async () => {
+        clearInterval(gauges);
+        for (const s of subs) s.unsubscribe();
+        await Promise.allSettled([grpc?.close(), transport?.close()]);
+        await pool.close();
+        await system.shutdown();
+        await metricsServer?.close();
+      })();
+      return closing;
+    },
+  };
+}
+
+function deviceView(r: DeviceRecord, nowMs: number): Device {
+  const certs = r.certificates;
+  return {
+    deviceId: r.deviceId,
+    state: deviceState(r, nowMs),
+    osVersion: r.osVersion,
+    securityVersion: r.securityVersion,
+    lastAttestation:
+      r.lastAttestation === null
+        ? undefined
+        : {
+            atMs: r.lastAttestation.atMs,
+            ok: r.lastAttestation.ok,
+            code: r.lastAttestation.code,
+            message: r.lastAttestation.message,
+          },
+    updateCertificatePem: certs === null ? '' : toPem(certs.update, 'CERTIFICATE'),
+    clientCertificatePem: certs === null ? '' : toPem(certs.client, 'CERTIFICATE'),
+    certificatesNotAfterMs: certs?.notAfterMs ?? 0,
+    lastSeenMs: r.lastSeenMs,
+    bootCount: r.bootCount,
+    attestationsOk: r.attestationsOk,
+    attestationsFailed: r.attestationsFailed,
+  };
+}

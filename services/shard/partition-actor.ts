@@ -1,0 +1,419 @@
+import type { ActorDefinition } from '../../actors/runtime/index.js';
+import { REJECT_CODES } from '../../proto/codec/index.js';
+import type {
+  AttestRequestMsg,
+  CertificatesMsg,
+  ChallengeMsg,
+  DeviceId,
+  EvidenceMsg,
+  HeartbeatMsg,
+  Rejection,
+  Reply,
+  TenantId,
+} from '../../proto/codec/index.js';
+import { appraise, isDuplicateIdentity } from '../attestation/index.js';
+import { assembleCertificate, buildDeviceTbs, randomSerial } from '../certificates/index.js';
+import { DeviceRegistry } from '../registry/index.js';
+import type { DeviceRecord, Tenant } from '../registry/index.js';
+import type { ShardContext } from './context.js';
+
+/** Result of claiming one device. */
+export type ClaimOutcome = 'claimed' | 'already-yours' | 'claimed-by-another' | 'not-endorsed';
+
+/** An attestation waiting for the crypto pool; only valid between `attest` and `verified`. */
+interface AttestJob {
+  readonly request: AttestRequestMsg;
+  readonly evidence: EvidenceMsg;
+  readonly receivedAtWall: number;
+  readonly respond: (reply: Reply<CertificatesMsg>) => void;
+  /** The rejection decided before the signature check; reported only if the signature is valid. */
+  readonly pending: Rejection | null;
+  readonly tenant: Tenant;
+  readonly notBeforeMs: number;
+  readonly notAfterMs: number;
+  readonly tbs: Uint8Array[];
+}
+
+/** Messages a partition actor handles. `respond`/`reply` callbacks run inside the actor's turn. */
+export type PartitionMessage =
+  | {
+      readonly type: 'partition.challenge';
+      readonly deviceId: DeviceId;
+      readonly respond: (reply: Reply<ChallengeMsg>) => void;
+    }
+  | {
+      readonly type: 'partition.attest';
+      readonly request: AttestRequestMsg;
+      readonly evidence: EvidenceMsg;
+      readonly receivedAtWall: number;
+      readonly respond: (reply: Reply<CertificatesMsg>) => void;
+    }
+  | {
+      readonly type: 'partition.verified';
+      readonly job: AttestJob;
+      readonly result:
+        { readonly signatureValid: boolean; readonly signatures: Uint8Array[] } | { readonly error: string };
+    }
+  | { readonly type: 'partition.heartbeat'; readonly heartbeat: HeartbeatMsg }
+  | {
+      readonly type: 'partition.endorse';
+      readonly devices: ReadonlyArray<{ readonly deviceId: DeviceId; readonly publicKey: Uint8Array }>;
+      readonly reply: (registered: number, alreadyKnown: number) => void;
+    }
+  | {
+      readonly type: 'partition.claim';
+      readonly tenantId: TenantId;
+      readonly deviceIds: readonly DeviceId[];
+      readonly reply: (outcomes: ClaimOutcome[]) => void;
+    }
+  | { readonly type: 'partition.visit'; readonly visit: (devices: DeviceRegistry) => void };
+
+export interface PartitionState {
+  readonly devices: DeviceRegistry;
+}
+
+const hex = (b: Uint8Array): string => Buffer.from(b.buffer, b.byteOffset, b.length).toString('hex');
+
+function sameBytes(a: Uint8Array, b: Uint8Array): boolean {
+  return a.length === b.length && Buffer.compare(a, b) === 0;
+}
+
+/**
+ * One partition of the device space. It owns the records of the devices that hash to it and
+ * decides their challenges, attestations and heartbeats one message at a time; signature checks
+ * and certificate signing go to the crypto pool and come back as `partition.verified`, so many
+ * attestations are in flight (and batched) while decisions stay serialized.
+ */
+export function partitionDefinition(
+  partition: number,
+  ctx: ShardContext,
+): ActorDefinition<PartitionState, PartitionMessage> {
+  const { clock, policy, metrics, alerts, nonces } = ctx;
+
+  function alert(
+    record: DeviceRecord | null,
+    deviceId: string,
+    r: Rejection,
+    step: string,
+    extra: Record<string, string> = {},
+  ): void {
+    const a = alerts.raise({
+      tenantId: record?.tenantId ?? null,
+      type: r.code,
+      deviceId,
+      atMs: clock.now(),
+      message: r.message,
+      evidence: { step, partition: String(partition), shard: ctx.shardId, ...extra },
+    });
+    metrics.alerts.inc({ type: a.type, severity: a.severity });
+  }
+
+  function finishAttest(job: AttestJob, record: DeviceRecord | null, reply: Reply<CertificatesMsg>): void {
+    const now = clock.now();
+    const reason = reply.ok ? 'OK' : reply.error.code;
+    const result = reply.ok ? 'ok' : 'rejected';
+    metrics.attestations.inc({ result, reason });
+    metrics.attestationLatency.observe({ result }, (ctx.wallNow() - job.receivedAtWall) / 1000);
+    if (record !== null) {
+      record.lastSeenMs = now;
+      record.lastAttestation = reply.ok
+        ? { atMs: now, ok: true, code: 'OK', message: '' }
+        : { atMs: now, ok: false, code: reply.error.code, message: reply.error.message };
+      if (reply.ok) record.attestationsOk++;
+      else record.attestationsFailed++;
+    }
+    if (!reply.ok) {
+      alert(record, job.evidence.deviceId, reply.error, 'attest', {
+        os_version: job.evidence.osVersion,
+        security_version: String(job.evidence.securityVersion),
+        boot_count: String(job.evidence.bootCount),
+      });
+    }
+    job.respond(reply);
+  }
+
+  function rejectEarly(
+    evidence: EvidenceMsg,
+    receivedAtWall: number,
+    respond: (r: Reply<CertificatesMsg>) => void,
+    record: DeviceRecord | null,
+    rejection: Rejection,
+  ): void {
+    metrics.attestations.inc({ result: 'rejected', reason: rejection.code });
+    metrics.attestationLatency.observe({ result: 'rejected' }, (ctx.wallNow() - receivedAtWall) / 1000);
+    if (record !== null) record.attestationsFailed++;
+    alert(record, evidence.deviceId, rejection, 'attest');
+    respond({ ok: false, error: rejection });
+  }
+
+  /** Decisions that need no signature; a non-null result is reported once the signature verifies. */
+  function precheck(record: DeviceRecord, evidence: EvidenceMsg, now: number): Rejection | null {
+    if (record.compromised) {
+      return {
+        code: REJECT_CODES.DUPLICATE_IDENTITY,
+        message:
+          'this identity was seen on two devices at once and is quarantined; re-admit it after investigation',
+      };
+    }
+    const nonce = nonces.check(evidence.deviceId, evidence.nonce, now);
+    if (nonce !== 'ok') return nonceRejection(nonce);
+    if (Math.abs(evidence.deviceTimeMs - now) > policy.maxClockSkewMs) {
+      return {
+        code: REJECT_CODES.CLOCK_SKEW,
+        message: `device clock is ${Math.round((evidence.deviceTimeMs - now) / 1000)} s off the service clock (limit ${policy.maxClockSkewMs / 1000} s); resynchronise and retry`,
+        serviceTimeMs: now,
+      };
+    }
+    const appraisal = appraise(evidence, ctx.references, policy.minSecurityVersion);
+    if (appraisal !== null) return appraisal;
+    if (isDuplicateIdentity(record, evidence, hex(evidence.bootId))) return duplicate(record, evidence);
+    return null;
+  }
+
+  function handleAttest(
+    state: PartitionState,
+    msg: Extract<PartitionMessage, { type: 'partition.attest' }>,
+  ): void {
+    const { evidence } = msg;
+    const record = state.devices.get(evidence.deviceId);
+    if (record === undefined || !sameBytes(record.attestationPublicKey, evidence.attestationPublicKey)) {
+      rejectEarly(evidence, msg.receivedAtWall, msg.respond, null, {
+        code: REJECT_CODES.UNKNOWN_DEVICE,
+        message:
+          'no endorsement for this device identity; only devices endorsed by the silicon vendor can attest',
+      });
+      return;
+    }
+    const tenant = record.tenantId === null ? undefined : ctx.tenants.get(record.tenantId);
+    if (tenant === undefined) {
+      rejectEarly(evidence, msg.receivedAtWall, msg.respond, record, {
+        code: REJECT_CODES.DEVICE_NOT_CLAIMED,
+        message: 'device is endorsed but not claimed by any tenant; claim it with ClaimDevices first',
+      });
+      return;
+    }
+    const now = clock.now();
+    const pending = precheck(record, evidence, now);
+    const notBeforeMs = now - 60_000;
+    const notAfterMs = now + policy.certificateLifetimeMs;
+    const tbs =
+      pending === null
+        ? (['update', 'client'] as const).map((kind) =>
+            buildDeviceTbs({
+              issuer: tenant.ca,
+              subjectPublicKey: kind === 'update' ? evidence.attestationPublicKey : evidence.clientPublicKey,
+              deviceId: evidence.deviceId,
+              tenantId: tenant.id,
+              kind,
+              serial: randomSerial((n) => ctx.rng.bytes(n)),
+              notBeforeMs,
+              notAfterMs,
+            }),
+          )
+        : [];
+    const job: AttestJob = { ...msg, pending, tenant, notBeforeMs, notAfterMs, tbs };
+    metrics.inflight.inc();
+    ctx.crypto
+      .verifyAndIssue({
+        publicKey: record.attestationPublicKey,
+        data: msg.request.evidence,
+        signature: msg.request.signature,
+        tbs,
+        caKeyId: tenant.ca.keyId,
+      })
+      .then(
+        (result) => self.tell({ type: 'partition.verified', job, result }),
+        (e: unknown) => self.tell({ type: 'partition.verified', job, result: { error: String(e) } }),
+      );
+  }
+
+  function handleVerified(
+    state: PartitionState,
+    msg: Extract<PartitionMessage, { type: 'partition.verified' }>,
+  ): void {
+    metrics.inflight.dec();
+    const { job, result } = msg;
+    const { evidence } = job;
+    const record = state.devices.get(evidence.deviceId) ?? null;
+    if ('error' in result) {
+      finishAttest(job, record, {
+        ok: false,
+        error: { code: REJECT_CODES.INTERNAL, message: `crypto pool failed: ${result.error}; retry later` },
+      });
+      return;
+    }
+    if (!result.signatureValid) {
+      finishAttest(job, record, {
+        ok: false,
+        error: {
+          code: REJECT_CODES.BAD_SIGNATURE,
+          message: 'evidence signature does not verify with the endorsed attestation key',
+        },
+      });
+      return;
+    }
+    if (job.pending !== null || record === null) {
+      finishAttest(job, record, {
+        ok: false,
+        error: job.pending ?? { code: REJECT_CODES.UNKNOWN_DEVICE, message: 'device disappeared' },
+      });
+      return;
+    }
+    // Authoritative checks, serialized with every other attestation of this partition.
+    const now = clock.now();
+    const nonce = nonces.consume(evidence.deviceId, evidence.nonce, now);
+    if (nonce !== 'ok') {
+      finishAttest(job, record, { ok: false, error: nonceRejection(nonce) });
+      return;
+    }
+    const bootId = hex(evidence.bootId);
+    if (isDuplicateIdentity(record, evidence, bootId)) {
+      finishAttest(job, record, { ok: false, error: duplicate(record, evidence) });
+      return;
+    }
+    const [updateSig, clientSig] = result.signatures;
+    const [updateTbs, clientTbs] = job.tbs;
+    if (
+      updateSig === undefined ||
+      clientSig === undefined ||
+      updateTbs === undefined ||
+      clientTbs === undefined
+    ) {
+      finishAttest(job, record, {
+        ok: false,
+        error: {
+          code: REJECT_CODES.INTERNAL,
+          message: 'crypto pool returned no certificate signatures; retry',
+        },
+      });
+      return;
+    }
+    const certificates = {
+      update: assembleCertificate(updateTbs, updateSig),
+      client: assembleCertificate(clientTbs, clientSig),
+      notAfterMs: job.notAfterMs,
+    };
+    record.bootId = bootId;
+    record.bootCount = evidence.bootCount;
+    record.osVersion = evidence.osVersion;
+    record.securityVersion = evidence.securityVersion;
+    record.certificates = certificates;
+    metrics.certificatesIssued.inc({ kind: 'update' });
+    metrics.certificatesIssued.inc({ kind: 'client' });
+    finishAttest(job, record, {
+      ok: true,
+      value: {
+        updateCertificate: certificates.update,
+        clientCertificate: certificates.client,
+        tenantCa: job.tenant.ca.certificateDer,
+        notAfterMs: job.notAfterMs,
+      },
+    });
+  }
+
+  function duplicate(record: DeviceRecord, evidence: EvidenceMsg): Rejection {
+    record.compromised = true;
+    return {
+      code: REJECT_CODES.DUPLICATE_IDENTITY,
+      message: `boot ${evidence.bootCount} does not follow the accepted boot ${record.bootCount} of this identity: two devices share one key; the identity is quarantined`,
+    };
+  }
+
+  let self: { tell(msg: PartitionMessage): boolean };
+
+  return {
+    name: `partition:${partition}`,
+    mailbox: { capacity: 20_000, overflow: 'reject' },
+    init: (actorCtx) => {
+      self = actorCtx.self;
+      return { devices: new DeviceRegistry() };
+    },
+    receive(state, msg) {
+      switch (msg.type) {
+        case 'partition.challenge': {
+          const record = state.devices.get(msg.deviceId);
+          const now = clock.now();
+          if (record === undefined) {
+            const r: Rejection = {
+              code: REJECT_CODES.UNKNOWN_DEVICE,
+              message: 'no endorsement for this device identity',
+            };
+            metrics.challenges.inc({ result: 'rejected', reason: r.code });
+            alert(null, msg.deviceId, r, 'challenge');
+            msg.respond({ ok: false, error: r });
+            return state;
+          }
+          const issued = nonces.issue(msg.deviceId, now, ctx.rng.bytes(16));
+          metrics.challenges.inc({ result: 'ok', reason: 'OK' });
+          msg.respond({
+            ok: true,
+            value: { nonce: issued.nonce, issuedAtMs: Math.floor(now), expiresAtMs: issued.expiresAtMs },
+          });
+          return state;
+        }
+        case 'partition.attest':
+          handleAttest(state, msg);
+          return state;
+        case 'partition.verified':
+          handleVerified(state, msg);
+          return state;
+        case 'partition.heartbeat': {
+          const record = state.devices.get(msg.heartbeat.deviceId);
+          if (record === undefined || record.bootId !== hex(msg.heartbeat.bootId)) {
+            metrics.heartbeats.inc({
+              result: 'rejected',
+              reason: record === undefined ? REJECT_CODES.UNKNOWN_DEVICE : 'UNKNOWN_BOOT',
+            });
+            return state;
+          }
+          record.lastSeenMs = clock.now();
+          metrics.heartbeats.inc({ result: 'ok', reason: 'OK' });
+          return state;
+        }
+        case 'partition.endorse': {
+          let registered = 0;
+          for (const d of msg.devices) if (state.devices.endorse(d.deviceId, d.publicKey)) registered++;
+          msg.reply(registered, msg.devices.length - registered);
+          return state;
+        }
+        case 'partition.claim': {
+          const outcomes = msg.deviceIds.map((id): ClaimOutcome => {
+            const record = state.devices.get(id);
+            if (record === undefined) return 'not-endorsed';
+            if (record.tenantId === msg.tenantId) return 'already-yours';
+            if (record.tenantId !== null) return 'claimed-by-another';
+            record.tenantId = msg.tenantId;
+            return 'claimed';
+          });
+          msg.reply(outcomes);
+          return state;
+        }
+        case 'partition.visit':
+          msg.visit(state.devices);
+          return state;
+        default:
+          return msg satisfies never;
+      }
+    },
+  };
+}
+
+function nonceRejection(verdict: 'unknown' | 'stale' | 'reused'): Rejection {
+  switch (verdict) {
+    case 'unknown':
+      return {
+        code: REJECT_CODES.NONCE_UNKNOWN,
+        message: 'nonce was not issued to this device by this service; request a new challenge',
+      };
+    case 'stale':
+      return {
+        code: REJECT_CODES.NONCE_STALE,
+        message: 'nonce has expired; request a new challenge and submit within its time to live',
+      };
+    case 'reused':
+      return {
+        code: REJECT_CODES.NONCE_REUSED,
+        message: 'nonce was already used: evidence is single-use; request a new challenge',
+      };
+  }
+}
