@@ -121,6 +121,9 @@ function pointProblem(name: string, b: Uint8Array): string | undefined {
   );
 }
 
+/** int64 fields carry whole milliseconds; simulated clocks return fractions. */
+const ms = (n: number): number => Math.floor(n);
+
 export function encodeChallengeRequest(m: ChallengeRequestMsg): Uint8Array {
   return encodeMessage(ChallengeRequest, { deviceId: m.deviceId });
 }
@@ -136,8 +139,8 @@ function toErrorInfo(r: Rejection): ErrorInfo {
   return {
     code: r.code,
     message: r.message,
-    retryAfterMs: r.retryAfterMs ?? 0,
-    serviceTimeMs: r.serviceTimeMs ?? 0,
+    retryAfterMs: ms(r.retryAfterMs ?? 0),
+    serviceTimeMs: ms(r.serviceTimeMs ?? 0),
   };
 }
 
@@ -153,7 +156,7 @@ function fromErrorInfo(e: ErrorInfo): Rejection {
 export function encodeChallengeReply(r: Reply<ChallengeMsg>): Uint8Array {
   return encodeMessage(ChallengeReply, {
     result: r.ok
-      ? { $case: 'challenge', value: { ...r.value } }
+      ? { $case: 'challenge', value: { nonce: r.value.nonce, issuedAtMs: ms(r.value.issuedAtMs), expiresAtMs: ms(r.value.expiresAtMs) } }
       : { $case: 'error', value: toErrorInfo(r.error) },
   });
 }
@@ -178,7 +181,7 @@ export function encodeEvidence(e: EvidenceMsg): Uint8Array {
     measurementChain: e.measurementChain,
     osVersion: e.osVersion,
     securityVersion: e.securityVersion,
-    deviceTimeMs: e.deviceTimeMs,
+    deviceTimeMs: ms(e.deviceTimeMs),
     bootId: e.bootId,
     bootCount: e.bootCount,
     attestationPublicKey: e.attestationPublicKey,
@@ -247,7 +250,7 @@ export function decodeAttestRequest(
 export function encodeAttestReply(r: Reply<CertificatesMsg>): Uint8Array {
   return encodeMessage(AttestReply, {
     result: r.ok
-      ? { $case: 'certificates', value: { ...r.value } }
+      ? { $case: 'certificates', value: { ...r.value, notAfterMs: ms(r.value.notAfterMs) } }
       : { $case: 'error', value: toErrorInfo(r.error) },
   });
 }
@@ -271,7 +274,7 @@ export function decodeAttestReply(bytes: Uint8Array): DecodeResult<Reply<Certifi
 }
 
 export function encodeHeartbeat(m: HeartbeatMsg): Uint8Array {
-  return encodeMessage(Heartbeat, { deviceId: m.deviceId, bootId: m.bootId, deviceTimeMs: m.deviceTimeMs });
+  return encodeMessage(Heartbeat, { deviceId: m.deviceId, bootId: m.bootId, deviceTimeMs: ms(m.deviceTimeMs) });
 }
 
 export function decodeHeartbeat(bytes: Uint8Array): DecodeResult<HeartbeatMsg> {

@@ -110,7 +110,13 @@ export async function startShard(opts: ShardOptions): Promise<Shard> {
     partitions: opts.partitions,
     wallNow: () => performance.now(),
   };
-  const system = new ActorSystem({ clock, rng: rng.fork('actors'), meter, name: opts.shardId });
+  const system = new ActorSystem({
+    clock,
+    rng: rng.fork('actors'),
+    meter,
+    name: opts.shardId,
+    onFailure: (f) => console.error(`shard: actor ${f.actor} failed (supervisor restarts it):`, f.error),
+  });
   const actors: ActorHandle<PartitionState, PartitionMessage>[] = [];
   for (let p = 0; p < opts.partitions; p++) actors.push(system.spawn(partitionDefinition(p, ctx)));
   metrics.partitionsOwned.set({ shard: opts.shardId }, actors.length);
@@ -367,8 +373,8 @@ function deviceView(r: DeviceRecord, nowMs: number): Device {
           },
     updateCertificatePem: certs === null ? '' : toPem(certs.update, 'CERTIFICATE'),
     clientCertificatePem: certs === null ? '' : toPem(certs.client, 'CERTIFICATE'),
-    certificatesNotAfterMs: certs?.notAfterMs ?? 0,
-    lastSeenMs: r.lastSeenMs,
+    certificatesNotAfterMs: Math.floor(certs?.notAfterMs ?? 0),
+    lastSeenMs: Math.floor(r.lastSeenMs),
     bootCount: r.bootCount,
     attestationsOk: r.attestationsOk,
     attestationsFailed: r.attestationsFailed,

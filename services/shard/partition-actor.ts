@@ -320,13 +320,16 @@ export function partitionDefinition(
   }
 
   let self: { tell(msg: PartitionMessage): boolean };
+  // The partition's records outlive a restart of its actor: they stand for durable state (in
+  // memory until partitions move to JetStream), while everything else the actor holds is scratch.
+  const devices = new DeviceRegistry();
 
   return {
     name: `partition:${partition}`,
     mailbox: { capacity: 20_000, overflow: 'reject' },
     init: (actorCtx) => {
       self = actorCtx.self;
-      return { devices: new DeviceRegistry() };
+      return { devices };
     },
     receive(state, msg) {
       switch (msg.type) {
