@@ -1,0 +1,167 @@
+#!/usr/bin/env node
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { parseArgs } from 'node:util';
+import { ScenarioError, formatDuration, loadScenarioFile } from './scenario/index.js';
+import { renderSummaryTable, writeSummaryJson } from './report/index.js';
+import { runScenario } from './runner/index.js';
+
+/** Exit codes, k6-style: 99 means the run finished but a threshold or verdict failed. */
+export const EXIT = { ok: 0, error: 1, usage: 2, thresholds: 99, interrupted: 130 } as const;
+
+const HELP = `sphere: load-test an Azure Sphere style security service with a simulated fleet
+
+Usage:
+  sphere run <scenario.yaml> --nats <url> --grpc <host:port> --admin-token-file <path> [options]
+  sphere validate <scenario.yaml>
+  sphere <command> --help
+
+Commands:
+  run        run a scenario against a running stack; prints a live progress line and a summary
+  validate   check a scenario file and print what it resolves to
+
+Run options:
+  --nats <url>                NATS server the devices connect to (required)
+  --grpc <host:port>          the shard's operator API (required)
+  --admin-token-file <path>   file with the service admin token (or --admin-token / SPHERE_ADMIN_TOKEN)
+  --metrics-port <port>       serve the loadgen's /metrics on this port (0 = any free port)
+  --out <dir>                 write summary.json there (default .runs/<timestamp>)
+  --no-progress               no live progress line
+
+Exit codes: 0 all thresholds and fault verdicts pass, 99 a threshold or verdict failed,
+1 error, 2 bad usage, 130 interrupted. The local stack (npm run quickstart) runs all of this for you.`;
+
+const RUN_HELP = `sphere run <scenario.yaml> --nats <url> --grpc <host:port> --admin-token-file <path>
+  [--metrics-port <port>] [--out <dir>] [--no-progress]
+
+Runs the scenario against a running shard: creates a tenant, endorses and claims the fleet,
+powers devices on per the scenario's stages and reports. See README "Scenario format".`;
+
+const VALIDATE_HELP = `sphere validate <scenario.yaml>
+
+Checks the scenario and prints the fleet, stages and thresholds it resolves to. Exit 0 when valid,
+2 with every problem (field path and line) otherwise.`;
+
+async function main(argv: string[]): Promise<number> {
+  const [command, ...rest] = argv;
+  if (command === undefined || command === '--help' || command === '-h' || command === 'help') {
+    console.log(HELP);
+    return command === undefined ? EXIT.usage : EXIT.ok;
+  }
+  if (command === 'validate') return validate(rest);
+  if (command === 'run') return run(rest);
+  console.error(`sphere: unknown command "${command}"\n\n${HELP}`);
+  return EXIT.usage;
+}
+
+async function validate(args: string[]): Promise<number> {
+  const { values, positionals } = parseArgs({ args, allowPositionals: true, options: { help: { type: 'boolean' } } });
+  if (values.help === true) {
+    console.log(VALIDATE_HELP);
+    return EXIT.ok;
+  }
+  const file = positionals[0];
+  if (file === undefined) {
+    console.error(`sphere validate: a scenario file is required\n\n${VALIDATE_HELP}`);
+    return EXIT.usage;
+  }
+  try {
+    const s = await loadScenarioFile(file);
+    console.log(`✓ ${file}: "${s.name}", ${s.fleet.size.toLocaleString('en-US')} devices (${s.fleet.hostileDevices} hostile), ` +
+      `${formatDuration(s.durationMs)} simulated at timeScale ${s.timeScale} = ${formatDuration(s.wallDurationMs)} wall, ` +
+      `${s.stages.length} stage(s), ${s.thresholds.length} threshold(s), ${s.connections.mode} connections`);
+    return EXIT.ok;
+  } catch (e) {
+    console.error(e instanceof ScenarioError ? e.message : String(e));
+    return EXIT.usage;
+  }
+}
+
+async function run(args: string[]): Promise<number> {
+  let parsed;
+  try {
+    parsed = parseArgs({
+      args,
+      allowPositionals: true,
+      options: {
+        nats: { type: 'string' },
+        grpc: { type: 'string' },
+        'admin-token-file': { type: 'string' },
+        'admin-token': { type: 'string' },
+        'metrics-port': { type: 'string' },
+        out: { type: 'string' },
+        'no-progress': { type: 'boolean' },
+        help: { type: 'boolean' },
+      },
+    });
+  } catch (e) {
+    console.error(`sphere run: ${e instanceof Error ? e.message : String(e)}\n\n${RUN_HELP}`);
+    return EXIT.usage;
+  }
+  const { values, positionals } = parsed;
+  if (values.help === true) {
+    console.log(RUN_HELP);
+    return EXIT.ok;
+  }
+  const file = positionals[0];
+  const problems: string[] = [];
+  if (file === undefined) problems.push('a scenario file is required');
+  if (values.nats === undefined) problems.push('--nats <url> is required');
+  if (values.grpc === undefined) problems.push('--grpc <host:port> is required');
+  let adminToken = values['admin-token'] ?? process.env['SPHERE_ADMIN_TOKEN'] ?? '';
+  if (values['admin-token-file'] !== undefined) adminToken = readFileSync(values['admin-token-file'], 'utf8').trim();
+  if (adminToken === '') problems.push('an admin token is required: --admin-token-file, --admin-token or SPHERE_ADMIN_TOKEN');
+  const metricsPort = values['metrics-port'] === undefined ? null : Number(values['metrics-port']);
+  if (metricsPort !== null && !(Number.isInteger(metricsPort) && metricsPort >= 0 && metricsPort < 65536)) {
+    problems.push(`--metrics-port must be a port number, got "${values['metrics-port']}"`);
+  }
+  if (problems.length > 0 || file === undefined || values.nats === undefined || values.grpc === undefined) {
+    console.error(`sphere run: ${problems.join('; ')}\n\n${RUN_HELP}`);
+    return EXIT.usage;
+  }
+  let scenario;
+  try {
+    scenario = await loadScenarioFile(file);
+  } catch (e) {
+    console.error(e instanceof ScenarioError ? e.message : String(e));
+    return EXIT.usage;
+  }
+  const out = values.out ?? join('.runs', new Date().toISOString().replace(/[:.]/g, '-'));
+  let interrupted = false;
+  const abort = new Promise<string>((resolve) => {
+    const onSignal = (sig: string) => {
+      interrupted = true;
+      resolve(`interrupted by ${sig}`);
+    };
+    process.once('SIGINT', () => onSignal('SIGINT'));
+    process.once('SIGTERM', () => onSignal('SIGTERM'));
+  });
+  console.log(
+    `▶ ${scenario.name}: ${scenario.fleet.size.toLocaleString('en-US')} devices, ${formatDuration(scenario.durationMs)} simulated ` +
+      `at timeScale ${scenario.timeScale} (~${formatDuration(scenario.wallDurationMs)} wall), ${scenario.connections.mode} connections`,
+  );
+  const summary = await runScenario({
+    scenario,
+    nats: values.nats,
+    grpc: values.grpc,
+    adminToken,
+    metricsPort,
+    progress: values['no-progress'] !== true,
+    log: (line) => console.log(line),
+    abort,
+  });
+  console.log(`\n${renderSummaryTable(summary)}`);
+  const jsonPath = join(out, 'summary.json');
+  await writeSummaryJson(jsonPath, summary);
+  console.log(`summary written to ${jsonPath}`);
+  if (interrupted) return EXIT.interrupted;
+  return summary.pass ? EXIT.ok : EXIT.thresholds;
+}
+
+main(process.argv.slice(2)).then(
+  (code) => process.exit(code),
+  (e: unknown) => {
+    console.error(`sphere: ${e instanceof Error ? e.message : String(e)}`);
+    process.exit(EXIT.error);
+  },
+);

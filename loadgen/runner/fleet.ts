@@ -1,0 +1,134 @@
+import { deviceDefinition } from '../../actors/device/index.js';
+import type { DeviceBehaviour, DeviceLink, DeviceMessage, DeviceProfile } from '../../actors/device/index.js';
+import { connectNatsTransport } from '../../actors/runtime/index.js';
+import type { ActorRef, ActorSystem, Meter, Transport } from '../../actors/runtime/index.js';
+import {
+  appImage,
+  manufactureIdentity,
+  osImages,
+  securityCoreDefinition,
+  tamperedKernelDigest,
+} from '../../actors/security-core/index.js';
+import type { ManufacturedIdentity } from '../../actors/security-core/index.js';
+import type { ConnectionConfig, DevicePlan, Scenario } from '../scenario/index.js';
+import type { DeviceTrack, RunRecorder } from './recorder.js';
+
+/** Identities by seed: a cloned twin gets the very same identity object as its original. */
+export function manufactureFleet(plans: readonly DevicePlan[]): ManufacturedIdentity[] {
+  const bySeed = new Map<string, ManufacturedIdentity>();
+  return plans.map((p) => {
+    let id = bySeed.get(p.seed);
+    if (id === undefined) bySeed.set(p.seed, (id = manufactureIdentity(p.seed)));
+    return id;
+  });
+}
+
+/** The boot images a planned device loads (a tampered kernel where its fault says so). */
+export function deviceProfile(plan: DevicePlan, identity: ManufacturedIdentity): DeviceProfile {
+  const images = osImages(plan.osVersion).map((m) =>
+    m.stage === 'kernel' && plan.fault === 'tamperedKernel' ? { stage: m.stage, digest: tamperedKernelDigest(plan.osVersion) } : m,
+  );
+  return {
+    deviceId: identity.deviceId,
+    osVersion: plan.osVersion,
+    securityVersion: plan.securityVersion,
+    images: [...images, ...plan.apps.map((a) => appImage(a))],
+    fault: plan.fault,
+    clockOffsetMs: plan.clockOffsetMs,
+  };
+}
+
+/**
+ * How devices reach NATS. Shared: a fixed pool of connections opened up front, device i uses
+ * connection i mod pool. Per-device: each device opens its own connection when it first connects.
+ * Only valid until `close`.
+ */
+export class FleetLinks {
+  readonly #shared: Promise<Transport>[] = [];
+  readonly #own: Promise<Transport>[] = [];
+  readonly #nats: string;
+  readonly #mode: ConnectionConfig;
+  readonly #meter: Meter;
+
+  constructor(nats: string, mode: ConnectionConfig, meter: Meter) {
+    this.#nats = nats;
+    this.#mode = mode;
+    this.#meter = meter;
+    if (mode.mode === 'shared') {
+      for (let i = 0; i < mode.pool; i++) this.#shared.push(this.#open(`loadgen-shared-${i}`));
+    }
+  }
+
+  #open(name: string): Promise<Transport> {
+    return connectNatsTransport({ servers: this.#nats, name, meter: this.#meter });
+  }
+
+  /** Waits until the shared pool is connected (per-device mode connects lazily). */
+  async ready(): Promise<void> {
+    await Promise.all(this.#shared);
+  }
+
+  linkFor(index: number): DeviceLink {
+    if (this.#mode.mode === 'shared') {
+      const t = this.#shared[index % this.#shared.length];
+      if (t === undefined) throw new Error('shared connection pool is empty');
+      return { connect: () => t };
+    }
+    return {
+      connect: () => {
+        const t = this.#open(`device-${index}`);
+        this.#own.push(t);
+        return t;
+      },
+    };
+  }
+
+  get connections(): number {
+    return this.#shared.length + this.#own.length;
+  }
+
+  async close(): Promise<void> {
+    const all = await Promise.allSettled([...this.#shared, ...this.#own]);
+    await Promise.allSettled(all.map((r) => (r.status === 'fulfilled' ? r.value.close() : undefined)));
+  }
+}
+
+/** Spawns a security core and a device actor per plan; returns the device refs in plan order. */
+export function spawnFleet(opts: {
+  system: ActorSystem;
+  scenario: Scenario;
+  plans: readonly DevicePlan[];
+  identities: readonly ManufacturedIdentity[];
+  links: FleetLinks;
+  recorder: RunRecorder;
+  partitions: number;
+}): ActorRef<DeviceMessage>[] {
+  const { scenario, recorder } = opts;
+  const d = scenario.device;
+  const behaviour: DeviceBehaviour = {
+    attestEveryMs: d.attestEveryMs,
+    heartbeatEveryMs: d.heartbeatEveryMs,
+    retry: d.retry,
+    replayAfterMs: d.replayAfterMs,
+  };
+  const wallNow = () => performance.now();
+  return opts.plans.map((plan, i) => {
+    const identity = opts.identities[i];
+    if (identity === undefined) throw new Error(`no identity for device ${i}`);
+    const track: DeviceTrack = recorder.track(i);
+    const core = opts.system.spawn(securityCoreDefinition(`core:${i}`, identity));
+    return opts.system.spawn(
+      deviceDefinition({
+        name: `device:${i}`,
+        profile: deviceProfile(plan, identity),
+        behaviour,
+        core,
+        link: opts.links.linkFor(i),
+        partitions: opts.partitions,
+        requestTimeoutMs: d.requestTimeoutMs,
+        observe: (profile, event) => recorder.observe(track, profile, event),
+        wallNow,
+      }),
+    );
+  });
+}

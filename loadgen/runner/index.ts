@@ -1,0 +1,6 @@
+/** Runs scenarios: builds the fleet, drives it against a live service, records and summarizes. */
+export { runScenario } from './run.js';
+export type { RunOptions } from './run.js';
+export { FleetLinks, deviceProfile, manufactureFleet, spawnFleet } from './fleet.js';
+export { RunRecorder } from './recorder.js';
+export type { DeviceTrack } from './recorder.js';

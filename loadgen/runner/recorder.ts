@@ -1,0 +1,137 @@
+import type { DeviceEvent, DevicePhase, DeviceProfile } from '../../actors/device/index.js';
+import type { Meter } from '../../actors/runtime/index.js';
+import { FAULT_PROFILES, LatencyRecorder } from '../scenario/index.js';
+import type { DevicePlan, FaultProfile } from '../scenario/index.js';
+
+/** What the run learned about one device. */
+export interface DeviceTrack {
+  readonly plan: DevicePlan;
+  phase: DevicePhase;
+  poweredOn: boolean;
+  certificatesNotAfterMs: number | null;
+  lastFailed: boolean;
+  /** Rejection codes seen, with counts. */
+  readonly codes: Map<string, number>;
+  ok: number;
+  failed: number;
+}
+
+/**
+ * Aggregates device events into the run's observations: latencies, outcomes by result and code,
+ * per-device tracks (for fault-profile verdicts) and loadgen metrics. Events arrive from device
+ * actors in one thread, so plain counters suffice.
+ */
+export class RunRecorder {
+  readonly challengeLatency = new LatencyRecorder();
+  readonly attestLatency = new LatencyRecorder();
+  readonly byResult: Record<string, number> = { ok: 0, rejected: 0, timeout: 0, transport_error: 0 };
+  readonly byCode: Record<string, number> = {};
+  readonly errors = new Map<string, number>();
+  readonly tracks: DeviceTrack[];
+  healthyOk = 0;
+  healthyFailed = 0;
+  attestations = 0;
+  readonly #metrics;
+
+  constructor(plans: readonly DevicePlan[], meter: Meter) {
+    this.tracks = plans.map((plan) => ({
+      plan,
+      phase: 'off',
+      poweredOn: false,
+      certificatesNotAfterMs: null,
+      lastFailed: false,
+      codes: new Map(),
+      ok: 0,
+      failed: 0,
+    }));
+    this.#metrics = {
+      attestations: meter.counter({
+        name: 'sphere_loadgen_attestations_total',
+        help: 'Attestation attempts by devices of this loadgen, by result and code.',
+        labelNames: ['result', 'code'],
+      }),
+      latency: meter.histogram({
+        name: 'sphere_loadgen_attest_latency_seconds',
+        help: 'Wall time from challenge request to certificates, as a device sees it.',
+        buckets: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5],
+      }),
+      phases: meter.gauge({
+        name: 'sphere_loadgen_devices',
+        help: 'Devices of this loadgen by phase.',
+        labelNames: ['phase'],
+      }),
+    };
+  }
+
+  /** Binds a device index to its track (several indexes share an ID when keys are cloned). */
+  track(index: number): DeviceTrack {
+    const t = this.tracks[index];
+    if (t === undefined) throw new RangeError(`no device ${index}`);
+    return t;
+  }
+
+  observe(track: DeviceTrack, _profile: DeviceProfile, event: DeviceEvent): void {
+    const healthy = track.plan.fault === null;
+    switch (event.kind) {
+      case 'phase':
+        track.phase = event.to;
+        if (event.from === 'off') track.poweredOn = true;
+        this.#metrics.phases.dec({ phase: event.from });
+        this.#metrics.phases.inc({ phase: event.to });
+        return;
+      case 'attested':
+        this.attestations++;
+        this.byResult['ok'] = (this.byResult['ok'] ?? 0) + 1;
+        track.ok++;
+        track.lastFailed = false;
+        track.certificatesNotAfterMs = event.notAfterMs;
+        if (healthy) this.healthyOk++;
+        this.challengeLatency.record(event.challengeMs);
+        this.attestLatency.record(event.totalMs);
+        this.#metrics.attestations.inc({ result: 'ok', code: 'OK' });
+        this.#metrics.latency.observe(event.totalMs / 1000);
+        return;
+      case 'rejected':
+        this.attestations++;
+        this.byResult['rejected'] = (this.byResult['rejected'] ?? 0) + 1;
+        this.byCode[event.code] = (this.byCode[event.code] ?? 0) + 1;
+        track.codes.set(event.code, (track.codes.get(event.code) ?? 0) + 1);
+        track.failed++;
+        track.lastFailed = true;
+        if (healthy) this.healthyFailed++;
+        this.#metrics.attestations.inc({ result: 'rejected', code: event.code });
+        return;
+      case 'transport-error': {
+        const result = event.code === 'TIMEOUT' ? 'timeout' : 'transport_error';
+        this.attestations++;
+        this.byResult[result] = (this.byResult[result] ?? 0) + 1;
+        const key = `${event.step}: ${event.code}`;
+        this.errors.set(key, (this.errors.get(key) ?? 0) + 1);
+        track.failed++;
+        track.lastFailed = true;
+        if (healthy) this.healthyFailed++;
+        this.#metrics.attestations.inc({ result, code: event.code });
+        return;
+      }
+      case 'clock-resynced':
+        return;
+      default:
+        event satisfies never;
+    }
+  }
+
+  /** Devices holding a certificate valid at `nowMs`. */
+  attestedAt(nowMs: number): number {
+    let n = 0;
+    for (const t of this.tracks) if (t.certificatesNotAfterMs !== null && t.certificatesNotAfterMs > nowMs) n++;
+    return n;
+  }
+
+  /** Whether a hostile device saw one of its profile's expected codes. */
+  static rejectedAsExpected(t: DeviceTrack): boolean {
+    const fault = t.plan.fault;
+    if (fault === null) return false;
+    const expected: readonly string[] = FAULT_PROFILES[fault as FaultProfile].expectedCodes;
+    return expected.some((c) => (t.codes.get(c) ?? 0) > 0);
+  }
+}

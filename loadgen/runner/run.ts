@@ -1,0 +1,203 @@
+import { ActorSystem, createPromMeter, createRng, createScaledClock } from '../../actors/runtime/index.js';
+import type { MetricsServer } from '../../actors/runtime/index.js';
+import { createOperatorClient } from '../../services/operator-api/index.js';
+import { FAULT_PROFILE_LIST, evaluateThresholds, planFleet } from '../scenario/index.js';
+import type { Scenario } from '../scenario/index.js';
+import { ProgressPrinter, SUMMARY_VERSION, faultSummaryRow, summaryPasses } from '../report/index.js';
+import type { ProgressSnapshot, RunSummary } from '../report/index.js';
+import { FleetLinks, manufactureFleet, spawnFleet } from './fleet.js';
+import { RunRecorder } from './recorder.js';
+
+export interface RunOptions {
+  readonly scenario: Scenario;
+  readonly nats: string;
+  /** Operator API address, host:port. */
+  readonly grpc: string;
+  readonly adminToken: string;
+  /** `null`: no /metrics endpoint for the loadgen. */
+  readonly metricsPort: number | null;
+  readonly progress: boolean;
+  readonly log: (line: string) => void;
+  /** Resolves to stop the run early (Ctrl-C); the summary is still produced. */
+  readonly abort?: Promise<string>;
+}
+
+const ENDORSE_BATCH = 5000;
+
+/**
+ * Runs a scenario against a live service: creates a tenant, endorses and claims the fleet
+ * (except `unendorsed` devices), spawns a security core and a device actor per device, powers
+ * them on per the stages, runs for the scenario's simulated duration, then summarizes and
+ * evaluates thresholds and fault-profile verdicts.
+ */
+export async function runScenario(opts: RunOptions): Promise<RunSummary> {
+  const { scenario, log } = opts;
+  const startedAt = new Date();
+  const wallStart = performance.now();
+  const admin = createOperatorClient(opts.grpc, opts.adminToken);
+  const meter = createPromMeter({ defaultMetrics: true });
+  let metricsServer: MetricsServer | null = null;
+  let links: FleetLinks | null = null;
+  let system: ActorSystem | null = null;
+  try {
+    const info = await admin.getServiceInfo();
+    if (Math.abs(info.timeScale - scenario.timeScale) > 1e-9) {
+      throw new Error(
+        `the service runs at timeScale ${info.timeScale} but the scenario needs ${scenario.timeScale}; start the shard with --time-scale ${scenario.timeScale} (the local stack does this from the scenario)`,
+      );
+    }
+    if (opts.metricsPort !== null) {
+      metricsServer = await meter.serveMetrics({ port: opts.metricsPort });
+      log(`loadgen metrics: ${metricsServer.url}`);
+    }
+    const plans = planFleet(scenario);
+    const t0 = performance.now();
+    const identities = manufactureFleet(plans);
+    log(`manufactured ${plans.length.toLocaleString('en-US')} devices in ${Math.round(performance.now() - t0)} ms`);
+
+    const tenant = await admin.createTenant(`${scenario.name}-${startedAt.toISOString()}`);
+    const client = admin.withToken(tenant.apiToken);
+    const endorsed = new Map<string, Uint8Array>();
+    plans.forEach((p, i) => {
+      const id = identities[i];
+      if (id !== undefined && p.fault !== 'unendorsed') endorsed.set(id.deviceId, id.attestationPublicKey);
+    });
+    const ids = [...endorsed.keys()];
+    for (let i = 0; i < ids.length; i += ENDORSE_BATCH) {
+      const slice = ids.slice(i, i + ENDORSE_BATCH);
+      await admin.registerEndorsements(slice.map((id) => endorsed.get(id) as Uint8Array));
+      const claim = await client.claimDevices(slice);
+      if (claim.rejected.length > 0) throw new Error(`claiming failed for ${claim.rejected.length} devices: ${claim.rejected[0]?.message}`);
+    }
+    log(`tenant ${tenant.tenantId}: endorsed and claimed ${ids.length.toLocaleString('en-US')} devices`);
+
+    const clock = createScaledClock({
+      timeScale: scenario.timeScale,
+      epochMs: info.anchorSimMs + (Date.now() - info.anchorWallMs) * info.timeScale,
+    });
+    const runStartSim = clock.now();
+    const recorder = new RunRecorder(plans, meter);
+    links = new FleetLinks(opts.nats, scenario.connections, meter);
+    await links.ready();
+    system = new ActorSystem({
+      clock,
+      rng: createRng(scenario.seed).fork('devices'),
+      meter,
+      name: 'loadgen',
+      onFailure: (f) => {
+        const key = `actor failure: ${f.error instanceof Error ? f.error.message : String(f.error)}`;
+        recorder.errors.set(key, (recorder.errors.get(key) ?? 0) + 1);
+      },
+    });
+    const devices = spawnFleet({ system, scenario, plans, identities, links, recorder, partitions: info.partitions });
+    plans.forEach((p, i) => clock.setTimeout(() => devices[i]?.tell({ type: 'device.power-on' }), p.powerOnAtMs));
+
+    const printer = opts.progress ? new ProgressPrinter() : null;
+    const snapshot = (): ProgressSnapshot => {
+      const now = clock.now();
+      let powered = 0;
+      let failed = 0;
+      let backoff = 0;
+      for (const t of recorder.tracks) {
+        if (t.poweredOn) powered++;
+        if (t.phase === 'backoff') backoff++;
+        if (t.lastFailed) failed++;
+      }
+      return {
+        simulatedMs: Math.min(scenario.durationMs, now - runStartSim),
+        durationMs: scenario.durationMs,
+        wallElapsedMs: performance.now() - wallStart,
+        devices: { total: plans.length, powered, attested: recorder.attestedAt(now), failed, backoff },
+        attestations: recorder.attestations,
+        p99AttestMs: recorder.attestLatency.count > 0 ? recorder.attestLatency.percentile(99) : null,
+      };
+    };
+    const ticker = printer === null ? null : setInterval(() => printer.update(snapshot()), 1000);
+    const finished = new Promise<null>((resolve) => clock.setTimeout(() => resolve(null), scenario.durationMs));
+    const aborted = await Promise.race([finished, opts.abort ?? new Promise<never>(() => undefined)]);
+    if (ticker !== null) clearInterval(ticker);
+    const end = snapshot();
+    printer?.done(end);
+
+    await system.shutdown();
+    system = null;
+    await links.close();
+    links = null;
+    const endSim = clock.now();
+
+    const stages = scenario.stages.map((s) => {
+      const mine = recorder.tracks.filter((t) => t.plan.stage === s.index);
+      return {
+        index: s.index,
+        kind: s.kind,
+        startMs: s.startMs,
+        endMs: s.endMs,
+        planned: s.devices,
+        poweredOn: mine.filter((t) => t.poweredOn).length,
+        attested: mine.filter((t) => t.certificatesNotAfterMs !== null && t.certificatesNotAfterMs > endSim).length,
+        failed: mine.filter((t) => t.lastFailed).length,
+      };
+    });
+    const faults = FAULT_PROFILE_LIST.filter((f) => scenario.fleet.faults[f] > 0).map((f) => {
+      const mine = recorder.tracks.filter((t) => t.plan.fault === f);
+      const observedCodes: Record<string, number> = {};
+      for (const t of mine) for (const [c, n] of t.codes) observedCodes[c] = (observedCodes[c] ?? 0) + n;
+      return faultSummaryRow(f, {
+        devices: mine.length,
+        observedCodes,
+        devicesRejectedAsExpected: mine.filter((t) => RunRecorder.rejectedAsExpected(t)).length,
+        devicesEndedAttested: mine.filter((t) => t.certificatesNotAfterMs !== null && t.certificatesNotAfterMs > endSim).length,
+      });
+    });
+    const hostile = recorder.tracks.filter((t) => t.plan.fault !== null);
+    const healthyAttempts = recorder.healthyOk + recorder.healthyFailed;
+    const failedAttempts = recorder.attestations - (recorder.byResult['ok'] ?? 0);
+    const transportErrors = (recorder.byResult['timeout'] ?? 0) + (recorder.byResult['transport_error'] ?? 0);
+    const thresholds = evaluateThresholds(scenario.thresholds, {
+      attest_latency_ms: { latency: recorder.attestLatency },
+      challenge_latency_ms: { latency: recorder.challengeLatency },
+      attest_success_rate: healthyAttempts > 0 ? { rate: recorder.healthyOk / healthyAttempts } : {},
+      hostile_rejected_rate:
+        hostile.length > 0 ? { rate: hostile.filter((t) => RunRecorder.rejectedAsExpected(t)).length / hostile.length } : { rate: 1 },
+      devices_attested: { count: end.devices.attested },
+      attestations_ok: { count: recorder.byResult['ok'] ?? 0 },
+      attestations_failed: { count: failedAttempts },
+      transport_errors: { count: transportErrors },
+    });
+    const partial: Omit<RunSummary, 'pass'> = {
+      version: SUMMARY_VERSION,
+      run: {
+        scenario: scenario.name,
+        description: scenario.description,
+        seed: scenario.seed,
+        startedAt: startedAt.toISOString(),
+        wallElapsedMs: Math.round(performance.now() - wallStart),
+        simulatedMs: Math.round(end.simulatedMs),
+        durationMs: scenario.durationMs,
+        timeScale: scenario.timeScale,
+        fleetSize: plans.length,
+        connections: scenario.connections,
+        aborted,
+      },
+      stages,
+      devices: { total: plans.length, poweredOn: end.devices.powered, attested: end.devices.attested, failed: end.devices.failed, backoff: end.devices.backoff },
+      attestations: {
+        total: recorder.attestations,
+        ok: recorder.byResult['ok'] ?? 0,
+        failed: failedAttempts,
+        byResult: { ...recorder.byResult },
+        byCode: { ...recorder.byCode },
+      },
+      latency: { challenge: recorder.challengeLatency.stats(), attest: recorder.attestLatency.stats() },
+      faults,
+      thresholds,
+      errors: [...recorder.errors].map(([message, count]) => ({ message, count })),
+    };
+    return { ...partial, pass: summaryPasses(partial) };
+  } finally {
+    await system?.shutdown();
+    await links?.close();
+    await metricsServer?.close();
+    admin.close();
+  }
+}

@@ -1,0 +1,104 @@
+/**
+ * Facts about the simulated world that scenarios refer to by name: the OS versions the security
+ * service knows and the fault profiles a share of the fleet can be given.
+ */
+
+/**
+ * OS versions the security service knows, with their security version. The service's default
+ * minimum security version is 3, so 23.05 is below it (that is what the `belowMinVersion` fault
+ * profile runs).
+ */
+export const OS_VERSIONS = {
+  '23.05': { securityVersion: 1 },
+  '24.10': { securityVersion: 3 },
+  '25.04': { securityVersion: 4 },
+  '25.10': { securityVersion: 5 },
+} as const;
+
+/** One of the keys of {@link OS_VERSIONS}, e.g. `"25.10"`. */
+export type OsVersion = keyof typeof OS_VERSIONS;
+
+/** The OS versions in ascending order. */
+export const OS_VERSION_LIST = Object.keys(OS_VERSIONS).sort(compareVersions) as readonly OsVersion[];
+
+/** True if `value` names a known OS version. */
+export function isOsVersion(value: string): value is OsVersion {
+  return Object.hasOwn(OS_VERSIONS, value);
+}
+
+/** Numeric comparison of `"YY.MM"` version strings. */
+export function compareVersions(a: string, b: string): number {
+  const [aMajor = 0, aMinor = 0] = a.split('.').map(Number);
+  const [bMajor = 0, bMinor = 0] = b.split('.').map(Number);
+  return aMajor - bMajor || aMinor - bMinor;
+}
+
+/**
+ * The newest known OS version whose security version is below `minSecurityVersion`, or `null`
+ * if every known version meets it. Devices with the `belowMinVersion` fault run this version.
+ */
+export function belowMinimumVersion(minSecurityVersion: number): OsVersion | null {
+  let found: OsVersion | null = null;
+  for (const version of OS_VERSION_LIST) {
+    if (OS_VERSIONS[version].securityVersion < minSecurityVersion) found = version;
+  }
+  return found;
+}
+
+/**
+ * Fault profiles and what the security service is expected to do about them.
+ *
+ * - `expectedCodes`: the rejection code(s) the service must answer with (any one of them counts).
+ * - `endsAttested`: whether a device with this fault is expected to hold a valid certificate at
+ *   the end of the run (only `wrongClock`, which resynchronises from the service's clock and retries).
+ * - `pairs`: devices with this fault come in pairs sharing one identity (see `DevicePlan.twinOf`).
+ */
+export const FAULT_PROFILES = {
+  tamperedKernel: {
+    description: 'boot measurements do not match the OS image (modified kernel)',
+    expectedCodes: ['MEASUREMENT_MISMATCH'],
+    endsAttested: false,
+    pairs: false,
+  },
+  unendorsed: {
+    description: 'attestation key not endorsed by the manufacturer (device unknown to the service)',
+    expectedCodes: ['UNKNOWN_DEVICE'],
+    endsAttested: false,
+    pairs: false,
+  },
+  clonedKey: {
+    description: 'two devices share one identity; the later of a pair must be rejected',
+    expectedCodes: ['DUPLICATE_IDENTITY'],
+    endsAttested: false,
+    pairs: true,
+  },
+  replay: {
+    description: 'replays previously accepted evidence instead of answering the fresh nonce',
+    expectedCodes: ['NONCE_REUSED', 'NONCE_STALE'],
+    endsAttested: false,
+    pairs: false,
+  },
+  belowMinVersion: {
+    description: 'runs an OS whose security version is below service.minSecurityVersion',
+    expectedCodes: ['BELOW_MIN_VERSION'],
+    endsAttested: false,
+    pairs: false,
+  },
+  wrongClock: {
+    description: 'device clock is off by more than service.maxClockSkew; resyncs and succeeds',
+    expectedCodes: ['CLOCK_SKEW'],
+    endsAttested: true,
+    pairs: false,
+  },
+} as const;
+
+/** A fault profile name, e.g. `"tamperedKernel"`. */
+export type FaultProfile = keyof typeof FAULT_PROFILES;
+
+/** Fault profile names in declaration order (the order reports use). */
+export const FAULT_PROFILE_LIST = Object.keys(FAULT_PROFILES) as readonly FaultProfile[];
+
+/** True if `value` names a fault profile. */
+export function isFaultProfile(value: string): value is FaultProfile {
+  return Object.hasOwn(FAULT_PROFILES, value);
+}

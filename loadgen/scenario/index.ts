@@ -1,0 +1,84 @@
+/**
+ * Scenarios: what a load/chaos run does, as a YAML file compiled once into a typed config, plus
+ * the per-device fleet plan, k6-style thresholds and a mergeable latency histogram.
+ */
+export { apportion } from './apportion.js';
+export {
+  FAULT_PROFILES,
+  FAULT_PROFILE_LIST,
+  OS_VERSIONS,
+  OS_VERSION_LIST,
+  belowMinimumVersion,
+  compareVersions,
+  isFaultProfile,
+  isOsVersion,
+} from './catalog.js';
+export type { FaultProfile, OsVersion } from './catalog.js';
+export {
+  DURATION_UNITS,
+  DurationError,
+  describeValue,
+  formatDuration,
+  parseDuration,
+  parseRate,
+} from './duration.js';
+export type { DurationUnit } from './duration.js';
+export { ScenarioError, formatPath, formatScenarioIssues } from './errors.js';
+export type { ScenarioIssue } from './errors.js';
+export { planFleet } from './fleet-plan.js';
+export type { DevicePlan } from './fleet-plan.js';
+export {
+  LATENCY_RELATIVE_ERROR,
+  LatencyRecorder,
+  MIN_TRACKABLE_MS,
+  latencyStats,
+} from './latency-recorder.js';
+export type { LatencySnapshot, LatencySource, LatencyStats } from './latency-recorder.js';
+export { loadScenarioFile, parseScenarioYaml } from './load.js';
+export { locateIssues, locatePath } from './locate.js';
+export {
+  CONNECTION_MODES,
+  MAX_FLEET_SIZE,
+  MAX_HOSTILE_SHARE,
+  SCENARIO_DEFAULTS,
+  STAGE_KINDS,
+  compileScenario,
+  scenarioInputSchema,
+} from './schema.js';
+export type {
+  AppSpec,
+  ConnectionConfig,
+  DeviceConfig,
+  FleetConfig,
+  OsShare,
+  Scenario,
+  ScenarioSource,
+  ScenarioStage,
+  ServiceConfig,
+} from './schema.js';
+export {
+  METRIC_KINDS,
+  THRESHOLD_METRICS,
+  THRESHOLD_OPERATORS,
+  ThresholdError,
+  compileThresholds,
+  evaluateThresholds,
+  exactLatencySource,
+  isThresholdMetric,
+  parseThreshold,
+  percentileOfSorted,
+} from './thresholds.js';
+export type {
+  AggregationName,
+  MetricKind,
+  ObservedMetric,
+  ObservedMetrics,
+  Threshold,
+  ThresholdAggregation,
+  ThresholdMetric,
+  ThresholdOperator,
+  ThresholdReport,
+  ThresholdResult,
+} from './thresholds.js';
+export { MIN_WALL_WINDOW_MS, scenarioWarnings } from './warnings.js';
+export type { ScenarioWarning } from './warnings.js';

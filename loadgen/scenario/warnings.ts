@@ -1,0 +1,66 @@
+/**
+ * Hazards of time compression that are legal but probably not what the author meant. Every
+ * simulated interval shrinks by `timeScale` on the wall clock, while network latency does not:
+ * at timeScale 2880 a 5 m nonce TTL is 104 wall ms, and 100 wall ms of latency is 4.8 simulated
+ * minutes of apparent clock skew. The CLI prints these before a run; they never fail compilation.
+ */
+import { formatDuration } from './duration.js';
+import type { Scenario } from './schema.js';
+
+/** Simulated windows that must span network round trips should last at least this much wall time. */
+export const MIN_WALL_WINDOW_MS = 1_000;
+
+/** A warning about a compiled scenario, naming the field it concerns. */
+export interface ScenarioWarning {
+  /** Dotted field path, e.g. `service.nonceTtl`. */
+  readonly path: string;
+  readonly message: string;
+}
+
+/**
+ * Warnings for a compiled scenario (empty when nothing looks off):
+ * - `service.nonceTtl` or `service.maxClockSkew` shorter than {@link MIN_WALL_WINDOW_MS} of wall
+ *   time, so healthy devices may fail with NONCE_STALE or CLOCK_SKEW from latency alone;
+ * - `service.certificateLifetime` shorter than `device.attestEvery`, so certificates lapse
+ *   between attestations;
+ * - `device.attestEvery` longer than the run, so no device re-attests.
+ */
+export function scenarioWarnings(scenario: Scenario): ScenarioWarning[] {
+  const out: ScenarioWarning[] = [];
+  const { timeScale, service, device } = scenario;
+  const needed = formatDuration(MIN_WALL_WINDOW_MS * timeScale);
+  const wallWindow = (path: string, simulatedMs: number, consequence: string): void => {
+    const wallMs = simulatedMs / timeScale;
+    if (wallMs >= MIN_WALL_WINDOW_MS) return;
+    out.push({
+      path,
+      message:
+        `${formatDuration(simulatedMs)} is only ${formatDuration(wallMs)} of wall time at timeScale ${timeScale}; ` +
+        `${consequence}. Use at least ${needed}.`,
+    });
+  };
+  wallWindow(
+    'service.nonceTtl',
+    service.nonceTtlMs,
+    'healthy devices may be rejected with NONCE_STALE under load',
+  );
+  wallWindow(
+    'service.maxClockSkew',
+    service.maxClockSkewMs,
+    'network latency alone may look like clock skew and reject healthy devices with CLOCK_SKEW',
+  );
+  if (service.certificateLifetimeMs < device.attestEveryMs) {
+    out.push({
+      path: 'service.certificateLifetime',
+      message: `certificates (${formatDuration(service.certificateLifetimeMs)}) expire before devices re-attest (every ${formatDuration(device.attestEveryMs)})`,
+    });
+  }
+  const lastPowerOn = Math.max(0, ...scenario.stages.filter((s) => s.devices > 0).map((s) => s.endMs));
+  if (lastPowerOn + device.attestEveryMs > scenario.durationMs) {
+    out.push({
+      path: 'device.attestEvery',
+      message: `some devices will not re-attest: the last power on is at ${formatDuration(lastPowerOn)}, attestEvery is ${formatDuration(device.attestEveryMs)} and the run lasts ${formatDuration(scenario.durationMs)}`,
+    });
+  }
+  return out;
+}

@@ -1,0 +1,222 @@
+import { mkdtemp, readFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { describe, expect, test } from 'vitest';
+import {
+  faultSummaryRow,
+  renderSummaryTable,
+  summaryPasses,
+  writeSummaryJson,
+} from '../../../loadgen/report/index.js';
+import type { RunSummary } from '../../../loadgen/report/index.js';
+import { LatencyRecorder, evaluateThresholds } from '../../../loadgen/scenario/index.js';
+
+function latency(samples: number[]) {
+  const recorder = new LatencyRecorder();
+  for (const s of samples) recorder.record(s);
+  return recorder.stats();
+}
+
+function makeSummary(overrides: Partial<RunSummary> = {}): RunSummary {
+  const faults = [
+    faultSummaryRow('tamperedKernel', {
+      devices: 4,
+      observedCodes: { MEASUREMENT_MISMATCH: 9 },
+      devicesRejectedAsExpected: 4,
+      devicesEndedAttested: 0,
+    }),
+    faultSummaryRow('replay', {
+      devices: 3,
+      observedCodes: { NONCE_REUSED: 2, NONCE_STALE: 1 },
+      devicesRejectedAsExpected: 3,
+      devicesEndedAttested: 0,
+    }),
+    faultSummaryRow('wrongClock', {
+      devices: 3,
+      observedCodes: { CLOCK_SKEW: 3 },
+      devicesRejectedAsExpected: 3,
+      devicesEndedAttested: 2,
+    }),
+  ];
+  const thresholds = evaluateThresholds(
+    { attest_latency_ms: ['p(99)<500'], attest_success_rate: ['rate>0.99'] },
+    { attest_latency_ms: { values: [10, 20, 30] }, attest_success_rate: { rate: 0.995 } },
+  );
+  const base: Omit<RunSummary, 'pass'> = {
+    version: 1,
+    run: {
+      scenario: 'quickstart',
+      description: 'test',
+      seed: '42',
+      startedAt: '2025-01-01T00:00:00.000Z',
+      wallElapsedMs: 60_400,
+      simulatedMs: 172_800_000,
+      durationMs: 172_800_000,
+      timeScale: 2880,
+      fleetSize: 2000,
+      connections: { mode: 'shared', pool: 4 },
+      aborted: null,
+    },
+    stages: [
+      {
+        index: 0,
+        kind: 'bootStorm',
+        startMs: 0,
+        endMs: 10_000,
+        planned: 2000,
+        poweredOn: 2000,
+        attested: 1983,
+        failed: 17,
+      },
+      {
+        index: 1,
+        kind: 'hold',
+        startMs: 10_000,
+        endMs: 169_210_000,
+        planned: 0,
+        poweredOn: 0,
+        attested: 0,
+        failed: 0,
+      },
+    ],
+    devices: { total: 2000, poweredOn: 2000, attested: 1983, failed: 17, backoff: 0 },
+    attestations: {
+      total: 4012,
+      ok: 3966,
+      failed: 46,
+      byResult: { ok: 3966, rejected: 40, timeout: 6 },
+      byCode: { MEASUREMENT_MISMATCH: 9, NONCE_REUSED: 2, NONCE_STALE: 1, CLOCK_SKEW: 3 },
+    },
+    latency: { challenge: latency([1, 2, 3, 4]), attest: latency([10, 20, 30, 400]) },
+    faults,
+    thresholds,
+    errors: [{ message: 'timeout waiting for attest reply', count: 6 }],
+    ...overrides,
+  };
+  return { ...base, pass: summaryPasses(base) };
+}
+
+describe('summary', () => {
+  test('summary - fault rows pass only when every device got an expected code and ended as expected', () => {
+    const ok = {
+      devices: 4,
+      observedCodes: { MEASUREMENT_MISMATCH: 4 },
+      devicesRejectedAsExpected: 4,
+      devicesEndedAttested: 0,
+    };
+    expect(faultSummaryRow('tamperedKernel', ok).pass).toBe(true);
+    expect(faultSummaryRow('tamperedKernel', { ...ok, devicesRejectedAsExpected: 3 }).pass).toBe(false);
+    expect(faultSummaryRow('tamperedKernel', { ...ok, devicesEndedAttested: 1 }).pass).toBe(false);
+    expect(faultSummaryRow('tamperedKernel', ok).expectedCodes).toEqual(['MEASUREMENT_MISMATCH']);
+    // wrongClock must end attested.
+    const clock = {
+      devices: 3,
+      observedCodes: { CLOCK_SKEW: 3 },
+      devicesRejectedAsExpected: 3,
+      devicesEndedAttested: 3,
+    };
+    expect(faultSummaryRow('wrongClock', clock).pass).toBe(true);
+    expect(faultSummaryRow('wrongClock', { ...clock, devicesEndedAttested: 2 }).pass).toBe(false);
+    // clonedKey: one per pair must be caught; the other may keep its certificate.
+    const cloned = {
+      devices: 4,
+      observedCodes: { DUPLICATE_IDENTITY: 2 },
+      devicesRejectedAsExpected: 2,
+      devicesEndedAttested: 2,
+    };
+    expect(faultSummaryRow('clonedKey', cloned).pass).toBe(true);
+    expect(faultSummaryRow('clonedKey', { ...cloned, devicesRejectedAsExpected: 1 }).pass).toBe(false);
+    expect(faultSummaryRow('clonedKey', { ...cloned, devicesEndedAttested: 3 }).pass).toBe(false);
+  });
+
+  test('summary - the overall verdict needs thresholds, fault rows and no abort', () => {
+    expect(makeSummary().pass).toBe(false); // one wrongClock device did not end attested
+    const good = makeSummary({ faults: makeSummary().faults.filter((f) => f.profile !== 'wrongClock') });
+    expect(good.pass).toBe(true);
+    expect(makeSummary({ faults: good.faults, run: { ...good.run, aborted: 'SIGINT' } }).pass).toBe(false);
+  });
+
+  test('render - shows the key content with aligned columns and marks, no colour when asked', () => {
+    const text = renderSummaryTable(makeSummary(), { color: false });
+    expect(text).not.toContain('\x1b[');
+    expect(text).toContain('sphere-fleet · quickstart · seed 42 · ✗ FAIL');
+    expect(text).toContain(
+      'simulated 2d of 2d at ×2,880 in 60.4s wall · 2,000 devices · shared connections (pool 4)',
+    );
+    expect(text).toMatch(/bootStorm\s+0s → 10s\s+2,000\s+2,000\s+1,983\s+17/);
+    expect(text).toContain(
+      'by code     MEASUREMENT_MISMATCH 9 · CLOCK_SKEW 3 · NONCE_REUSED 2 · NONCE_STALE 1',
+    );
+    expect(text).toMatch(/✓\s+tamperedKernel\s+MEASUREMENT_MISMATCH\s+MEASUREMENT_MISMATCH×9\s+4\/4\s+0\/4/);
+    expect(text).toMatch(/✓\s+replay\s+NONCE_REUSED\|NONCE_STALE\s+NONCE_REUSED×2 NONCE_STALE×1/);
+    expect(text).toMatch(/✗\s+wrongClock\s+CLOCK_SKEW\s+CLOCK_SKEW×3\s+3\/3\s+2\/3/);
+    expect(text).toMatch(/✓\s+attest_latency_ms\s+p\(99\)<500\s+\d+(\.\d+)?/);
+    expect(text).toMatch(/✓\s+attest_success_rate\s+rate>0\.99\s+0\.995/);
+    expect(text).toContain('6× timeout waiting for attest reply');
+    for (const line of text.split('\n')) expect(line.length, line).toBeLessThanOrEqual(100);
+
+    // Columns line up: the right-aligned "caught" header ends where the caught counts end.
+    const lines = text.split('\n');
+    const header = lines.find((l) => l.includes('profile') && l.includes('caught')) ?? '';
+    for (const profile of ['tamperedKernel', 'replay', 'wrongClock']) {
+      const row = lines.find((l) => l.includes(profile)) ?? '';
+      expect(/\d\/\d/.exec(row)?.index ?? -1).toBe(header.indexOf('caught') + 'caught'.length - 3);
+    }
+  });
+
+  test('render - latency table shows percentiles and "-" for no data', () => {
+    const empty = new LatencyRecorder().stats();
+    const text = renderSummaryTable(
+      makeSummary({ latency: { challenge: empty, attest: latency([100, 200]) } }),
+      { color: false },
+    );
+    expect(text).toMatch(/challenge\s+0\s+-\s+-\s+-\s+-\s+-/);
+    expect(text).toMatch(/attest\s+2\s+\d+\s+\d+\s+\d+\s+\d+\s+200/);
+  });
+
+  test('render - colour uses ANSI codes only when enabled', () => {
+    const text = renderSummaryTable(makeSummary(), { color: true });
+    expect(text).toMatch(/\x1b\[31m✗\x1b\[0m\s+wrongClock/);
+    expect(text).toMatch(/\x1b\[32m✓\x1b\[0m\s+tamperedKernel/);
+  });
+
+  test('render - narrow terminals shrink the code columns, not the numbers', () => {
+    const text = renderSummaryTable(makeSummary(), { color: false, width: 80 });
+    for (const line of text.split('\n')) expect(line.length, line).toBeLessThanOrEqual(80);
+    expect(text).toMatch(/✓ tamperedKernel\s+MEASUREMENT_\S*\s+MEASUREMENT_\S*…\s+4\/4\s+0\/4/);
+  });
+
+  test('render - long code lists are cut to keep lines within the width', () => {
+    const many = Object.fromEntries(
+      Array.from({ length: 20 }, (_, i) => [`SOME_LONG_ERROR_CODE_${i}`, i + 1]),
+    );
+    const summary = makeSummary({
+      attestations: { ...makeSummary().attestations, byCode: many },
+      faults: [
+        faultSummaryRow('unendorsed', {
+          devices: 3,
+          observedCodes: many,
+          devicesRejectedAsExpected: 0,
+          devicesEndedAttested: 0,
+        }),
+      ],
+    });
+    const text = renderSummaryTable(summary, { color: false, width: 100 });
+    for (const line of text.split('\n')) expect(line.length).toBeLessThanOrEqual(100);
+    expect(text).toContain('…');
+    expect(text).toContain('SOME_LONG_ERROR_CODE_0 1'); // wrapped, not dropped
+  });
+
+  test('json - writes pretty JSON atomically, creating directories, NaN as null', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'summary-'));
+    const path = join(dir, 'nested', 'run', 'summary.json');
+    const summary = makeSummary({ run: { ...makeSummary().run, timeScale: Number.NaN } });
+    await writeSummaryJson(path, summary);
+    const text = await readFile(path, 'utf8');
+    expect(text.endsWith('}\n')).toBe(true);
+    const parsed = JSON.parse(text) as RunSummary;
+    expect(parsed.run.timeScale).toBeNull();
+    expect(parsed.faults.map((f) => f.profile)).toEqual(['tamperedKernel', 'replay', 'wrongClock']);
+    expect(parsed.thresholds.results).toHaveLength(2);
+  });
+});
