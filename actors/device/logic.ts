@@ -44,6 +44,8 @@ export type DevicePhase =
 
 export interface DeviceState {
   readonly phase: DevicePhase;
+  /** Power cycles so far; timers set in an earlier cycle are ignored. */
+  readonly power: number;
   /** Increments with every attempt; replies carrying an older epoch are ignored. */
   readonly epoch: number;
   readonly connected: boolean;
@@ -122,6 +124,7 @@ export interface DeviceEnv {
 export function initialDeviceState(profile: DeviceProfile): DeviceState {
   return {
     phase: 'off',
+    power: 0,
     epoch: 0,
     connected: false,
     failures: 0,
@@ -206,7 +209,7 @@ function fail(
       delay = Math.min(delay, env.behaviour.retry.initialMs);
     }
   }
-  effects.push({ kind: 'schedule', delayMs: delay, msg: { type: 'device.attest-due' } });
+  effects.push({ kind: 'schedule', delayMs: delay, msg: { type: 'device.attest-due', power: state.power } });
   return moveTo(state, 'backoff', effects, patch);
 }
 
@@ -220,7 +223,7 @@ export function transition(state: DeviceState, msg: DeviceMessage, env: DeviceEn
   switch (msg.type) {
     case 'device.power-on':
       if (state.phase !== 'off') return [state, []];
-      return moveTo(state, 'booting', [
+      return moveTo({ ...state, power: state.power + 1 }, 'booting', [
         {
           kind: 'boot-core',
           images: profile.images,
@@ -246,12 +249,18 @@ export function transition(state: DeviceState, msg: DeviceMessage, env: DeviceEn
       if (state.phase !== 'connecting') return [state, []];
       return fail(state, env, 'connect', { kind: 'transport', code: 'CONNECT_FAILED', message: msg.message });
     case 'device.attest-due':
-      if (state.phase !== 'attested' && state.phase !== 'backoff') return [state, []];
+      if (msg.power !== state.power || (state.phase !== 'attested' && state.phase !== 'backoff'))
+        return [state, []];
       return startAttempt(state, env);
     case 'device.heartbeat-due': {
+      if (msg.power !== state.power) return [state, []];
       if (state.phase === 'off' || state.bootId === null) return [{ ...state, heartbeating: false }, []];
       const effects: DeviceEffect[] = [
-        { kind: 'schedule', delayMs: behaviour.heartbeatEveryMs, msg: { type: 'device.heartbeat-due' } },
+        {
+          kind: 'schedule',
+          delayMs: behaviour.heartbeatEveryMs,
+          msg: { type: 'device.heartbeat-due', power: state.power },
+        },
       ];
       if (state.connected)
         effects.unshift({
@@ -317,14 +326,14 @@ export function transition(state: DeviceState, msg: DeviceMessage, env: DeviceEn
         {
           kind: 'schedule',
           delayMs: profile.fault === 'replay' ? behaviour.replayAfterMs : behaviour.attestEveryMs,
-          msg: { type: 'device.attest-due' },
+          msg: { type: 'device.attest-due', power: state.power },
         },
       ];
       if (!state.heartbeating) {
         effects.push({
           kind: 'schedule',
           delayMs: behaviour.heartbeatEveryMs,
-          msg: { type: 'device.heartbeat-due' },
+          msg: { type: 'device.heartbeat-due', power: state.power },
         });
       }
       return moveTo(state, 'attested', effects, {

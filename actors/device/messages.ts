@@ -17,8 +17,9 @@ export type DeviceMessage =
   | CoreReply
   | { readonly type: 'device.connected' }
   | { readonly type: 'device.connect-failed'; readonly message: string }
-  | { readonly type: 'device.attest-due' }
-  | { readonly type: 'device.heartbeat-due' }
+  /** Timers carry the power cycle that set them; a timer from before a power-off is ignored. */
+  | { readonly type: 'device.attest-due'; readonly power: number }
+  | { readonly type: 'device.heartbeat-due'; readonly power: number }
   | {
       readonly type: 'device.challenge-result';
       readonly epoch: number;

@@ -78,6 +78,13 @@ class NatsTransport implements Transport {
   private readonly state: ConnState = { closing: false, disconnected: false };
   private readonly served = new Set<Served>();
   private closePromise: Promise<void> | undefined;
+  /**
+   * Outbound operations of the current event-loop turn. nats.js flushes its buffer on a
+   * microtask, and actors run on microtasks, so without this nearly every reply or request
+   * became its own write() syscall; queued here, a turn's messages leave in one write.
+   */
+  private readonly outbox: Array<() => void> = [];
+  private outboxScheduled = false;
 
   constructor(
     private readonly nc: NatsConnection,
@@ -107,8 +114,20 @@ class NatsTransport implements Transport {
     return new TransportError(TransportErrorCode.Closed, `${what}: transport is closed`);
   }
 
+  private defer(op: () => void): void {
+    this.outbox.push(op);
+    if (this.outboxScheduled) return;
+    this.outboxScheduled = true;
+    setImmediate(() => {
+      this.outboxScheduled = false;
+      for (const queued of this.outbox.splice(0)) queued();
+    });
+  }
+
   async request(subject: string, data: Uint8Array, opts: { readonly timeoutMs: number }): Promise<Uint8Array> {
     try {
+      if (this.isClosed) throw this.closedError(`request ${subject}`);
+      await new Promise<void>((resolve) => this.defer(resolve));
       if (this.isClosed) throw this.closedError(`request ${subject}`);
       // Default strategy: the connection's single muxed reply inbox.
       const reply = await this.nc.request(subject, data, { timeout: opts.timeoutMs });
@@ -126,11 +145,13 @@ class NatsTransport implements Transport {
 
   publish(subject: string, data: Uint8Array): void {
     if (this.isClosed) throw this.closedError(`publish ${subject}`);
-    try {
-      this.nc.publish(subject, data);
-    } catch (e) {
-      throw toTransportError(e, this.state, `publish ${subject}`);
-    }
+    this.defer(() => {
+      try {
+        this.nc.publish(subject, data);
+      } catch {
+        // Closed between the call and the send: a publish is fire-and-forget by contract.
+      }
+    });
   }
 
   /**
@@ -181,15 +202,18 @@ class NatsTransport implements Transport {
     const reply = m.reply !== undefined && m.reply !== '' ? m.reply : undefined;
     const respond = (payload: Uint8Array, errorCode?: string): boolean => {
       if (reply === undefined || this.nc.isClosed()) return false;
-      try {
-        const h = errorCode === undefined ? undefined : headers();
-        h?.set(TRANSPORT_ERROR_HEADER, errorCode ?? '');
-        const sent = m.respond(payload, h !== undefined ? { headers: h } : undefined);
-        responded ||= sent;
-        return sent;
-      } catch {
-        return false;
-      }
+      if (responded) return false;
+      responded = true;
+      this.defer(() => {
+        try {
+          const h = errorCode === undefined ? undefined : headers();
+          h?.set(TRANSPORT_ERROR_HEADER, errorCode ?? '');
+          m.respond(payload, h !== undefined ? { headers: h } : undefined);
+        } catch {
+          // The connection closed before this turn's replies left; the requester times out.
+        }
+      });
+      return true;
     };
     return {
       subject: m.subject,
@@ -251,6 +275,8 @@ export async function connectNatsTransport(opts: NatsTransportOptions): Promise<
       ...(opts.name !== undefined ? { name: opts.name } : {}),
       maxReconnectAttempts: opts.maxReconnectAttempts ?? -1,
       waitOnFirstConnect: true,
+      // An Error (with stack) per request costs ~30 µs; TransportError carries the context instead.
+      noAsyncTraces: true,
     });
   } catch (e) {
     throw toTransportError(e, { closing: false, disconnected: true }, `connect ${String(opts.servers)}`);

@@ -156,7 +156,14 @@ function fromErrorInfo(e: ErrorInfo): Rejection {
 export function encodeChallengeReply(r: Reply<ChallengeMsg>): Uint8Array {
   return encodeMessage(ChallengeReply, {
     result: r.ok
-      ? { $case: 'challenge', value: { nonce: r.value.nonce, issuedAtMs: ms(r.value.issuedAtMs), expiresAtMs: ms(r.value.expiresAtMs) } }
+      ? {
+          $case: 'challenge',
+          value: {
+            nonce: r.value.nonce,
+            issuedAtMs: ms(r.value.issuedAtMs),
+            expiresAtMs: ms(r.value.expiresAtMs),
+          },
+        }
       : { $case: 'error', value: toErrorInfo(r.error) },
   });
 }
@@ -274,7 +281,11 @@ export function decodeAttestReply(bytes: Uint8Array): DecodeResult<Reply<Certifi
 }
 
 export function encodeHeartbeat(m: HeartbeatMsg): Uint8Array {
-  return encodeMessage(Heartbeat, { deviceId: m.deviceId, bootId: m.bootId, deviceTimeMs: ms(m.deviceTimeMs) });
+  return encodeMessage(Heartbeat, {
+    deviceId: m.deviceId,
+    bootId: m.bootId,
+    deviceTimeMs: ms(m.deviceTimeMs),
+  });
 }
 
 export function decodeHeartbeat(bytes: Uint8Array): DecodeResult<HeartbeatMsg> {

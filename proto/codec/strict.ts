@@ -17,8 +17,8 @@ export type Decoded<T> = { ok: true; value: T } | { ok: false; error: DecodeFail
 
 /**
  * Decodes protobuf bytes strictly: refuses payloads over `maxBytes`, truncated or corrupt
- * encodings, trailing bytes after an end-group/zero tag, unknown fields and known fields sent
- * with the wrong wire type (ts-proto files both of those under `_unknownFields`, at any depth).
+ * encodings, unknown fields and known fields sent with the wrong wire type (ts-proto files both
+ * under `_unknownFields`, at any depth), and anything not in canonical form (see below).
  * Never throws.
  */
 export function decodeStrict<T extends object>(
@@ -52,7 +52,25 @@ export function decodeStrict<T extends object>(
   }
   const unknown = findUnknownField(value, what);
   if (unknown !== undefined) return { ok: false, error: { kind: 'malformed', reason: unknown } };
+  // Canonical form: re-encoding must give back exactly the input. This refuses what the
+  // generated decoders tolerate silently: a zero or end-group tag that cuts a message (or a
+  // nested one) short, fields out of order, duplicated fields, default values sent explicitly.
+  if (!sameBytes(fns.encode(value).finish(), bytes)) {
+    return {
+      ok: false,
+      error: {
+        kind: 'malformed',
+        reason: `${what} is not canonically encoded (stray tag, repeated or out-of-order field, or an explicit default)`,
+      },
+    };
+  }
   return { ok: true, value };
+}
+
+function sameBytes(a: Uint8Array, b: Uint8Array): boolean {
+  if (a.length !== b.length) return false;
+  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
+  return true;
 }
 
 /** Returns a description of the first unknown or mistyped field found, depth first. */

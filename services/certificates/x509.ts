@@ -103,11 +103,7 @@ export class CertificateInputError extends Error {
 const VERSION_V3 = explicit(0, integerFromNumber(2));
 const SIG_ALG_ECDSA_SHA256 = sequence(oid(Oid.ecdsaWithSha256));
 const SPKI_ALG = sequence(oid(Oid.ecPublicKey), oid(Oid.prime256v1));
-const SPKI_PREFIX = concatBytes([
-  Uint8Array.of(0x30, 0x59),
-  SPKI_ALG,
-  Uint8Array.of(0x03, 0x42, 0x00),
-]); // SEQUENCE(89) { alg, BIT STRING(66) { 0 unused, 04||X||Y } }
+const SPKI_PREFIX = concatBytes([Uint8Array.of(0x30, 0x59), SPKI_ALG, Uint8Array.of(0x03, 0x42, 0x00)]); // SEQUENCE(89) { alg, BIT STRING(66) { 0 unused, 04||X||Y } }
 const EXT_DEVICE_BASIC = extension(Oid.basicConstraints, false, sequence());
 const EXT_DEVICE_KEY_USAGE = extension(Oid.keyUsage, true, namedBitString([0])); // digitalSignature
 const EXT_DEVICE_EKU = extension(Oid.extKeyUsage, false, sequence(oid(Oid.clientAuth)));
@@ -120,7 +116,9 @@ const KIND_OU = {
 } as const;
 
 function extension(id: string, critical: boolean, value: Uint8Array): Uint8Array {
-  return critical ? sequence(oid(id), boolean(true), octetString(value)) : sequence(oid(id), octetString(value));
+  return critical
+    ? sequence(oid(id), boolean(true), octetString(value))
+    : sequence(oid(id), octetString(value));
 }
 
 function attribute(id: string, value: string): Uint8Array {
@@ -211,7 +209,10 @@ function caCertificate(spec: CaCertSpec): { der: Uint8Array; keyId: string } {
       ),
     ),
   );
-  return { der: assembleCertificate(tbs, signTbs(tbs, spec.issuerKey)), keyId: Buffer.from(ski).toString('hex') };
+  return {
+    der: assembleCertificate(tbs, signTbs(tbs, spec.issuerKey)),
+    keyId: Buffer.from(ski).toString('hex'),
+  };
 }
 
 function newKeyPair(): { privateKey: KeyObject; pkcs8: Uint8Array; publicKey: Uint8Array } {
@@ -334,7 +335,10 @@ const issuerCache = new Map<string, IssuerParts>();
 
 function issuerParts(issuer: TbsIssuer): IssuerParts {
   const hit = issuerCache.get(issuer.keyId);
-  if (hit !== undefined && (hit.subjectDer === issuer.subjectDer || bytesEqual(hit.subjectDer, issuer.subjectDer))) {
+  if (
+    hit !== undefined &&
+    (hit.subjectDer === issuer.subjectDer || bytesEqual(hit.subjectDer, issuer.subjectDer))
+  ) {
     return hit;
   }
   if (!/^[0-9a-f]+$/i.test(issuer.keyId) || issuer.keyId.length % 2 !== 0) {
@@ -359,10 +363,43 @@ function bytesEqual(a: Uint8Array, b: Uint8Array): boolean {
 // Fixed-size templates for the 128-char device ID (validated before use).
 const DEVICE_ID_LENGTH = 128;
 // SET(139) { SEQUENCE(136) { OID 2.5.4.3, UTF8String(128) } }
-const CN_ATTR_PREFIX = Uint8Array.of(0x31, 0x81, 0x8b, 0x30, 0x81, 0x88, 0x06, 0x03, 0x55, 0x04, 0x03, 0x0c, 0x81, 0x80);
+const CN_ATTR_PREFIX = Uint8Array.of(
+  0x31,
+  0x81,
+  0x8b,
+  0x30,
+  0x81,
+  0x88,
+  0x06,
+  0x03,
+  0x55,
+  0x04,
+  0x03,
+  0x0c,
+  0x81,
+  0x80,
+);
 // Extension(160) { OID 2.5.29.17, OCTET STRING(152) { SEQUENCE(149) { [6] IA5String(146) uri } } }
 const SAN_EXT_PREFIX = concatBytes([
-  Uint8Array.of(0x30, 0x81, 0xa0, 0x06, 0x03, 0x55, 0x1d, 0x11, 0x04, 0x81, 0x98, 0x30, 0x81, 0x95, 0x86, 0x81, 0x92),
+  Uint8Array.of(
+    0x30,
+    0x81,
+    0xa0,
+    0x06,
+    0x03,
+    0x55,
+    0x1d,
+    0x11,
+    0x04,
+    0x81,
+    0x98,
+    0x30,
+    0x81,
+    0x95,
+    0x86,
+    0x81,
+    0x92,
+  ),
   new TextEncoder().encode(SAN_URI_PREFIX),
 ]);
 
@@ -401,8 +438,10 @@ const tenantAttr = memo(4096, (tenantId: string) => attribute(Oid.organizationNa
  */
 export function buildDeviceTbs(input: DeviceTbsInput): Uint8Array {
   const { serial, subjectPublicKey: pub, deviceId } = input;
-  if (serial.length === 0 || serial.length > 20) throw new CertificateInputError('serial must be 1..20 bytes');
-  if (!(input.notAfterMs > input.notBeforeMs)) throw new CertificateInputError('notAfter must follow notBefore');
+  if (serial.length === 0 || serial.length > 20)
+    throw new CertificateInputError('serial must be 1..20 bytes');
+  if (!(input.notAfterMs > input.notBeforeMs))
+    throw new CertificateInputError('notAfter must follow notBefore');
   if (deviceId.length !== DEVICE_ID_LENGTH || !/^[0-9a-f]*$/.test(deviceId)) {
     throw new CertificateInputError('deviceId must be 128 lowercase hex');
   }

@@ -31,7 +31,10 @@ export interface CryptoOnlyLimit {
  */
 export async function runCryptoOnlyLimit(opts: CryptoOnlyLimitOptions): Promise<CryptoOnlyLimit> {
   const batchSize = opts.batchSize ?? 128;
-  const owned = 'pool' in opts ? undefined : createCryptoPool({ workers: opts.workers, workerFile: opts.workerFile, batchSize });
+  const owned =
+    'pool' in opts
+      ? undefined
+      : createCryptoPool({ workers: opts.workers, workerFile: opts.workerFile, batchSize });
   const pool = 'pool' in opts ? opts.pool : (owned as CryptoPool);
   try {
     const workers = 'pool' in opts ? 8 : opts.workers;

@@ -44,7 +44,9 @@ export class CryptoPoolError extends Error {
 export interface CryptoPoolMeter {
   counter(opts: { name: string; help: string }): { inc(value?: number): void };
   gauge(opts: { name: string; help: string }): { set(value: number): void };
-  histogram(opts: { name: string; help: string; buckets?: readonly number[] }): { observe(value: number): void };
+  histogram(opts: { name: string; help: string; buckets?: readonly number[] }): {
+    observe(value: number): void;
+  };
 }
 
 /** Options of {@link createCryptoPool}. */
@@ -139,7 +141,10 @@ function packItems(batch: readonly Pending[]): { items: VerifyIssueItem[]; arena
   let size = 0;
   for (const p of batch) {
     const it = p.item;
-    size += byteLen(it.publicKey) + byteLen(it.data) + byteLen(it.signature);
+    size +=
+      (it.publicKey instanceof Uint8Array ? it.publicKey.length : 0) +
+      byteLen(it.data) +
+      byteLen(it.signature);
     for (const t of it.tbs) size += byteLen(t);
   }
   const arena = new Uint8Array(size);
@@ -154,7 +159,7 @@ function packItems(batch: readonly Pending[]): { items: VerifyIssueItem[]; arena
   const items = batch.map((p): VerifyIssueItem => {
     const it = p.item;
     return {
-      publicKey: copy(it.publicKey),
+      publicKey: it.publicKey instanceof Uint8Array ? copy(it.publicKey) : it.publicKey,
       data: copy(it.data),
       signature: copy(it.signature),
       tbs: it.tbs.map(copy),
@@ -182,8 +187,10 @@ function poolError(e: WorkerError): CryptoPoolError {
 export function createCryptoPool(opts: CryptoPoolOptions): CryptoPool {
   const batchSize = opts.batchSize ?? 128;
   const maxDelay = opts.maxBatchDelayMs ?? 1;
-  if (!Number.isInteger(opts.workers) || opts.workers < 1) throw new RangeError('workers must be a positive integer');
-  if (!Number.isInteger(batchSize) || batchSize < 1) throw new RangeError('batchSize must be a positive integer');
+  if (!Number.isInteger(opts.workers) || opts.workers < 1)
+    throw new RangeError('workers must be a positive integer');
+  if (!Number.isInteger(batchSize) || batchSize < 1)
+    throw new RangeError('batchSize must be a positive integer');
   if (!(maxDelay >= 0)) throw new RangeError('maxBatchDelayMs must be >= 0');
   const filename = opts.workerFile ?? defaultWorkerFile();
   const filePath = filename.startsWith('file:') ? fileURLToPath(filename) : filename;
@@ -202,14 +209,23 @@ export function createCryptoPool(opts: CryptoPoolOptions): CryptoPool {
   });
 
   const m = opts.meter;
-  const queueDepth = m?.gauge({ name: 'sphere_crypto_pool_queue_depth', help: 'Items waiting in the crypto pool (accumulating plus in flight).' });
-  const utilizationGauge = m?.gauge({ name: 'sphere_crypto_pool_utilization', help: 'Crypto worker thread utilisation, 0..1.' });
+  const queueDepth = m?.gauge({
+    name: 'sphere_crypto_pool_queue_depth',
+    help: 'Items waiting in the crypto pool (accumulating plus in flight).',
+  });
+  const utilizationGauge = m?.gauge({
+    name: 'sphere_crypto_pool_utilization',
+    help: 'Crypto worker thread utilisation, 0..1.',
+  });
   const batchHist = m?.histogram({
     name: 'sphere_crypto_pool_batch_size',
     help: 'Items per crypto pool batch task.',
     buckets: [1, 2, 4, 8, 16, 32, 64, 128, 256, 512],
   });
-  const tasksTotal = m?.counter({ name: 'sphere_crypto_pool_tasks_total', help: 'Batch tasks submitted to crypto workers.' });
+  const tasksTotal = m?.counter({
+    name: 'sphere_crypto_pool_tasks_total',
+    help: 'Batch tasks submitted to crypto workers.',
+  });
 
   const caKeys = new Map<string, CaEntry>();
   let generation = 0;
@@ -272,7 +288,9 @@ export function createCryptoPool(opts: CryptoPoolOptions): CryptoPool {
           settleBatch(batch, res as TimedWorkerResult<VerifyIssueWireResult[]>);
         },
         (e: unknown) => {
-          const err = new CryptoPoolError(CryptoPoolErrorCode.workerFailed, 'crypto worker task failed', { cause: e });
+          const err = new CryptoPoolError(CryptoPoolErrorCode.workerFailed, 'crypto worker task failed', {
+            cause: e,
+          });
           for (const p of batch) p.reject(err);
         },
       )
@@ -295,7 +313,8 @@ export function createCryptoPool(opts: CryptoPoolOptions): CryptoPool {
     }
     batch.forEach((p, i) => {
       const r = res.value[i];
-      if (r === undefined) p.reject(new CryptoPoolError(CryptoPoolErrorCode.internal, 'worker returned too few results'));
+      if (r === undefined)
+        p.reject(new CryptoPoolError(CryptoPoolErrorCode.internal, 'worker returned too few results'));
       else if ('error' in r) p.reject(poolError(r.error));
       else p.resolve(r);
     });
@@ -308,16 +327,26 @@ export function createCryptoPool(opts: CryptoPoolOptions): CryptoPool {
 
   return {
     verifyAndIssue(item) {
-      if (closed) return Promise.reject(new CryptoPoolError(CryptoPoolErrorCode.closed, 'crypto pool is closed'));
+      if (closed)
+        return Promise.reject(new CryptoPoolError(CryptoPoolErrorCode.closed, 'crypto pool is closed'));
       const tbs = Array.isArray(item.tbs) ? item.tbs : [];
       const ca = item.caKeyId === undefined ? undefined : caKeys.get(item.caKeyId);
       if (tbs.length > 0 && ca === undefined) {
         return Promise.reject(
-          new CryptoPoolError(CryptoPoolErrorCode.unknownCaKey, `CA key ${String(item.caKeyId)} is not registered`),
+          new CryptoPoolError(
+            CryptoPoolErrorCode.unknownCaKey,
+            `CA key ${String(item.caKeyId)} is not registered`,
+          ),
         );
       }
       return new Promise<VerifyIssueResult>((resolve, reject) => {
-        pending.push({ item: { ...item, tbs }, wireCaKeyId: ca?.wireId, caPkcs8: ca?.pkcs8, resolve, reject });
+        pending.push({
+          item: { ...item, tbs },
+          wireCaKeyId: ca?.wireId,
+          caPkcs8: ca?.pkcs8,
+          resolve,
+          reject,
+        });
         if (pending.length >= batchSize) flush();
         else schedule();
         updateDepth();
@@ -331,7 +360,13 @@ export function createCryptoPool(opts: CryptoPoolOptions): CryptoPool {
     },
 
     stats() {
-      return { queued: pending.length, inFlightBatches, completed, batches, utilization: takeUtilization(statsWindow) };
+      return {
+        queued: pending.length,
+        inFlightBatches,
+        completed,
+        batches,
+        utilization: takeUtilization(statsWindow),
+      };
     },
 
     async runBench(attestations, perTask = batchSize) {

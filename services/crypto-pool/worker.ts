@@ -8,7 +8,13 @@
  * - parsed device public keys in a bounded Map (insertion-ordered, oldest evicted),
  *   including negative entries for keys that failed to parse.
  */
-import { createPrivateKey, generateKeyPairSync, randomBytes, sign as nodeSign, type KeyObject } from 'node:crypto';
+import {
+  createPrivateKey,
+  generateKeyPairSync,
+  randomBytes,
+  sign as nodeSign,
+  type KeyObject,
+} from 'node:crypto';
 import { publicKeyFromRaw, signP1363, verifyP1363 } from '../../actors/crypto/index.js';
 import {
   CryptoPoolErrorCode,
@@ -30,7 +36,8 @@ const deviceKeys = new Map<string, KeyObject | null>();
 const caKeys = new Map<string, KeyObject>();
 
 /** Parsed device key, or null if the raw bytes are not a valid P-256 point. */
-function devicePublicKey(raw: Uint8Array): KeyObject | null {
+function devicePublicKey(raw: Uint8Array | KeyObject): KeyObject | null {
+  if (isKeyObject(raw)) return raw.type === 'public' && raw.asymmetricKeyType === 'ec' ? raw : null;
   if (!(raw instanceof Uint8Array) || raw.length !== 65) return null;
   // latin1 is a 1:1 byte->char mapping: the cheapest string key for 65 bytes.
   const id = Buffer.from(raw.buffer, raw.byteOffset, raw.length).toString('latin1');
@@ -50,20 +57,34 @@ function devicePublicKey(raw: Uint8Array): KeyObject | null {
   return key;
 }
 
+function isKeyObject(x: unknown): x is KeyObject {
+  return typeof x === 'object' && x !== null && !(x instanceof Uint8Array) && 'asymmetricKeyType' in x;
+}
+
 function caKey(task: VerifyIssueTask, id: string): WorkerResult<KeyObject> {
   const hit = caKeys.get(id);
   if (hit !== undefined) return { ok: true, value: hit };
   const pkcs8 = task.caKeys[id];
   if (pkcs8 === undefined) {
-    return { ok: false, error: { code: CryptoPoolErrorCode.unknownCaKey, message: `CA key ${id} not supplied` } };
+    return {
+      ok: false,
+      error: { code: CryptoPoolErrorCode.unknownCaKey, message: `CA key ${id} not supplied` },
+    };
   }
   try {
-    const key = createPrivateKey({ key: Buffer.from(pkcs8.buffer, pkcs8.byteOffset, pkcs8.length), format: 'der', type: 'pkcs8' });
+    const key = createPrivateKey({
+      key: Buffer.from(pkcs8.buffer, pkcs8.byteOffset, pkcs8.length),
+      format: 'der',
+      type: 'pkcs8',
+    });
     if (caKeys.size >= CA_KEY_CACHE_LIMIT) caKeys.clear();
     caKeys.set(id, key);
     return { ok: true, value: key };
   } catch (e) {
-    return { ok: false, error: { code: CryptoPoolErrorCode.badCaKey, message: `CA key ${id}: ${String(e)}` } };
+    return {
+      ok: false,
+      error: { code: CryptoPoolErrorCode.badCaKey, message: `CA key ${id}: ${String(e)}` },
+    };
   }
 }
 
@@ -74,13 +95,16 @@ function verifyIssueOne(task: VerifyIssueTask, item: VerifyIssueItem): VerifyIss
   const tbs = Array.isArray(item.tbs) ? item.tbs : [];
   if (tbs.length === 0) return { signatureValid: true, signatures: [] };
   if (typeof item.caKeyId !== 'string') {
-    return { error: { code: CryptoPoolErrorCode.unknownCaKey, message: 'item has TBS to sign but no caKeyId' } };
+    return {
+      error: { code: CryptoPoolErrorCode.unknownCaKey, message: 'item has TBS to sign but no caKeyId' },
+    };
   }
   const ca = caKey(task, item.caKeyId);
   if (!ca.ok) return { error: ca.error };
   const signatures: Uint8Array[] = [];
   for (const t of tbs) {
-    if (!(t instanceof Uint8Array)) return { error: { code: CryptoPoolErrorCode.badTask, message: 'TBS is not bytes' } };
+    if (!(t instanceof Uint8Array))
+      return { error: { code: CryptoPoolErrorCode.badTask, message: 'TBS is not bytes' } };
     signatures.push(nodeSign('sha256', t, ca.value));
   }
   return { signatureValid: true, signatures };
@@ -89,7 +113,10 @@ function verifyIssueOne(task: VerifyIssueTask, item: VerifyIssueItem): VerifyIss
 function verifyIssue(task: VerifyIssueTask): WorkerResult<VerifyIssueWireResult[]> {
   const items: readonly VerifyIssueItem[] | undefined = Array.isArray(task.items) ? task.items : undefined;
   if (items === undefined || typeof task.caKeys !== 'object' || task.caKeys === null) {
-    return { ok: false, error: { code: CryptoPoolErrorCode.badTask, message: 'verify-issue task needs items[] and caKeys' } };
+    return {
+      ok: false,
+      error: { code: CryptoPoolErrorCode.badTask, message: 'verify-issue task needs items[] and caKeys' },
+    };
   }
   const out: VerifyIssueWireResult[] = [];
   for (const item of items) {
@@ -147,7 +174,10 @@ function bench(task: BenchTask): WorkerResult<BenchResult> {
     const pub = devicePublicKey(dev.raw);
     verifies++;
     if (pub === null || !verifyP1363(pub, msg, sig)) {
-      return { ok: false, error: { code: CryptoPoolErrorCode.internal, message: 'bench signature did not verify' } };
+      return {
+        ok: false,
+        error: { code: CryptoPoolErrorCode.internal, message: 'bench signature did not verify' },
+      };
     }
     nodeSign('sha256', tbsA, st.ca);
     nodeSign('sha256', tbsB, st.ca);

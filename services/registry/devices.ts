@@ -1,3 +1,4 @@
+import type { KeyObject } from 'node:crypto';
 import type { DeviceId, RejectCode, TenantId } from '../../proto/codec/index.js';
 
 /** The last attestation outcome of a device. */
@@ -15,6 +16,8 @@ export interface AttestationOutcome {
 export interface DeviceRecord {
   readonly deviceId: DeviceId;
   readonly attestationPublicKey: Uint8Array;
+  /** The same key parsed once at endorsement, so attestation never re-imports it. */
+  readonly attestationKey: KeyObject;
   tenantId: TenantId | null;
   osVersion: string;
   securityVersion: number;
@@ -52,11 +55,12 @@ export class DeviceRegistry {
   }
 
   /** Registers an endorsement; returns false when the device was already known. */
-  endorse(deviceId: DeviceId, attestationPublicKey: Uint8Array): boolean {
+  endorse(deviceId: DeviceId, attestationPublicKey: Uint8Array, attestationKey: KeyObject): boolean {
     if (this.#byId.has(deviceId)) return false;
     this.#byId.set(deviceId, {
       deviceId,
       attestationPublicKey,
+      attestationKey,
       tenantId: null,
       osVersion: '',
       securityVersion: 0,

@@ -1,3 +1,4 @@
+import type { KeyObject } from 'node:crypto';
 import type { Clock, Rng } from '../../actors/runtime/index.js';
 import type { AttestationPolicy, NonceBook, ReferenceValues } from '../attestation/index.js';
 import type { AlertLog, TenantRegistry } from '../registry/index.js';
@@ -5,7 +6,8 @@ import type { ServiceMetrics } from '../metrics/index.js';
 
 /** One verification (and, when `tbs` is non-empty, certificate signing) for the crypto pool. */
 export interface CryptoItem {
-  readonly publicKey: Uint8Array;
+  /** The device's parsed attestation key (passed to workers by reference). */
+  readonly publicKey: KeyObject;
   readonly data: Uint8Array;
   readonly signature: Uint8Array;
   readonly tbs: Uint8Array[];

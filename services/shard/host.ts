@@ -170,8 +170,9 @@ export async function startShard(opts: ShardOptions): Promise<Shard> {
     },
     async registerEndorsements(keys) {
       const devices = keys.map((publicKey, i) => {
+        let key;
         try {
-          publicKeyFromRaw(publicKey);
+          key = publicKeyFromRaw(publicKey);
         } catch (cause) {
           throw new OperatorError(
             'MALFORMED_INPUT',
@@ -181,7 +182,7 @@ export async function startShard(opts: ShardOptions): Promise<Shard> {
         }
         const deviceId = parseDeviceId(deviceIdFromPublicKey(publicKey));
         if (deviceId === null) throw new OperatorError('INTERNAL', 'derived device ID is invalid');
-        return { deviceId, publicKey: Uint8Array.from(publicKey) };
+        return { deviceId, publicKey: Uint8Array.from(publicKey), key };
       });
       let registered = 0;
       let alreadyKnown = 0;

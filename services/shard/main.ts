@@ -1,133 +1,18 @@
 #!/usr/bin/env node
-import { readFileSync } from 'node:fs';
-import { parseArgs } from 'node:util';
-import { DEFAULT_POLICY } from '../attestation/index.js';
-import { DEFAULT_SHARD_OPTIONS, startShard } from './host.js';
+import { startShard } from './host.js';
 import type { ShardOptions } from './host.js';
-
-const HELP = `sphere shard: one security-service shard (attestation, certificates, alerts, operator API)
-
-Usage: node dist/services/shard/main.js --nats <url> [options]
-
-  --nats <url>                   NATS server URL (required)
-  --grpc-host <host>             operator API bind host (default 127.0.0.1)
-  --grpc-port <port>             operator API port, 0 = any free port (default 0)
-  --metrics-port <port>          /metrics port, 0 = any free port (default 0)
-  --admin-token-file <path>      file holding the service admin token
-  --admin-token <token>          the admin token itself (or env SPHERE_ADMIN_TOKEN)
-  --workers <n>                  crypto pool threads (default 1)
-  --batch-size <n>               crypto pool items per task (default 64)
-  --partitions <n>               partitions of the device space (default 64)
-  --time-scale <x>               simulated seconds per wall second (default 1)
-  --nonce-ttl-ms <ms>            challenge nonce time to live, simulated (default 300000)
-  --cert-lifetime-ms <ms>        device certificate validity, simulated (default 86400000)
-  --min-security-version <n>     lowest accepted OS security version (default 3)
-  --max-clock-skew-ms <ms>       accepted device clock error, simulated (default 300000)
-  --seed <s>                     seed for the shard's randomness (default "shard")
-  --shard-id <id>                name in metrics and alerts (default shard-0)
-  --help                         this text
-
-Prints "READY grpc=<host:port> metrics=<url>" on stdout once serving; SIGINT/SIGTERM stop it.`;
-
-/** Validates command-line options once into a filled ShardOptions; throws with the bad flag named. */
-export function compileShardOptions(argv: string[], env: NodeJS.ProcessEnv): ShardOptions | 'help' {
-  const { values } = parseArgs({
-    args: argv,
-    strict: true,
-    options: {
-      nats: { type: 'string' },
-      'grpc-host': { type: 'string' },
-      'grpc-port': { type: 'string' },
-      'metrics-port': { type: 'string' },
-      'admin-token-file': { type: 'string' },
-      'admin-token': { type: 'string' },
-      workers: { type: 'string' },
-      'batch-size': { type: 'string' },
-      partitions: { type: 'string' },
-      'time-scale': { type: 'string' },
-      'nonce-ttl-ms': { type: 'string' },
-      'cert-lifetime-ms': { type: 'string' },
-      'min-security-version': { type: 'string' },
-      'max-clock-skew-ms': { type: 'string' },
-      seed: { type: 'string' },
-      'shard-id': { type: 'string' },
-      help: { type: 'boolean' },
-    },
-  });
-  if (values.help === true) return 'help';
-  const num = (
-    flag: string,
-    v: string | undefined,
-    fallback: number,
-    min: number,
-    max: number,
-    integer = true,
-  ): number => {
-    if (v === undefined) return fallback;
-    const n = Number(v);
-    if (!Number.isFinite(n) || n < min || n > max || (integer && !Number.isInteger(n))) {
-      throw new Error(
-        `--${flag} must be ${integer ? 'an integer' : 'a number'} from ${min} to ${max}, got "${v}"`,
-      );
-    }
-    return n;
-  };
-  if (values.nats === undefined)
-    throw new Error('--nats <url> is required (for example nats://127.0.0.1:4222)');
-  let adminToken = values['admin-token'] ?? env['SPHERE_ADMIN_TOKEN'] ?? '';
-  if (values['admin-token-file'] !== undefined)
-    adminToken = readFileSync(values['admin-token-file'], 'utf8').trim();
-  if (adminToken.length < 16) {
-    throw new Error(
-      'an admin token of at least 16 characters is required: --admin-token-file, --admin-token or SPHERE_ADMIN_TOKEN',
-    );
-  }
-  const d = DEFAULT_SHARD_OPTIONS;
-  const p = DEFAULT_POLICY;
-  const DAY = 86_400_000;
-  return {
-    nats: values.nats,
-    adminToken,
-    grpcHost: values['grpc-host'] ?? d.grpcHost,
-    grpcPort: num('grpc-port', values['grpc-port'], d.grpcPort, 0, 65535),
-    metricsPort: num('metrics-port', values['metrics-port'], 0, 0, 65535),
-    workers: num('workers', values.workers, d.workers, 1, 64),
-    batchSize: num('batch-size', values['batch-size'], d.batchSize, 1, 4096),
-    partitions: num('partitions', values.partitions, d.partitions, 1, 4096),
-    timeScale: num('time-scale', values['time-scale'], d.timeScale, 0.001, 1e7, false),
-    policy: {
-      nonceTtlMs: num('nonce-ttl-ms', values['nonce-ttl-ms'], p.nonceTtlMs, 1, 30 * DAY),
-      certificateLifetimeMs: num(
-        'cert-lifetime-ms',
-        values['cert-lifetime-ms'],
-        p.certificateLifetimeMs,
-        1000,
-        3650 * DAY,
-      ),
-      minSecurityVersion: num(
-        'min-security-version',
-        values['min-security-version'],
-        p.minSecurityVersion,
-        0,
-        1_000_000,
-      ),
-      maxClockSkewMs: num('max-clock-skew-ms', values['max-clock-skew-ms'], p.maxClockSkewMs, 0, 365 * DAY),
-    },
-    seed: values.seed ?? d.seed,
-    shardId: values['shard-id'] ?? d.shardId,
-  };
-}
+import { SHARD_HELP, compileShardOptions } from './options.js';
 
 async function main(): Promise<void> {
   let opts: ShardOptions | 'help';
   try {
     opts = compileShardOptions(process.argv.slice(2), process.env);
   } catch (e) {
-    console.error(`shard: ${e instanceof Error ? e.message : String(e)}\n\n${HELP}`);
+    console.error(`shard: ${e instanceof Error ? e.message : String(e)}\n\n${SHARD_HELP}`);
     process.exit(2);
   }
   if (opts === 'help') {
-    console.log(HELP);
+    console.log(SHARD_HELP);
     return;
   }
   const shard = await startShard(opts);

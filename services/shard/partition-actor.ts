@@ -1,3 +1,4 @@
+import type { KeyObject } from 'node:crypto';
 import type { ActorDefinition } from '../../actors/runtime/index.js';
 import { REJECT_CODES } from '../../proto/codec/index.js';
 import type {
@@ -57,7 +58,11 @@ export type PartitionMessage =
   | { readonly type: 'partition.heartbeat'; readonly heartbeat: HeartbeatMsg }
   | {
       readonly type: 'partition.endorse';
-      readonly devices: ReadonlyArray<{ readonly deviceId: DeviceId; readonly publicKey: Uint8Array }>;
+      readonly devices: ReadonlyArray<{
+        readonly deviceId: DeviceId;
+        readonly publicKey: Uint8Array;
+        readonly key: KeyObject;
+      }>;
       readonly reply: (registered: number, alreadyKnown: number) => void;
     }
   | {
@@ -215,7 +220,7 @@ export function partitionDefinition(
     metrics.inflight.inc();
     ctx.crypto
       .verifyAndIssue({
-        publicKey: record.attestationPublicKey,
+        publicKey: record.attestationKey,
         data: msg.request.evidence,
         signature: msg.request.signature,
         tbs,
@@ -375,7 +380,8 @@ export function partitionDefinition(
         }
         case 'partition.endorse': {
           let registered = 0;
-          for (const d of msg.devices) if (state.devices.endorse(d.deviceId, d.publicKey)) registered++;
+          for (const d of msg.devices)
+            if (state.devices.endorse(d.deviceId, d.publicKey, d.key)) registered++;
           msg.reply(registered, msg.devices.length - registered);
           return state;
         }

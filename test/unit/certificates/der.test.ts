@@ -45,8 +45,12 @@ describe('certificates der', () => {
   it('der - times follow RFC 5280 (UTCTime through 2049, then GeneralizedTime)', () => {
     const t = Date.UTC(2025, 5, 7, 8, 9, 10, 999);
     expect(Buffer.from(der.x509Time(t)).toString('latin1')).toBe('\x17\x0d250607080910Z');
-    expect(Buffer.from(der.x509Time(Date.UTC(2049, 11, 31, 23, 59, 59))).toString('latin1')).toBe('\x17\x0d491231235959Z');
-    expect(Buffer.from(der.x509Time(Date.UTC(2050, 0, 1))).toString('latin1')).toBe('\x18\x0f20500101000000Z');
+    expect(Buffer.from(der.x509Time(Date.UTC(2049, 11, 31, 23, 59, 59))).toString('latin1')).toBe(
+      '\x17\x0d491231235959Z',
+    );
+    expect(Buffer.from(der.x509Time(Date.UTC(2050, 0, 1))).toString('latin1')).toBe(
+      '\x18\x0f20500101000000Z',
+    );
     expect(Buffer.from(der.x509Time(Date.UTC(1950, 0, 1))).toString('latin1')).toBe('\x17\x0d500101000000Z');
     expect(() => der.utcTime(Date.UTC(2050, 0, 1))).toThrow(RangeError);
   });

@@ -23,7 +23,9 @@ const tenant = createTenantCa(root, { tenantId: 'tenant-x', name: 'X', notBefore
 function referenceTbs(i: DeviceTbsInput): Uint8Array {
   const attr = (id: string, v: string) => der.set(der.sequence(der.oid(id), der.utf8String(v)));
   const ext = (id: string, critical: boolean, v: Uint8Array) =>
-    critical ? der.sequence(der.oid(id), der.boolean(true), der.octetString(v)) : der.sequence(der.oid(id), der.octetString(v));
+    critical
+      ? der.sequence(der.oid(id), der.boolean(true), der.octetString(v))
+      : der.sequence(der.oid(id), der.octetString(v));
   const ski = createHash('sha1').update(i.subjectPublicKey).digest();
   return der.sequence(
     der.explicit(0, der.integerFromNumber(2)),
@@ -31,7 +33,11 @@ function referenceTbs(i: DeviceTbsInput): Uint8Array {
     der.sequence(der.oid(Oid.ecdsaWithSha256)),
     i.issuer.subjectDer,
     der.sequence(der.x509Time(i.notBeforeMs), der.x509Time(i.notAfterMs)),
-    der.sequence(attr(Oid.organizationName, i.tenantId), attr(Oid.organizationalUnitName, i.kind), attr(Oid.commonName, i.deviceId)),
+    der.sequence(
+      attr(Oid.organizationName, i.tenantId),
+      attr(Oid.organizationalUnitName, i.kind),
+      attr(Oid.commonName, i.deviceId),
+    ),
     encodeSpki(i.subjectPublicKey),
     der.explicit(
       3,
@@ -40,8 +46,16 @@ function referenceTbs(i: DeviceTbsInput): Uint8Array {
         ext(Oid.keyUsage, true, der.namedBitString([0])),
         ext(Oid.extKeyUsage, false, der.sequence(der.oid(Oid.clientAuth))),
         ext(Oid.subjectKeyIdentifier, false, der.octetString(ski)),
-        ext(Oid.authorityKeyIdentifier, false, der.sequence(der.implicit(0, Buffer.from(i.issuer.keyId, 'hex')))),
-        ext(Oid.subjectAltName, false, der.sequence(der.implicit(6, Buffer.from(`urn:sphere:device:${i.deviceId}`, 'latin1')))),
+        ext(
+          Oid.authorityKeyIdentifier,
+          false,
+          der.sequence(der.implicit(0, Buffer.from(i.issuer.keyId, 'hex'))),
+        ),
+        ext(
+          Oid.subjectAltName,
+          false,
+          der.sequence(der.implicit(6, Buffer.from(`urn:sphere:device:${i.deviceId}`, 'latin1'))),
+        ),
       ),
     ),
   );
@@ -69,7 +83,9 @@ describe('certificates device tbs', () => {
             notBeforeMs,
             notAfterMs: notBeforeMs + 86_400_000,
           };
-          expect(Buffer.from(buildDeviceTbs(input)).toString('hex')).toBe(Buffer.from(referenceTbs(input)).toString('hex'));
+          expect(Buffer.from(buildDeviceTbs(input)).toString('hex')).toBe(
+            Buffer.from(referenceTbs(input)).toString('hex'),
+          );
         },
       ),
       { numRuns: 300 },

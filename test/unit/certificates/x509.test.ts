@@ -20,8 +20,16 @@ import {
 const DAY = 24 * 3600 * 1000;
 const T0 = Date.UTC(2025, 0, 1);
 const root = createRootCa({ commonName: 'Sphere Fleet Root CA', notBeforeMs: T0, validityMs: 3650 * DAY });
-const tenantA = createTenantCa(root, { tenantId: '3f1c2a4e-0000-4000-8000-00000000000a', name: 'Tenant A', notBeforeMs: T0 });
-const tenantB = createTenantCa(root, { tenantId: '3f1c2a4e-0000-4000-8000-00000000000b', name: 'Tenant B', notBeforeMs: T0 });
+const tenantA = createTenantCa(root, {
+  tenantId: '3f1c2a4e-0000-4000-8000-00000000000a',
+  name: 'Tenant A',
+  notBeforeMs: T0,
+});
+const tenantB = createTenantCa(root, {
+  tenantId: '3f1c2a4e-0000-4000-8000-00000000000b',
+  name: 'Tenant B',
+  notBeforeMs: T0,
+});
 
 const dir = mkdtempSync(join(tmpdir(), 'sphere-x509-'));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
@@ -36,9 +44,22 @@ const rootPath = write(root.certificatePem);
 const tenantAPath = write(tenantA.certificatePem);
 
 /** Runs `openssl verify`; returns combined output and whether it exited 0. */
-function opensslVerify(certDer: Uint8Array, atMs: number, untrusted = tenantAPath): { ok: boolean; out: string } {
+function opensslVerify(
+  certDer: Uint8Array,
+  atMs: number,
+  untrusted = tenantAPath,
+): { ok: boolean; out: string } {
   const certPath = write(certDer);
-  const args = ['verify', '-attime', String(Math.floor(atMs / 1000)), '-CAfile', rootPath, '-untrusted', untrusted, certPath];
+  const args = [
+    'verify',
+    '-attime',
+    String(Math.floor(atMs / 1000)),
+    '-CAfile',
+    rootPath,
+    '-untrusted',
+    untrusted,
+    certPath,
+  ];
   try {
     const out = execFileSync('openssl', args, { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
     return { ok: true, out };
@@ -118,19 +139,32 @@ describe('certificates openssl', () => {
   });
 
   it('openssl - x509 -text parses root, tenant and both device certificate kinds', () => {
-    const certs = [root.certificateDer, tenantA.certificateDer, deviceCert(tenantA, 'update').der, deviceCert(tenantA, 'client').der];
+    const certs = [
+      root.certificateDer,
+      tenantA.certificateDer,
+      deviceCert(tenantA, 'update').der,
+      deviceCert(tenantA, 'client').der,
+    ];
     for (const der of certs) {
-      const out = execFileSync('openssl', ['x509', '-noout', '-text', '-in', write(der)], { encoding: 'utf8' });
+      const out = execFileSync('openssl', ['x509', '-noout', '-text', '-in', write(der)], {
+        encoding: 'utf8',
+      });
       expect(out).toContain('ecdsa-with-SHA256');
       expect(out).toContain('X509v3 Subject Key Identifier');
       expect(out).toContain('X509v3 Authority Key Identifier');
     }
-    const devText = execFileSync('openssl', ['x509', '-noout', '-text', '-in', write(deviceCert(tenantA, 'client').der)], { encoding: 'utf8' });
+    const devText = execFileSync(
+      'openssl',
+      ['x509', '-noout', '-text', '-in', write(deviceCert(tenantA, 'client').der)],
+      { encoding: 'utf8' },
+    );
     expect(devText).toContain('URI:urn:sphere:device:');
     expect(devText).toContain('TLS Web Client Authentication');
     expect(devText).toContain('CA:FALSE');
     expect(devText).toMatch(/Key Usage: critical\s+Digital Signature/);
-    const rootText = execFileSync('openssl', ['x509', '-noout', '-text', '-in', rootPath], { encoding: 'utf8' });
+    const rootText = execFileSync('openssl', ['x509', '-noout', '-text', '-in', rootPath], {
+      encoding: 'utf8',
+    });
     expect(rootText).toMatch(/Basic Constraints: critical\s+CA:TRUE, pathlen:1/);
     expect(rootText).toMatch(/Key Usage: critical\s+Certificate Sign, CRL Sign/);
   });
@@ -168,12 +202,20 @@ describe('certificates node X509Certificate', () => {
     expect(Buffer.from(ca.raw).equals(Buffer.from(tenantA.certificateDer))).toBe(true);
     expect(ca.issuer).toBe('CN=Sphere Fleet Root CA');
     // The exported pkcs8 and raw public key belong together.
-    const pub = createPublicKey(createPrivateKey({ key: Buffer.from(tenantA.privateKeyPkcs8), format: 'der', type: 'pkcs8' }));
-    expect(pub.export({ format: 'der', type: 'spki' }).subarray(-65).equals(Buffer.from(tenantA.publicKey))).toBe(true);
+    const pub = createPublicKey(
+      createPrivateKey({ key: Buffer.from(tenantA.privateKeyPkcs8), format: 'der', type: 'pkcs8' }),
+    );
+    expect(
+      pub.export({ format: 'der', type: 'spki' }).subarray(-65).equals(Buffer.from(tenantA.publicKey)),
+    ).toBe(true);
   });
 
   it('x509 - dates from 2050 on use GeneralizedTime and still verify', () => {
-    const late = createRootCa({ commonName: 'Late Root', notBeforeMs: Date.UTC(2049, 11, 31), validityMs: 10 * DAY });
+    const late = createRootCa({
+      commonName: 'Late Root',
+      notBeforeMs: Date.UTC(2049, 11, 31),
+      validityMs: 10 * DAY,
+    });
     const cert = new X509Certificate(late.certificateDer);
     expect(new Date(cert.validTo).getUTCFullYear()).toBe(2050);
     expect(cert.verify(cert.publicKey)).toBe(true);

@@ -30,7 +30,9 @@ describe('crypto hashing', () => {
   it('hashing - sha256 of concatenated parts equals node sha256', () => {
     const a = randomBytes(100);
     const b = randomBytes(7);
-    const expected = createHash('sha256').update(Buffer.concat([a, b])).digest();
+    const expected = createHash('sha256')
+      .update(Buffer.concat([a, b]))
+      .digest();
     expect(hex(sha256(a, b))).toBe(hex(expected));
     expect(hex(sha256())).toBe(createHash('sha256').digest('hex'));
   });
@@ -38,8 +40,12 @@ describe('crypto hashing', () => {
   it('hashing - measurement chain starts from 32 zero bytes and folds extendMeasurement', () => {
     const d1 = sha256(new TextEncoder().encode('bootloader'));
     const d2 = sha256(new TextEncoder().encode('os'));
-    const step1 = createHash('sha256').update(Buffer.concat([Buffer.alloc(32), d1])).digest();
-    const step2 = createHash('sha256').update(Buffer.concat([step1, d2])).digest();
+    const step1 = createHash('sha256')
+      .update(Buffer.concat([Buffer.alloc(32), d1]))
+      .digest();
+    const step2 = createHash('sha256')
+      .update(Buffer.concat([step1, d2]))
+      .digest();
     expect(hex(measurementChain([d1, d2]))).toBe(hex(step2));
     expect(hex(extendMeasurement(new Uint8Array(32), d1))).toBe(hex(step1));
     expect(measurementChain([])).toEqual(new Uint8Array(32));
@@ -81,7 +87,9 @@ describe('crypto key derivation', () => {
   it('derivation - known answer stays stable across releases', () => {
     // Pinned so an accidental change of salt/length/reduction is caught (devices would change identity).
     const k = deriveP256Key(new Uint8Array(32).fill(1), 'sphere/device-id');
-    expect(hex(k.privateScalar)).toMatchInlineSnapshot(`"1fdd8c5dcf14a0322ac60fc04e90989515cab533ead5970e63efccaf5faec442"`);
+    expect(hex(k.privateScalar)).toMatchInlineSnapshot(
+      `"1fdd8c5dcf14a0322ac60fc04e90989515cab533ead5970e63efccaf5faec442"`,
+    );
   });
 });
 
@@ -135,22 +143,26 @@ describe('crypto key objects', () => {
 describe('crypto ecdsa cross-implementation', () => {
   it('ecdsa - native signatures verify with noble and noble signatures verify natively', () => {
     fc.assert(
-      fc.property(fc.uint8Array({ minLength: 32, maxLength: 32 }), fc.uint8Array({ maxLength: 512 }), (secret, msg) => {
-        const k = deriveP256Key(secret, 'ecdsa');
-        const priv = privateKeyFromScalar(k.privateScalar, k.publicKey);
-        const pub = publicKeyFromRaw(k.publicKey);
-        const nativeSig = signP1363(priv, msg);
-        expect(nativeSig.length).toBe(64);
-        expect(verifyP1363(pub, msg, nativeSig)).toBe(true);
-        expect(nobleVerifyP1363(k.publicKey, msg, nativeSig)).toBe(true);
-        const nobleSig = nobleSignP1363(k.privateScalar, msg);
-        expect(nobleVerifyP1363(k.publicKey, msg, nobleSig)).toBe(true);
-        expect(verifyP1363(pub, msg, nobleSig)).toBe(true);
-        // DER variants agree as well.
-        const der = signDer(priv, msg);
-        expect(verifyDer(pub, msg, der)).toBe(true);
-        expect(nobleVerifyDer(k.publicKey, msg, der)).toBe(true);
-      }),
+      fc.property(
+        fc.uint8Array({ minLength: 32, maxLength: 32 }),
+        fc.uint8Array({ maxLength: 512 }),
+        (secret, msg) => {
+          const k = deriveP256Key(secret, 'ecdsa');
+          const priv = privateKeyFromScalar(k.privateScalar, k.publicKey);
+          const pub = publicKeyFromRaw(k.publicKey);
+          const nativeSig = signP1363(priv, msg);
+          expect(nativeSig.length).toBe(64);
+          expect(verifyP1363(pub, msg, nativeSig)).toBe(true);
+          expect(nobleVerifyP1363(k.publicKey, msg, nativeSig)).toBe(true);
+          const nobleSig = nobleSignP1363(k.privateScalar, msg);
+          expect(nobleVerifyP1363(k.publicKey, msg, nobleSig)).toBe(true);
+          expect(verifyP1363(pub, msg, nobleSig)).toBe(true);
+          // DER variants agree as well.
+          const der = signDer(priv, msg);
+          expect(verifyDer(pub, msg, der)).toBe(true);
+          expect(nobleVerifyDer(k.publicKey, msg, der)).toBe(true);
+        },
+      ),
       { numRuns: 100 },
     );
   });

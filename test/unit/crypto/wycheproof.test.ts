@@ -69,7 +69,11 @@ function makeNative(encoding: 'p1363' | 'der'): Verifier {
 }
 
 /** Runs every vector; returns human-readable failures (empty = all as expected). */
-function runFile(name: FileName, impl: Impl, verify: Verifier): { failures: string[]; counts: Record<string, number> } {
+function runFile(
+  name: FileName,
+  impl: Impl,
+  verify: Verifier,
+): { failures: string[]; counts: Record<string, number> } {
   const file = load(name);
   const failures: string[] = [];
   const counts: Record<string, number> = { valid: 0, invalid: 0, acceptable: 0 };

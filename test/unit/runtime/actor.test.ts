@@ -1,5 +1,12 @@
 import { describe, expect, it } from 'vitest';
-import { ActorInitError, ActorNameTakenError, ActorSystem, createManualClock, createPromMeter, createRng } from '../../../actors/runtime/index.js';
+import {
+  ActorInitError,
+  ActorNameTakenError,
+  ActorSystem,
+  createManualClock,
+  createPromMeter,
+  createRng,
+} from '../../../actors/runtime/index.js';
 import type { ActorDefinition, ManualClock } from '../../../actors/runtime/index.js';
 
 type Msg = { type: 'add'; n: number } | { type: 'boom' } | { type: 'slow'; n: number; gate: Promise<void> };
@@ -10,7 +17,10 @@ function setup(): { clock: ManualClock; system: ActorSystem } {
 }
 
 /** Records every message it completes; 'boom' throws. */
-function recorder(name: string, extra: Partial<ActorDefinition<number[], Msg>> = {}): ActorDefinition<number[], Msg> {
+function recorder(
+  name: string,
+  extra: Partial<ActorDefinition<number[], Msg>> = {},
+): ActorDefinition<number[], Msg> {
   return {
     name,
     init: () => [],
@@ -141,7 +151,10 @@ describe('actor system', () => {
     expect([1, 2, 3, 4].map((n) => a.tell({ type: 'add', n }))).toEqual([true, true, false, false]);
     await system.whenIdle();
     expect(a.state()).toEqual([1, 2]);
-    expect(system.stats()).toMatchObject({ mailboxDropped: 2, dropped: { 'mailbox-full': 2, evicted: 0, rejected: 0 } });
+    expect(system.stats()).toMatchObject({
+      mailboxDropped: 2,
+      dropped: { 'mailbox-full': 2, evicted: 0, rejected: 0 },
+    });
   });
 
   it('actor system - drop-oldest evicts the oldest queued message and counts it', async () => {

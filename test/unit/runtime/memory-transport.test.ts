@@ -6,7 +6,10 @@ const enc = (s: string): Uint8Array => new TextEncoder().encode(s);
 const dec = (b: Uint8Array): string => new TextDecoder().decode(b);
 
 /** Wall timers that only fire when the test says so. */
-function manualTimers(): Pick<WallTimers, 'setTimeout' | 'clearTimeout'> & { fireAll(): void; count(): number } {
+function manualTimers(): Pick<WallTimers, 'setTimeout' | 'clearTimeout'> & {
+  fireAll(): void;
+  count(): number;
+} {
   const timers = new Map<number, () => void>();
   let seq = 0;
   return {
@@ -62,7 +65,8 @@ describe('memory transport', () => {
     t.serve('dev.*.status', (m) => void seen['star']!.push(m.subject));
     t.serve('dev.>', (m) => void seen['gt']!.push(m.subject));
     t.serve('dev.1.status', (m) => void seen['exact']!.push(m.subject));
-    for (const s of ['dev.1.status', 'dev.2.status', 'dev.1.status.x', 'dev', 'other.1.status']) t.publish(s, enc(''));
+    for (const s of ['dev.1.status', 'dev.2.status', 'dev.1.status.x', 'dev', 'other.1.status'])
+      t.publish(s, enc(''));
     await t.flush();
     expect(seen).toEqual({
       star: ['dev.1.status', 'dev.2.status'],
@@ -131,7 +135,9 @@ describe('memory transport', () => {
     const t = createMemoryBus().connect();
     let called = false;
     t.serve('small', (m) => ((called = true), void m.respond(enc('ok'))), { maxPayload: 4 });
-    expect((await rejection(t.request('small', new Uint8Array(5), { timeoutMs: 1000 }))).code).toBe('PAYLOAD_TOO_LARGE');
+    expect((await rejection(t.request('small', new Uint8Array(5), { timeoutMs: 1000 }))).code).toBe(
+      'PAYLOAD_TOO_LARGE',
+    );
     expect(called).toBe(false);
     expect(dec(await t.request('small', new Uint8Array(4), { timeoutMs: 1000 }))).toBe('ok');
   });

@@ -8,7 +8,9 @@ function get(url: string): Promise<{ status: number; type: string; body: string 
       let body = '';
       res.setEncoding('utf8');
       res.on('data', (c: string) => (body += c));
-      res.on('end', () => resolve({ status: res.statusCode ?? 0, type: String(res.headers['content-type']), body }));
+      res.on('end', () =>
+        resolve({ status: res.statusCode ?? 0, type: String(res.headers['content-type']), body }),
+      );
     })
       .on('error', reject)
       .end();
@@ -63,8 +65,12 @@ describe('prom meter', () => {
     a.inc({ k: 'v' });
     b.inc({ k: 'v' });
     expect(samples(await meter.metricsText()).get('shared_total{k="v"}')).toBe(2);
-    expect(() => meter.gauge({ name: 'shared_total', help: 'x', labelNames: ['k'] })).toThrow(MetricConflictError);
-    expect(() => meter.counter({ name: 'shared_total', help: 'x', labelNames: ['other'] })).toThrow(MetricConflictError);
+    expect(() => meter.gauge({ name: 'shared_total', help: 'x', labelNames: ['k'] })).toThrow(
+      MetricConflictError,
+    );
+    expect(() => meter.counter({ name: 'shared_total', help: 'x', labelNames: ['other'] })).toThrow(
+      MetricConflictError,
+    );
   });
 
   it('prom meter - meters are isolated registries; default metrics are opt-in', async () => {

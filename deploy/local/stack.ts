@@ -1,0 +1,355 @@
+/**
+ * Local stack launcher: nats-server (JetStream) + shard process(es) + the scenario runner.
+ *
+ *   node dist/deploy/local/stack.js [scenario.yaml] [--shards 1] [--workers N] [--keep-running]
+ *                                   [--no-run] [--ready-timeout 60] [--help]
+ *
+ * Writes `.runs/<timestamp>/{nats,shard-N,runner}.log`, `admin.token` (0600) and `stack.json`
+ * (URLs, ports, pids, log paths).
+ *
+ * Exit code: the scenario runner's (0 pass, 99 threshold failed, other = error), 130 on Ctrl-C,
+ * 1 when the stack could not be started. Nothing is left running afterwards.
+ *
+ * Environment (for tests and tooling): SPHERE_SHARD_MAIN / SPHERE_RUNNER_MAIN override the entry
+ * points (default dist/services/shard/main.js, dist/loadgen/cli.js); SPHERE_RUNS_DIR overrides
+ * `.runs`.
+ */
+import { randomBytes } from 'node:crypto';
+import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
+import { dirname, join, relative, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { parseArgs } from 'node:util';
+import { getFreePort, NatsServerNotFoundError, startNatsServer } from './nats.js';
+import type { NatsServerHandle } from './nats.js';
+import { installShutdownHandlers, spawnManaged } from './processes.js';
+import type { ManagedProcess, Stoppable } from './processes.js';
+import { loadScenarioFile } from '../../loadgen/scenario/index.js';
+import type { Scenario } from '../../loadgen/scenario/index.js';
+
+/** Shard flags that make the service run the scenario's clock and policy. */
+function shardFlagsFor(s: Scenario): string[] {
+  return [
+    '--time-scale',
+    String(s.timeScale),
+    '--nonce-ttl-ms',
+    String(s.service.nonceTtlMs),
+    '--cert-lifetime-ms',
+    String(s.service.certificateLifetimeMs),
+    '--min-security-version',
+    String(s.service.minSecurityVersion),
+    '--max-clock-skew-ms',
+    String(s.service.maxClockSkewMs),
+    '--seed',
+    `${s.seed}/shard`,
+  ];
+}
+
+const USAGE = `Usage: node dist/deploy/local/stack.js [scenario.yaml] [options]
+
+Starts a local sphere-fleet stack (nats-server with JetStream, shard process(es)), runs the
+scenario against it, stops everything and exits with the scenario runner's exit code
+(0 = all thresholds passed, 99 = a threshold failed, 130 = interrupted).
+
+Arguments:
+  scenario.yaml          scenario to run (default: loadgen/examples/quickstart.yaml)
+
+Options:
+  --shards N             number of shard processes (default 1); the runner talks to shard 0's gRPC
+  --workers N            worker threads per shard (passed to the shard as --workers)
+  --keep-running         keep the stack up after the scenario finished, until Ctrl-C
+  --no-run               start the stack only (implies --keep-running)
+  --ready-timeout SEC    how long to wait for each shard's READY line (default 60)
+  -h, --help             show this help
+
+Runtime files (logs, admin token, stack.json) go to .runs/<timestamp>/.
+
+Environment: SPHERE_SHARD_MAIN, SPHERE_RUNNER_MAIN (entry point overrides), SPHERE_RUNS_DIR.`;
+
+/** Walk up from this file to the directory holding package.json (works from dist/ and from source). */
+function findRoot(): string {
+  let dir = dirname(fileURLToPath(import.meta.url));
+  for (;;) {
+    if (existsSync(join(dir, 'package.json'))) return dir;
+    const up = dirname(dir);
+    if (up === dir) return process.cwd();
+    dir = up;
+  }
+}
+
+function positiveInt(name: string, v: string | undefined, dflt: number | undefined): number | undefined {
+  if (v === undefined) return dflt;
+  const n = Number(v);
+  if (!Number.isInteger(n) || n < 1) throw new UsageError(`--${name} must be a positive integer, got "${v}"`);
+  return n;
+}
+
+class UsageError extends Error {}
+
+interface Cli {
+  scenario: string;
+  shards: number;
+  workers: number | undefined;
+  keepRunning: boolean;
+  noRun: boolean;
+  readyTimeoutMs: number;
+}
+
+function parseCli(argv: string[], root: string): Cli | 'help' {
+  const { values, positionals } = parseArgs({
+    args: argv,
+    allowPositionals: true,
+    options: {
+      shards: { type: 'string' },
+      workers: { type: 'string' },
+      'keep-running': { type: 'boolean', default: false },
+      'no-run': { type: 'boolean', default: false },
+      'ready-timeout': { type: 'string' },
+      help: { type: 'boolean', short: 'h', default: false },
+    },
+  });
+  if (values.help) return 'help';
+  if (positionals.length > 1)
+    throw new UsageError(`expected at most one scenario file, got: ${positionals.join(' ')}`);
+  return {
+    scenario: resolve(positionals[0] ?? join(root, 'loadgen/examples/quickstart.yaml')),
+    shards: positiveInt('shards', values.shards, 1) ?? 1,
+    workers: positiveInt('workers', values.workers, undefined),
+    keepRunning: values['keep-running'] || values['no-run'],
+    noRun: values['no-run'],
+    readyTimeoutMs: (positiveInt('ready-timeout', values['ready-timeout'], 60) ?? 60) * 1000,
+  };
+}
+
+function timestamp(): string {
+  return new Date().toISOString().replace(/[:.]/g, '-');
+}
+
+const say = (msg: string): void => void process.stdout.write(`${msg}\n`);
+const fail = (msg: string): void => void process.stderr.write(`stack: ${msg}\n`);
+
+/** Entry point; resolves with the process exit code. */
+async function main(argv: string[]): Promise<number> {
+  const root = findRoot();
+  let cli: Cli | 'help';
+  try {
+    cli = parseCli(argv, root);
+  } catch (err) {
+    fail(err instanceof Error ? err.message : String(err));
+    process.stderr.write(`\n${USAGE}\n`);
+    return 2;
+  }
+  if (cli === 'help') {
+    say(USAGE);
+    return 0;
+  }
+
+  const shardMain = resolve(process.env['SPHERE_SHARD_MAIN'] || join(root, 'dist/services/shard/main.js'));
+  const runnerMain = resolve(process.env['SPHERE_RUNNER_MAIN'] || join(root, 'dist/loadgen/cli.js'));
+  const missing: string[] = [];
+  if (!existsSync(shardMain))
+    missing.push(`  ${relative(root, shardMain)}  (shard service, built from services/shard/main.ts)`);
+  if (!cli.noRun && !existsSync(runnerMain))
+    missing.push(`  ${relative(root, runnerMain)}  (scenario runner, built from loadgen/cli.ts)`);
+  if (missing.length > 0) {
+    fail(
+      `missing entry point(s):\n${missing.join('\n')}\n` +
+        'Build with `npm run build` (npm run quickstart builds automatically). If the source file does not exist\n' +
+        'yet, that part of sphere-fleet has not been written.',
+    );
+    return 1;
+  }
+  if (!existsSync(cli.scenario)) {
+    fail(`scenario file not found: ${cli.scenario}`);
+    return 1;
+  }
+  let scenario: Scenario;
+  try {
+    scenario = await loadScenarioFile(cli.scenario);
+  } catch (e) {
+    fail(e instanceof Error ? e.message : String(e));
+    return 1;
+  }
+
+  const runDir = join(resolve(process.env['SPHERE_RUNS_DIR'] || join(root, '.runs')), timestamp());
+  mkdirSync(runDir, { recursive: true });
+  const tokenFile = join(runDir, 'admin.token');
+  writeFileSync(tokenFile, `${randomBytes(32).toString('hex')}\n`, { mode: 0o600 });
+
+  const handles: Stoppable[] = [];
+  let interrupted = false;
+  const ctl = installShutdownHandlers(handles, {
+    onSignal: (sig) => {
+      interrupted = true;
+      process.stderr.write(`\nstack: ${sig} received, stopping everything...\n`);
+    },
+  });
+
+  // 1. NATS
+  const natsLog = join(runDir, 'nats.log');
+  let nats: NatsServerHandle;
+  try {
+    nats = await startNatsServer({ jetstream: true, logFile: natsLog, name: 'sphere-local' });
+  } catch (err) {
+    fail(
+      err instanceof NatsServerNotFoundError ? err.message : `could not start nats-server: ${String(err)}`,
+    );
+    await ctl.stopAll();
+    return 1;
+  }
+  handles.push(nats);
+  if (interrupted) return ctl.shutdown(130);
+
+  // Machine-readable "where things are" (updated as processes start; tests use it to check for orphans).
+  const state = {
+    runDir,
+    adminTokenFile: tokenFile,
+    nats: { url: nats.url, pid: nats.pid, log: natsLog },
+    shards: [] as { pid: number; grpc: string; metrics: string; log: string }[],
+    runner: null as null | { pid: number; metrics: string; log: string },
+  };
+  const writeState = (): void =>
+    writeFileSync(join(runDir, 'stack.json'), `${JSON.stringify(state, null, 2)}\n`);
+  writeState();
+
+  // 2. Shards
+  const shards: { proc: ManagedProcess; grpcPort: number; metricsPort: number; log: string }[] = [];
+  for (let i = 0; i < cli.shards; i++) {
+    const grpcPort = await getFreePort();
+    const metricsPort = await getFreePort();
+    const log = join(runDir, `shard-${i}.log`);
+    const args = [
+      shardMain,
+      '--nats',
+      nats.url,
+      '--grpc-port',
+      String(grpcPort),
+      '--metrics-port',
+      String(metricsPort),
+      '--admin-token-file',
+      tokenFile,
+    ];
+    if (cli.workers !== undefined) args.push('--workers', String(cli.workers));
+    args.push(...shardFlagsFor(scenario));
+    const proc = spawnManaged(`shard-${i}`, process.execPath, args, {
+      cwd: root,
+      ready: /^READY /,
+      readyTimeoutMs: cli.readyTimeoutMs,
+      logFile: log,
+      env: { ...process.env, SPHERE_SHARD_INDEX: String(i), SPHERE_SHARD_COUNT: String(cli.shards) },
+    });
+    handles.push(proc);
+    shards.push({ proc, grpcPort, metricsPort, log });
+    state.shards.push({
+      pid: proc.pid,
+      grpc: `127.0.0.1:${grpcPort}`,
+      metrics: `http://127.0.0.1:${metricsPort}/metrics`,
+      log,
+    });
+  }
+  writeState();
+  try {
+    await Promise.all(shards.map((s) => s.proc.ready));
+  } catch (err) {
+    if (interrupted) return ctl.shutdown(130);
+    fail(err instanceof Error ? err.message : String(err));
+    fail(`logs: ${runDir}`);
+    await ctl.stopAll();
+    return 1;
+  }
+  if (interrupted) return ctl.shutdown(130);
+
+  const rel = (p: string): string => relative(process.cwd(), p) || '.';
+  const first = shards[0];
+  if (first === undefined) throw new Error('unreachable: no shard');
+  const grpcAddr = `127.0.0.1:${first.grpcPort}`;
+  const runnerMetricsPort = await getFreePort();
+  const runnerLog = join(runDir, 'runner.log');
+  say('');
+  say('── sphere-fleet local stack ─────────────────────────────────────────');
+  say(`  NATS         ${nats.url}   (JetStream, log ${rel(natsLog)})`);
+  for (const [i, s] of shards.entries()) {
+    say(`  shard-${i}      gRPC 127.0.0.1:${s.grpcPort}   metrics http://127.0.0.1:${s.metricsPort}/metrics`);
+    say(`               log ${rel(s.log)}`);
+  }
+  if (!cli.noRun) {
+    say(`  runner       metrics http://127.0.0.1:${runnerMetricsPort}/metrics   log ${rel(runnerLog)}`);
+    say(`  scenario     ${rel(cli.scenario)}`);
+  }
+  say(`  admin token  ${rel(tokenFile)}`);
+  say(`  results      ${rel(join(runDir, 'results'))}`);
+  say(`  state        ${rel(join(runDir, 'stack.json'))}`);
+  say('─────────────────────────────────────────────────────────────────────');
+  say('');
+
+  let code = 0;
+  if (!cli.noRun) {
+    const outDir = join(runDir, 'results');
+    mkdirSync(outDir, { recursive: true });
+    const runner = spawnManaged(
+      'runner',
+      process.execPath,
+      [
+        runnerMain,
+        'run',
+        cli.scenario,
+        '--nats',
+        nats.url,
+        '--grpc',
+        grpcAddr,
+        '--admin-token-file',
+        tokenFile,
+        '--metrics-port',
+        String(runnerMetricsPort),
+        '--out',
+        outDir,
+      ],
+      { cwd: root, passthrough: true, logFile: runnerLog },
+    );
+    handles.push(runner);
+    state.runner = {
+      pid: runner.pid,
+      metrics: `http://127.0.0.1:${runnerMetricsPort}/metrics`,
+      log: runnerLog,
+    };
+    writeState();
+    // A shard dying mid-run is an error: stop the runner.
+    for (const s of shards)
+      void s.proc.exited.then((info) => {
+        if (runner.isRunning() && !interrupted) {
+          fail(
+            `${s.proc.name} exited (code ${info.code ?? 'null'}, signal ${info.signal ?? 'none'}) during the run; see ${rel(s.log)}`,
+          );
+          void runner.stop();
+        }
+      });
+    const info = await runner.exited;
+    if (interrupted) return ctl.shutdown(130);
+    code = info.code ?? 1;
+    say('');
+    say(
+      code === 0
+        ? 'stack: scenario passed (exit 0)'
+        : code === 99
+          ? 'stack: scenario ran but a threshold failed (exit 99)'
+          : `stack: scenario runner failed (exit ${info.code ?? `signal ${info.signal ?? '?'}`}); log ${rel(runnerLog)}`,
+    );
+  }
+
+  if (cli.keepRunning) {
+    say('stack: keeping the stack running; press Ctrl-C to stop.');
+    await new Promise<never>(() => {
+      // Keep the event loop alive until a signal handler exits the process.
+      setInterval(() => undefined, 1 << 30);
+    });
+  }
+  await ctl.stopAll();
+  return code;
+}
+
+main(process.argv.slice(2)).then(
+  (code) => process.exit(code),
+  (err: unknown) => {
+    process.stderr.write(`stack: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`);
+    process.exit(1);
+  },
+);
