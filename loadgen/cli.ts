@@ -55,7 +55,11 @@ async function main(argv: string[]): Promise<number> {
 }
 
 async function validate(args: string[]): Promise<number> {
-  const { values, positionals } = parseArgs({ args, allowPositionals: true, options: { help: { type: 'boolean' } } });
+  const { values, positionals } = parseArgs({
+    args,
+    allowPositionals: true,
+    options: { help: { type: 'boolean' } },
+  });
   if (values.help === true) {
     console.log(VALIDATE_HELP);
     return EXIT.ok;
@@ -67,9 +71,11 @@ async function validate(args: string[]): Promise<number> {
   }
   try {
     const s = await loadScenarioFile(file);
-    console.log(`✓ ${file}: "${s.name}", ${s.fleet.size.toLocaleString('en-US')} devices (${s.fleet.hostileDevices} hostile), ` +
-      `${formatDuration(s.durationMs)} simulated at timeScale ${s.timeScale} = ${formatDuration(s.wallDurationMs)} wall, ` +
-      `${s.stages.length} stage(s), ${s.thresholds.length} threshold(s), ${s.connections.mode} connections`);
+    console.log(
+      `✓ ${file}: "${s.name}", ${s.fleet.size.toLocaleString('en-US')} devices (${s.fleet.hostileDevices} hostile), ` +
+        `${formatDuration(s.durationMs)} simulated at timeScale ${s.timeScale} = ${formatDuration(s.wallDurationMs)} wall, ` +
+        `${s.stages.length} stage(s), ${s.thresholds.length} threshold(s), ${s.connections.mode} connections`,
+    );
     return EXIT.ok;
   } catch (e) {
     console.error(e instanceof ScenarioError ? e.message : String(e));
@@ -109,8 +115,10 @@ async function run(args: string[]): Promise<number> {
   if (values.nats === undefined) problems.push('--nats <url> is required');
   if (values.grpc === undefined) problems.push('--grpc <host:port> is required');
   let adminToken = values['admin-token'] ?? process.env['SPHERE_ADMIN_TOKEN'] ?? '';
-  if (values['admin-token-file'] !== undefined) adminToken = readFileSync(values['admin-token-file'], 'utf8').trim();
-  if (adminToken === '') problems.push('an admin token is required: --admin-token-file, --admin-token or SPHERE_ADMIN_TOKEN');
+  if (values['admin-token-file'] !== undefined)
+    adminToken = readFileSync(values['admin-token-file'], 'utf8').trim();
+  if (adminToken === '')
+    problems.push('an admin token is required: --admin-token-file, --admin-token or SPHERE_ADMIN_TOKEN');
   const metricsPort = values['metrics-port'] === undefined ? null : Number(values['metrics-port']);
   if (metricsPort !== null && !(Number.isInteger(metricsPort) && metricsPort >= 0 && metricsPort < 65536)) {
     problems.push(`--metrics-port must be a port number, got "${values['metrics-port']}"`);

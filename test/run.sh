@@ -7,4 +7,6 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 source deploy/local/ensure-deps.sh
 # proto/gen must be what buf + ts-proto generate from proto/ (fails listing stale files).
 node deploy/tools/check-proto.mjs
+# Tests and sources type-check together (vitest itself strips types without checking them).
+node_modules/.bin/tsc --noEmit -p tsconfig.test.json
 exec node_modules/.bin/vitest run "$@"

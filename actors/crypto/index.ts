@@ -3,7 +3,13 @@
  * key derivation, device IDs, and interoperable native / pure-JS ECDSA.
  * Other folders import only from this file.
  */
-export { DIGEST_LENGTH, sha256, extendMeasurement, initialMeasurementChain, measurementChain } from './hash.js';
+export {
+  DIGEST_LENGTH,
+  sha256,
+  extendMeasurement,
+  initialMeasurementChain,
+  measurementChain,
+} from './hash.js';
 export { deviceIdFromPublicKey, isDeviceId } from './device-id.js';
 export {
   P256_ORDER,

@@ -25,6 +25,8 @@ export interface DeviceBehaviour {
   };
   /** How long a replaying device waits after a success before replaying what it captured. */
   readonly replayAfterMs: number;
+  /** Re-attest this long before the certificates expire when that comes before `attestEveryMs`. */
+  readonly renewBeforeMs: number;
 }
 
 /** What a device is: its firmware and its fault, fixed for the run. */
@@ -201,6 +203,10 @@ function fail(
       },
     });
     patch = { ...patch, lastRejection: r.code };
+    if (r.retryAfterMs !== undefined) {
+      // The service said when to come back (OVERLOADED): never earlier than that.
+      delay = Math.max(delay, r.retryAfterMs - (r.serviceTimeMs ?? env.now));
+    }
     if (r.code === 'CLOCK_SKEW' && r.serviceTimeMs !== undefined) {
       // Adopt the service's time (as a device would from an authenticated time source) and retry soon.
       const correction = r.serviceTimeMs - (env.now + state.clockOffsetMs);
@@ -325,7 +331,16 @@ export function transition(state: DeviceState, msg: DeviceMessage, env: DeviceEn
         },
         {
           kind: 'schedule',
-          delayMs: profile.fault === 'replay' ? behaviour.replayAfterMs : behaviour.attestEveryMs,
+          delayMs:
+            profile.fault === 'replay'
+              ? behaviour.replayAfterMs
+              : Math.max(
+                  0,
+                  Math.min(
+                    behaviour.attestEveryMs,
+                    certs.notAfterMs - (env.now + state.clockOffsetMs) - behaviour.renewBeforeMs,
+                  ),
+                ),
           msg: { type: 'device.attest-due', power: state.power },
         },
       ];

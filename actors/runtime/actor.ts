@@ -204,7 +204,10 @@ class Cell<S, M extends { type: string }> implements ActorHandle<S, M>, ActorCon
     labels: Labels,
   ) {
     this.labels = labels;
-    this.mailbox = new Mailbox<M>(def.mailbox?.capacity ?? DEFAULT_CAPACITY, def.mailbox?.overflow ?? OverflowPolicy.DropNewest);
+    this.mailbox = new Mailbox<M>(
+      def.mailbox?.capacity ?? DEFAULT_CAPACITY,
+      def.mailbox?.overflow ?? OverflowPolicy.DropNewest,
+    );
   }
 
   get name(): string {
@@ -287,15 +290,31 @@ export class ActorSystem {
     const meter = opts.meter ?? noopMeter;
     const kind = ['kind'] as const;
     this.metrics = {
-      processed: meter.counter({ name: 'sphere_actor_messages_processed_total', help: 'Messages whose receive completed', labelNames: kind }),
+      processed: meter.counter({
+        name: 'sphere_actor_messages_processed_total',
+        help: 'Messages whose receive completed',
+        labelNames: kind,
+      }),
       dropped: meter.counter({
         name: 'sphere_actor_messages_dropped_total',
         help: 'Messages not processed, by reason (mailbox-full, evicted, rejected, dead-letter, failed)',
         labelNames: ['kind', 'reason'],
       }),
-      restarts: meter.counter({ name: 'sphere_actor_restarts_total', help: 'Actor restarts by supervision', labelNames: kind }),
-      failures: meter.counter({ name: 'sphere_actor_failures_total', help: 'receive/init failures', labelNames: kind }),
-      live: meter.gauge({ name: 'sphere_actor_live', help: 'Live (running or restarting) actors', labelNames: kind }),
+      restarts: meter.counter({
+        name: 'sphere_actor_restarts_total',
+        help: 'Actor restarts by supervision',
+        labelNames: kind,
+      }),
+      failures: meter.counter({
+        name: 'sphere_actor_failures_total',
+        help: 'receive/init failures',
+        labelNames: kind,
+      }),
+      live: meter.gauge({
+        name: 'sphere_actor_live',
+        help: 'Live (running or restarting) actors',
+        labelNames: kind,
+      }),
     };
   }
 
@@ -454,7 +473,8 @@ export class ActorSystem {
    */
   private drain<S, M extends { type: string }>(cell: Cell<S, M>, incarnation: number): void {
     for (;;) {
-      if (cell.incarnation !== incarnation || cell.currentStatus !== ActorStatus.Running) return this.endDrain(cell);
+      if (cell.incarnation !== incarnation || cell.currentStatus !== ActorStatus.Running)
+        return this.endDrain(cell);
       if (this.processedThisTurn >= this.yieldEvery) {
         setImmediate(() => this.drain(cell, incarnation));
         return;
@@ -473,13 +493,15 @@ export class ActorSystem {
         // Keep `draining` set while awaiting: nothing else may start on this actor.
         void (next as PromiseLike<S>).then(
           (state) => {
-            if (cell.incarnation !== incarnation || cell.currentStatus !== ActorStatus.Running) return this.endDrain(cell);
+            if (cell.incarnation !== incarnation || cell.currentStatus !== ActorStatus.Running)
+              return this.endDrain(cell);
             this.completed(cell, state);
             this.drain(cell, incarnation);
           },
           (error: unknown) => {
             this.endDrain(cell);
-            if (cell.incarnation === incarnation && cell.currentStatus === ActorStatus.Running) this.fail(cell, msg, error);
+            if (cell.incarnation === incarnation && cell.currentStatus === ActorStatus.Running)
+              this.fail(cell, msg, error);
           },
         );
         return;

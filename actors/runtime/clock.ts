@@ -81,7 +81,8 @@ export function createScaledClock(opts: ScaledClockOptions): ScaledClock {
   // Live timers: handle -> current wall timer (re-armed timers swap it).
   const live = new Map<TimerHandle, unknown>();
 
-  const now = (): number => epochMs + (wall.now() - wallStart) * timeScale;
+  // Whole milliseconds, like Date.now(): timestamps end up in int64 fields and certificates.
+  const now = (): number => Math.floor(epochMs + (wall.now() - wallStart) * timeScale);
 
   const arm = (handle: TimerHandle, due: number, fn: () => void): void => {
     const wallDelay = Math.min(MAX_WALL_DELAY_MS, Math.max(0, (due - now()) / timeScale));

@@ -2,7 +2,14 @@
  * Front door of the actor runtime: clocks, deterministic RNG, results, metrics
  * port, actor system and messaging transports. Other folders import only this.
  */
-export type { Clock, ManualClock, ScaledClock, ScaledClockOptions, TimerHandle, WallTimers } from './clock.js';
+export type {
+  Clock,
+  ManualClock,
+  ScaledClock,
+  ScaledClockOptions,
+  TimerHandle,
+  WallTimers,
+} from './clock.js';
 export { createManualClock, createScaledClock, systemWall } from './clock.js';
 
 export type { Rng } from './rng.js';

@@ -73,7 +73,9 @@ export class Mailbox<T> {
   }
 
   private grow(): void {
-    const next = new Array<T | undefined>(Math.min(this.capacity, Math.max(INITIAL_SLOTS, this.slots.length * 2)));
+    const next = new Array<T | undefined>(
+      Math.min(this.capacity, Math.max(INITIAL_SLOTS, this.slots.length * 2)),
+    );
     for (let i = 0; i < this.count; i++) next[i] = this.slots[(this.head + i) % this.slots.length];
     this.slots = next;
     this.head = 0;

@@ -2,7 +2,15 @@ import type { WallTimers } from './clock.js';
 import { systemWall } from './clock.js';
 import type { Meter } from './meter.js';
 import { noopMeter } from './meter.js';
-import type { BoundedRunner, HandlerErrorHook, InboundMessage, Subscription, TrackedInbound, Transport, TransportMetrics } from './transport.js';
+import type {
+  BoundedRunner,
+  HandlerErrorHook,
+  InboundMessage,
+  Subscription,
+  TrackedInbound,
+  Transport,
+  TransportMetrics,
+} from './transport.js';
 import {
   createServeRunner,
   DEFAULT_SERVE_CONCURRENCY,
@@ -72,7 +80,8 @@ function tokenize(subject: string, allowWildcards: boolean): string[] {
     if (t.length === 0) throw invalid(subject, 'empty token');
     const wild = t === '*' || t === '>';
     if (wild && !allowWildcards) throw invalid(subject, 'wildcards are only allowed when subscribing');
-    if (!wild && (t.includes('*') || t.includes('>'))) throw invalid(subject, 'wildcards must be whole tokens');
+    if (!wild && (t.includes('*') || t.includes('>')))
+      throw invalid(subject, 'wildcards must be whole tokens');
     if (t === '>' && i !== tokens.length - 1) throw invalid(subject, "'>' must be the last token");
   });
   return tokens;
@@ -205,7 +214,10 @@ class MemConnection implements Transport {
   /** Enforces the bus-wide payload limit (like a server's max_payload). */
   private checkPayload(subject: string, data: Uint8Array): void {
     if (data.length > this.broker.maxPayload) {
-      throw new TransportError(TransportErrorCode.PayloadTooLarge, `payload of ${data.length} bytes to ${subject} exceeds ${this.broker.maxPayload}`);
+      throw new TransportError(
+        TransportErrorCode.PayloadTooLarge,
+        `payload of ${data.length} bytes to ${subject} exceeds ${this.broker.maxPayload}`,
+      );
     }
   }
 
@@ -225,7 +237,12 @@ class MemConnection implements Transport {
       const inbox = `${INBOX_PREFIX}${this.id}.${++this.reqSeq}`;
       const timer = timers.setTimeout(() => {
         if (!pending.delete(inbox)) return;
-        reject(new TransportError(TransportErrorCode.Timeout, `request to ${subject} timed out after ${opts.timeoutMs} ms`));
+        reject(
+          new TransportError(
+            TransportErrorCode.Timeout,
+            `request to ${subject} timed out after ${opts.timeoutMs} ms`,
+          ),
+        );
       }, opts.timeoutMs);
       pending.set(inbox, {
         conn: this,
@@ -240,22 +257,35 @@ class MemConnection implements Transport {
       });
       // Routed synchronously, so "nobody subscribed" is known before returning.
       if (this.broker.route(subject, data, inbox) === 0) {
-        this.broker.pending.get(inbox)?.reject(new TransportError(TransportErrorCode.NoResponders, `no responders for ${subject}`));
+        this.broker.pending
+          .get(inbox)
+          ?.reject(new TransportError(TransportErrorCode.NoResponders, `no responders for ${subject}`));
         pending.delete(inbox);
       }
     });
     void p.then(
       () => metrics.requests.inc({ outcome: 'ok' }),
-      (e: unknown) => metrics.requests.inc({ outcome: e instanceof TransportError ? e.code : TransportErrorCode.Other }),
+      (e: unknown) =>
+        metrics.requests.inc({ outcome: e instanceof TransportError ? e.code : TransportErrorCode.Other }),
     );
     return p;
   }
 
-  serve(subject: string, handler: (msg: InboundMessage) => void | Promise<void>, opts: { queue?: string; maxPayload?: number; concurrency?: number } = {}): Subscription {
+  serve(
+    subject: string,
+    handler: (msg: InboundMessage) => void | Promise<void>,
+    opts: { queue?: string; maxPayload?: number; concurrency?: number } = {},
+  ): Subscription {
     if (this.closedFlag) throw this.closedError();
     const tokens = tokenize(subject, true);
     const broker = this.broker;
-    const runner = createServeRunner(subject, handler, opts.concurrency ?? DEFAULT_SERVE_CONCURRENCY, broker.metrics, broker.opts.onHandlerError);
+    const runner = createServeRunner(
+      subject,
+      handler,
+      opts.concurrency ?? DEFAULT_SERVE_CONCURRENCY,
+      broker.metrics,
+      broker.opts.onHandlerError,
+    );
     const sub: MemSub = {
       pattern: subject,
       tokens,

@@ -2,7 +2,15 @@ import type { Msg, NatsConnection, Subscription as NatsSubscription } from 'nats
 import { connect, Empty, ErrorCode, Events, headers, NatsError } from 'nats';
 import type { Meter } from './meter.js';
 import { noopMeter } from './meter.js';
-import type { Handler, HandlerErrorHook, ServeOptions, Subscription, TrackedInbound, Transport, TransportMetrics } from './transport.js';
+import type {
+  Handler,
+  HandlerErrorHook,
+  ServeOptions,
+  Subscription,
+  TrackedInbound,
+  Transport,
+  TransportMetrics,
+} from './transport.js';
 import {
   createServeRunner,
   DEFAULT_SERVE_CONCURRENCY,
@@ -124,7 +132,11 @@ class NatsTransport implements Transport {
     });
   }
 
-  async request(subject: string, data: Uint8Array, opts: { readonly timeoutMs: number }): Promise<Uint8Array> {
+  async request(
+    subject: string,
+    data: Uint8Array,
+    opts: { readonly timeoutMs: number },
+  ): Promise<Uint8Array> {
     try {
       if (this.isClosed) throw this.closedError(`request ${subject}`);
       await new Promise<void>((resolve) => this.defer(resolve));
@@ -168,7 +180,13 @@ class NatsTransport implements Transport {
     } catch (e) {
       throw toTransportError(e, this.state, `serve ${subject}`);
     }
-    const runner = createServeRunner(subject, handler, opts.concurrency ?? DEFAULT_SERVE_CONCURRENCY, this.metrics, this.opts.onHandlerError);
+    const runner = createServeRunner(
+      subject,
+      handler,
+      opts.concurrency ?? DEFAULT_SERVE_CONCURRENCY,
+      this.metrics,
+      this.opts.onHandlerError,
+    );
     const loop = async (): Promise<void> => {
       try {
         for await (const m of sub) {

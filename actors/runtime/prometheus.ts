@@ -42,7 +42,10 @@ interface Entry {
 }
 
 /** Splits the (labels?, value?) overload forms. */
-function args(a: Labels | number | undefined, b: number | undefined): [Labels | undefined, number | undefined] {
+function args(
+  a: Labels | number | undefined,
+  b: number | undefined,
+): [Labels | undefined, number | undefined] {
   return typeof a === 'number' || a === undefined ? [undefined, a] : [a, b];
 }
 
@@ -50,11 +53,23 @@ function args(a: Labels | number | undefined, b: number | undefined): [Labels | 
 export function createPromMeter(opts: PromMeterOptions = {}): PromMeter {
   const prefix = opts.prefix ?? '';
   const registry = new prom.Registry();
-  if (opts.defaultMetrics === true) prom.collectDefaultMetrics({ register: registry, prefix });
+  if (opts.defaultMetrics === true) {
+    prom.collectDefaultMetrics({ register: registry, prefix });
+    // prom-client names some gauges `*_total` (nodejs_active_handles_total, ...), which
+    // `promtool check metrics` rejects; a conforming exposition matters more than those three.
+    for (const m of registry.getMetricsAsArray()) {
+      const { name, type } = m as unknown as { name: string; type: string };
+      if (name.endsWith('_total') && type !== 'counter') registry.removeSingleMetric(name);
+    }
+  }
   const entries = new Map<string, Entry>();
 
   /** Returns the existing instrument for `name` or builds one; enforces same kind and labels. */
-  function getOrCreate<T extends Counter | Gauge | Histogram>(kind: Kind, o: MetricOptions, build: (name: string, labelNames: string[]) => T): T {
+  function getOrCreate<T extends Counter | Gauge | Histogram>(
+    kind: Kind,
+    o: MetricOptions,
+    build: (name: string, labelNames: string[]) => T,
+  ): T {
     const name = prefix + o.name;
     const labelNames = [...(o.labelNames ?? [])];
     const labelKey = [...labelNames].sort().join(',');
@@ -154,7 +169,8 @@ export function createPromMeter(opts: PromMeterOptions = {}): PromMeter {
       });
       const bound = (server.address() as AddressInfo).port;
       // A wildcard bind address is not dialable; advertise loopback instead.
-      const urlHost = host === '0.0.0.0' || host === '::' ? '127.0.0.1' : host.includes(':') ? `[${host}]` : host;
+      const urlHost =
+        host === '0.0.0.0' || host === '::' ? '127.0.0.1' : host.includes(':') ? `[${host}]` : host;
       return {
         port: bound,
         url: `http://${urlHost}:${bound}/metrics`,

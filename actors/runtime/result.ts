@@ -8,8 +8,7 @@ export interface ErrorInfo {
 
 /** Outcome of an operation that can fail across a boundary; never thrown. */
 export type Result<T, E = ErrorInfo> =
-  | { readonly ok: true; readonly value: T }
-  | { readonly ok: false; readonly error: E };
+  { readonly ok: true; readonly value: T } | { readonly ok: false; readonly error: E };
 
 /** Successful `Result`. */
 export function ok<T>(value: T): { readonly ok: true; readonly value: T } {

@@ -142,7 +142,8 @@ export class BoundedRunner<T> {
     private readonly run: (item: T) => void | Promise<void>,
     private readonly onError: (error: unknown, item: T) => void,
   ) {
-    if (!Number.isSafeInteger(limit) || limit < 1) throw new RangeError(`concurrency must be a positive integer, got ${limit}`);
+    if (!Number.isSafeInteger(limit) || limit < 1)
+      throw new RangeError(`concurrency must be a positive integer, got ${limit}`);
   }
 
   /** In flight plus queued. */
@@ -245,7 +246,12 @@ export function createServeRunner(
 }
 
 /** @internal Rejects `data` above `maxPayload`, answering requesters; true when rejected. */
-export function rejectOversized(msg: TrackedInbound, maxPayload: number | undefined, pattern: string, metrics: TransportMetrics): boolean {
+export function rejectOversized(
+  msg: TrackedInbound,
+  maxPayload: number | undefined,
+  pattern: string,
+  metrics: TransportMetrics,
+): boolean {
   if (maxPayload === undefined || msg.data.length <= maxPayload) return false;
   metrics.rejected.inc({ subject: pattern, reason: 'payload-too-large' });
   if (msg.reply !== undefined) msg.respondError(TransportErrorCode.PayloadTooLarge);
@@ -254,7 +260,12 @@ export function rejectOversized(msg: TrackedInbound, maxPayload: number | undefi
 
 /** @internal Decodes a reply's error header value into a TransportError. */
 export function replyError(value: string): TransportError {
-  const code = (Object.values(TransportErrorCode) as string[]).includes(value) ? (value as TransportErrorCode) : TransportErrorCode.Other;
-  const message = code === TransportErrorCode.Other ? 'remote handler failed without replying' : `remote rejected the request: ${code}`;
+  const code = (Object.values(TransportErrorCode) as string[]).includes(value)
+    ? (value as TransportErrorCode)
+    : TransportErrorCode.Other;
+  const message =
+    code === TransportErrorCode.Other
+      ? 'remote handler failed without replying'
+      : `remote rejected the request: ${code}`;
   return new TransportError(code, message);
 }

@@ -82,6 +82,8 @@ async function main(): Promise<void> {
       '--admin-token-file', tokenFile,
       '--workers', String(workers),
       '--batch-size', String(values.batch),
+      // Measure the pipeline, not load shedding: every device of the storm is admitted.
+      '--max-in-flight', String(devices),
       '--nonce-ttl-ms', String(scenario.service.nonceTtlMs),
       '--max-clock-skew-ms', String(scenario.service.maxClockSkewMs),
     ],

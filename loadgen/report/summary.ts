@@ -88,7 +88,7 @@ export interface FaultSummaryRow {
   /** Devices that received at least one of `expectedCodes` ("caught" in the table). */
   readonly devicesRejectedAsExpected: number;
   /** Devices holding a valid certificate at the end. */
-  readonly devicesEndedAttested: number;
+  readonly devicesCertified: number;
   /** See {@link faultSummaryRow} for the rule. */
   readonly pass: boolean;
 }
@@ -118,8 +118,9 @@ export interface RunSummary {
 /**
  * Build a fault-profile row, deciding pass/fail from the profile's contract in `FAULT_PROFILES`:
  * every device must receive an expected code (for paired profiles such as `clonedKey`, at least
- * one device per pair), and the number that end attested must match `endsAttested` (all of them
- * for `wrongClock`; none, or at most one per pair, otherwise).
+ * one device per pair), and the devices that obtained certificates during the run must fit the
+ * profile's `certificates` contract (`all`: every device; `none`: none, except one per caught pair;
+ * `any`: not judged).
  */
 export function faultSummaryRow(
   profile: FaultProfile,
@@ -127,15 +128,19 @@ export function faultSummaryRow(
     readonly devices: number;
     readonly observedCodes: Readonly<Record<string, number>>;
     readonly devicesRejectedAsExpected: number;
-    readonly devicesEndedAttested: number;
+    readonly devicesCertified: number;
   },
 ): FaultSummaryRow {
   const contract = FAULT_PROFILES[profile];
   const mustBeRejected = contract.pairs ? Math.ceil(observed.devices / 2) : observed.devices;
   const rejectedOk = observed.devicesRejectedAsExpected >= mustBeRejected;
-  const attestedOk = contract.endsAttested
-    ? observed.devicesEndedAttested === observed.devices
-    : observed.devicesEndedAttested <= observed.devices - mustBeRejected;
+  const certified = observed.devicesCertified;
+  const attestedOk =
+    contract.certificates === 'all'
+      ? certified === observed.devices
+      : contract.certificates === 'none'
+        ? certified <= observed.devices - mustBeRejected
+        : true;
   return { profile, ...observed, expectedCodes: contract.expectedCodes, pass: rejectedOk && attestedOk };
 }
 
@@ -313,7 +318,7 @@ export function renderSummaryTable(summary: RunSummary, options: RenderOptions =
           { header: 'expected', align: 'left', max: 40, flex: true },
           { header: 'observed', align: 'left', max: 60, flex: true },
           { header: 'caught', align: 'right' },
-          { header: 'attested', align: 'right' },
+          { header: 'certified', align: 'right' },
         ],
         summary.faults.map((row) => [
           `${row.pass ? PASS : FAIL} ${row.profile}`,
@@ -322,7 +327,7 @@ export function renderSummaryTable(summary: RunSummary, options: RenderOptions =
             .map(([code, n]) => `${code}×${n}`)
             .join(' ') || '(none)',
           `${count(row.devicesRejectedAsExpected)}/${count(row.devices)}`,
-          `${count(row.devicesEndedAttested)}/${count(row.devices)}`,
+          `${count(row.devicesCertified)}/${count(row.devices)}`,
         ]),
         width,
       ).map((line) => colorMarks(line, mark)),

@@ -26,7 +26,9 @@ export function manufactureFleet(plans: readonly DevicePlan[]): ManufacturedIden
 /** The boot images a planned device loads (a tampered kernel where its fault says so). */
 export function deviceProfile(plan: DevicePlan, identity: ManufacturedIdentity): DeviceProfile {
   const images = osImages(plan.osVersion).map((m) =>
-    m.stage === 'kernel' && plan.fault === 'tamperedKernel' ? { stage: m.stage, digest: tamperedKernelDigest(plan.osVersion) } : m,
+    m.stage === 'kernel' && plan.fault === 'tamperedKernel'
+      ? { stage: m.stage, digest: tamperedKernelDigest(plan.osVersion) }
+      : m,
   );
   return {
     deviceId: identity.deviceId,
@@ -110,6 +112,7 @@ export function spawnFleet(opts: {
     heartbeatEveryMs: d.heartbeatEveryMs,
     retry: d.retry,
     replayAfterMs: d.replayAfterMs,
+    renewBeforeMs: d.renewBeforeMs,
   };
   const wallNow = () => performance.now();
   return opts.plans.map((plan, i) => {

@@ -123,7 +123,8 @@ export class RunRecorder {
   /** Devices holding a certificate valid at `nowMs`. */
   attestedAt(nowMs: number): number {
     let n = 0;
-    for (const t of this.tracks) if (t.certificatesNotAfterMs !== null && t.certificatesNotAfterMs > nowMs) n++;
+    for (const t of this.tracks)
+      if (t.certificatesNotAfterMs !== null && t.certificatesNotAfterMs > nowMs) n++;
     return n;
   }
 

@@ -49,45 +49,47 @@ export function belowMinimumVersion(minSecurityVersion: number): OsVersion | nul
  * Fault profiles and what the security service is expected to do about them.
  *
  * - `expectedCodes`: the rejection code(s) the service must answer with (any one of them counts).
- * - `endsAttested`: whether a device with this fault is expected to hold a valid certificate at
- *   the end of the run (only `wrongClock`, which resynchronises from the service's clock and retries).
+ * - `certificates`: which devices with this fault may obtain certificates during the run: `none`
+ *   (the service must never certify them; for pairs, only the twin that attested before its clone
+ *   appeared), `all` (every one must end up certified: `wrongClock` resynchronises and retries), or
+ *   `any` (not judged: a `replay` device attests honestly once before it starts replaying).
  * - `pairs`: devices with this fault come in pairs sharing one identity (see `DevicePlan.twinOf`).
  */
 export const FAULT_PROFILES = {
   tamperedKernel: {
     description: 'boot measurements do not match the OS image (modified kernel)',
     expectedCodes: ['MEASUREMENT_MISMATCH'],
-    endsAttested: false,
+    certificates: 'none',
     pairs: false,
   },
   unendorsed: {
     description: 'attestation key not endorsed by the manufacturer (device unknown to the service)',
     expectedCodes: ['UNKNOWN_DEVICE'],
-    endsAttested: false,
+    certificates: 'none',
     pairs: false,
   },
   clonedKey: {
     description: 'two devices share one identity; the later of a pair must be rejected',
     expectedCodes: ['DUPLICATE_IDENTITY'],
-    endsAttested: false,
+    certificates: 'none',
     pairs: true,
   },
   replay: {
     description: 'replays previously accepted evidence instead of answering the fresh nonce',
     expectedCodes: ['NONCE_REUSED', 'NONCE_STALE'],
-    endsAttested: false,
+    certificates: 'any',
     pairs: false,
   },
   belowMinVersion: {
     description: 'runs an OS whose security version is below service.minSecurityVersion',
     expectedCodes: ['BELOW_MIN_VERSION'],
-    endsAttested: false,
+    certificates: 'none',
     pairs: false,
   },
   wrongClock: {
     description: 'device clock is off by more than service.maxClockSkew; resyncs and succeeds',
     expectedCodes: ['CLOCK_SKEW'],
-    endsAttested: true,
+    certificates: 'all',
     pairs: false,
   },
 } as const;

@@ -41,6 +41,7 @@ export const SCENARIO_DEFAULTS = {
     retry: { initial: '30s', max: '1h', multiplier: 2, jitter: 0.2 },
     requestTimeout: 5_000,
     replayAfter: '10m',
+    renewBefore: '1h',
   },
   service: { nonceTtl: '5m', certificateLifetime: '24h', minSecurityVersion: 3, maxClockSkew: '5m' },
 } as const;
@@ -131,6 +132,8 @@ export interface DeviceConfig {
   readonly requestTimeoutMs: number;
   /** How long a `replay` device waits after a success before replaying the evidence it captured. */
   readonly replayAfterMs: number;
+  /** A device re-attests this long before its certificates expire, if that is sooner than `attestEveryMs`. */
+  readonly renewBeforeMs: number;
 }
 
 /** Knobs passed to the security-service shard (simulated ms). */
@@ -382,6 +385,7 @@ export const scenarioInputSchema = z.strictObject({
         .optional(),
       requestTimeout: field(parseWallTimeout),
       replayAfter: durationField({ positive: true }),
+      renewBefore: durationField({ positive: false }),
     })
     .optional(),
   service: z
@@ -457,6 +461,7 @@ function resolve(input: ScenarioInput, issues: ScenarioIssue[]): Scenario | unde
     retry,
     requestTimeoutMs: input.device?.requestTimeout ?? d.device.requestTimeout,
     replayAfterMs: input.device?.replayAfter ?? parseDuration(d.device.replayAfter),
+    renewBeforeMs: input.device?.renewBefore ?? parseDuration(d.device.renewBefore),
   };
 
   const fleet = resolveFleet(input, service, add);

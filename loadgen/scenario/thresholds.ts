@@ -33,7 +33,8 @@ export const THRESHOLD_METRICS = {
   },
   hostile_rejected_rate: {
     kind: 'rate',
-    description: 'share of hostile devices rejected with one of their profile’s expected codes',
+    description:
+      'share of hostile devices rejected with one of their profile’s expected codes (a cloned pair counts once: one refused twin is a catch)',
   },
   devices_attested: {
     kind: 'count',

@@ -3,6 +3,7 @@ import type { Clock, Rng } from '../../actors/runtime/index.js';
 import type { AttestationPolicy, NonceBook, ReferenceValues } from '../attestation/index.js';
 import type { AlertLog, TenantRegistry } from '../registry/index.js';
 import type { ServiceMetrics } from '../metrics/index.js';
+import type { AdmissionControl } from './admission.js';
 
 /** One verification (and, when `tbs` is non-empty, certificate signing) for the crypto pool. */
 export interface CryptoItem {
@@ -34,6 +35,9 @@ export interface ShardContext {
   readonly alerts: AlertLog;
   readonly nonces: NonceBook;
   readonly crypto: CryptoPort;
+  readonly admission: AdmissionControl;
+  /** Simulated ms per wall ms, to turn wall waits into the simulated times devices read. */
+  readonly timeScale: number;
   readonly metrics: ServiceMetrics;
   readonly partitions: number;
   /** Wall clock in ms for latency metrics. */

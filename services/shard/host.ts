@@ -28,6 +28,7 @@ import type { Caller, OperatorBackend, OperatorServer } from '../operator-api/in
 import { AlertLog, DEVICE_STATES, TenantRegistry, deviceState } from '../registry/index.js';
 import type { DeviceRecord, DeviceRegistry } from '../registry/index.js';
 import type { ShardContext } from './context.js';
+import { AdmissionControl } from './admission.js';
 import { serveDevices } from './device-gateway.js';
 import { partitionDefinition } from './partition-actor.js';
 import type { ClaimOutcome, PartitionMessage, PartitionState } from './partition-actor.js';
@@ -42,6 +43,8 @@ export interface ShardOptions {
   readonly adminToken: string;
   readonly workers: number;
   readonly batchSize: number;
+  /** Attestations in flight before the shard answers OVERLOADED. */
+  readonly maxInFlight: number;
   readonly partitions: number;
   readonly timeScale: number;
   readonly policy: AttestationPolicy;
@@ -55,6 +58,7 @@ export const DEFAULT_SHARD_OPTIONS: Omit<ShardOptions, 'nats' | 'adminToken'> = 
   metricsPort: 0,
   workers: 1,
   batchSize: 64,
+  maxInFlight: 2048,
   partitions: DEFAULT_PARTITIONS,
   timeScale: 1,
   policy: DEFAULT_POLICY,
@@ -106,6 +110,8 @@ export async function startShard(opts: ShardOptions): Promise<Shard> {
     alerts,
     nonces: new NonceBook(rng.fork('nonce-secret').bytes(32), opts.policy.nonceTtlMs),
     crypto: pool,
+    admission: new AdmissionControl({ maxInFlight: opts.maxInFlight }),
+    timeScale: opts.timeScale,
     metrics,
     partitions: opts.partitions,
     wallNow: () => performance.now(),

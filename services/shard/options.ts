@@ -17,6 +17,7 @@ Usage: node dist/services/shard/main.js --nats <url> [options]
   --admin-token <token>          the admin token itself (or env SPHERE_ADMIN_TOKEN)
   --workers <n>                  crypto pool threads (default 1)
   --batch-size <n>               crypto pool items per task (default 64)
+  --max-in-flight <n>            attestations in flight before answering OVERLOADED (default 2048)
   --partitions <n>               partitions of the device space (default 64)
   --time-scale <x>               simulated seconds per wall second (default 1)
   --nonce-ttl-ms <ms>            challenge nonce time to live, simulated (default 300000)
@@ -43,6 +44,7 @@ export function compileShardOptions(argv: string[], env: NodeJS.ProcessEnv): Sha
       'admin-token': { type: 'string' },
       workers: { type: 'string' },
       'batch-size': { type: 'string' },
+      'max-in-flight': { type: 'string' },
       partitions: { type: 'string' },
       'time-scale': { type: 'string' },
       'nonce-ttl-ms': { type: 'string' },
@@ -93,6 +95,7 @@ export function compileShardOptions(argv: string[], env: NodeJS.ProcessEnv): Sha
     metricsPort: num('metrics-port', values['metrics-port'], 0, 0, 65535),
     workers: num('workers', values.workers, d.workers, 1, 64),
     batchSize: num('batch-size', values['batch-size'], d.batchSize, 1, 4096),
+    maxInFlight: num('max-in-flight', values['max-in-flight'], d.maxInFlight, 1, 1_000_000),
     partitions: num('partitions', values.partitions, d.partitions, 1, 4096),
     timeScale: num('time-scale', values['time-scale'], d.timeScale, 0.001, 1e7, false),
     policy: {

@@ -96,7 +96,7 @@ export function partitionDefinition(
   const { clock, policy, metrics, alerts, nonces } = ctx;
 
   function alert(
-    record: DeviceRecord | null,
+    record: Pick<DeviceRecord, 'tenantId'> | null,
     deviceId: string,
     r: Rejection,
     step: string,
@@ -113,6 +113,10 @@ export function partitionDefinition(
     metrics.alerts.inc({ type: a.type, severity: a.severity });
   }
 
+  /**
+   * Replies, counts and alerts. `record` is passed only for outcomes of evidence whose signature
+   * verified: a forgery must not change what the service says about a device.
+   */
   function finishAttest(job: AttestJob, record: DeviceRecord | null, reply: Reply<CertificatesMsg>): void {
     const now = clock.now();
     const reason = reply.ok ? 'OK' : reply.error.code;
@@ -128,7 +132,7 @@ export function partitionDefinition(
       else record.attestationsFailed++;
     }
     if (!reply.ok) {
-      alert(record, job.evidence.deviceId, reply.error, 'attest', {
+      alert(record ?? { tenantId: job.tenant.id }, job.evidence.deviceId, reply.error, 'attest', {
         os_version: job.evidence.osVersion,
         security_version: String(job.evidence.securityVersion),
         boot_count: String(job.evidence.bootCount),
@@ -146,12 +150,26 @@ export function partitionDefinition(
   ): void {
     metrics.attestations.inc({ result: 'rejected', reason: rejection.code });
     metrics.attestationLatency.observe({ result: 'rejected' }, (ctx.wallNow() - receivedAtWall) / 1000);
-    if (record !== null) record.attestationsFailed++;
-    alert(record, evidence.deviceId, rejection, 'attest');
+    if (rejection.code !== REJECT_CODES.OVERLOADED) alert(record, evidence.deviceId, rejection, 'attest');
     respond({ ok: false, error: rejection });
   }
 
-  /** Decisions that need no signature; a non-null result is reported once the signature verifies. */
+  /** OVERLOADED with a time to come back that spreads refused devices over the shard's capacity. */
+  function overloaded(): Rejection {
+    const now = clock.now();
+    const waitMs = ctx.admission.retryWallMs(ctx.rng.next()) * ctx.timeScale;
+    return {
+      code: REJECT_CODES.OVERLOADED,
+      message: `shard is at capacity (${ctx.admission.inFlight} attestations in flight); retry after the given time`,
+      retryAfterMs: now + Math.round(waitMs),
+      serviceTimeMs: now,
+    };
+  }
+
+  /**
+   * Decisions that need no signature. Pure: the result is acted on (reported, and a duplicate
+   * identity quarantined) only once the signature verifies, so forged evidence changes nothing.
+   */
   function precheck(record: DeviceRecord, evidence: EvidenceMsg, now: number): Rejection | null {
     if (record.compromised) {
       return {
@@ -198,6 +216,10 @@ export function partitionDefinition(
       return;
     }
     const now = clock.now();
+    if (!ctx.admission.tryAdmit(ctx.wallNow())) {
+      rejectEarly(evidence, msg.receivedAtWall, msg.respond, null, overloaded());
+      return;
+    }
     const pending = precheck(record, evidence, now);
     const notBeforeMs = now - 60_000;
     const notAfterMs = now + policy.certificateLifetimeMs;
@@ -237,6 +259,7 @@ export function partitionDefinition(
     msg: Extract<PartitionMessage, { type: 'partition.verified' }>,
   ): void {
     metrics.inflight.dec();
+    ctx.admission.release();
     const { job, result } = msg;
     const { evidence } = job;
     const record = state.devices.get(evidence.deviceId) ?? null;
@@ -248,7 +271,7 @@ export function partitionDefinition(
       return;
     }
     if (!result.signatureValid) {
-      finishAttest(job, record, {
+      finishAttest(job, null, {
         ok: false,
         error: {
           code: REJECT_CODES.BAD_SIGNATURE,
@@ -258,6 +281,8 @@ export function partitionDefinition(
       return;
     }
     if (job.pending !== null || record === null) {
+      // Signed evidence of a second live instance: quarantine the identity.
+      if (job.pending?.code === REJECT_CODES.DUPLICATE_IDENTITY && record !== null) record.compromised = true;
       finishAttest(job, record, {
         ok: false,
         error: job.pending ?? { code: REJECT_CODES.UNKNOWN_DEVICE, message: 'device disappeared' },
@@ -273,6 +298,7 @@ export function partitionDefinition(
     }
     const bootId = hex(evidence.bootId);
     if (isDuplicateIdentity(record, evidence, bootId)) {
+      record.compromised = true;
       finishAttest(job, record, { ok: false, error: duplicate(record, evidence) });
       return;
     }
@@ -317,7 +343,6 @@ export function partitionDefinition(
   }
 
   function duplicate(record: DeviceRecord, evidence: EvidenceMsg): Rejection {
-    record.compromised = true;
     return {
       code: REJECT_CODES.DUPLICATE_IDENTITY,
       message: `boot ${evidence.bootCount} does not follow the accepted boot ${record.bootCount} of this identity: two devices share one key; the identity is quarantined`,
@@ -339,6 +364,13 @@ export function partitionDefinition(
     receive(state, msg) {
       switch (msg.type) {
         case 'partition.challenge': {
+          if (!ctx.admission.hasRoom()) {
+            ctx.admission.noteRefused(ctx.wallNow());
+            const busy = overloaded();
+            metrics.challenges.inc({ result: 'rejected', reason: busy.code });
+            msg.respond({ ok: false, error: busy });
+            return state;
+          }
           const record = state.devices.get(msg.deviceId);
           const now = clock.now();
           if (record === undefined) {

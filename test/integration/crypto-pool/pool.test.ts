@@ -4,7 +4,12 @@
  */
 import { X509Certificate, randomBytes } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { deriveP256Key, deviceIdFromPublicKey, privateKeyFromScalar, signP1363 } from '../../../actors/crypto/index.js';
+import {
+  deriveP256Key,
+  deviceIdFromPublicKey,
+  privateKeyFromScalar,
+  signP1363,
+} from '../../../actors/crypto/index.js';
 import {
   assembleCertificate,
   buildDeviceTbs,
@@ -40,7 +45,11 @@ function recordingMeter() {
 
 function device(i: number) {
   const k = deriveP256Key(Buffer.from(`pool-device-${i}`), 'attestation');
-  return { ...k, key: privateKeyFromScalar(k.privateScalar, k.publicKey), id: deviceIdFromPublicKey(k.publicKey) };
+  return {
+    ...k,
+    key: privateKeyFromScalar(k.privateScalar, k.publicKey),
+    id: deviceIdFromPublicKey(k.publicKey),
+  };
 }
 
 function tbsFor(dev: ReturnType<typeof device>, kind: 'update' | 'client'): Uint8Array {
@@ -107,7 +116,12 @@ describe('crypto-pool integration', () => {
       const tbs = [tbsFor(dev, 'update'), tbsFor(dev, 'client')];
       const valid = i % 5 !== 0;
       const signature = valid ? signP1363(dev.key, data) : new Uint8Array(64).fill(1);
-      return { dev, tbs, valid, p: pool.verifyAndIssue({ publicKey: dev.publicKey, data, signature, tbs, caKeyId: tenant.keyId }) };
+      return {
+        dev,
+        tbs,
+        valid,
+        p: pool.verifyAndIssue({ publicKey: dev.publicKey, data, signature, tbs, caKeyId: tenant.keyId }),
+      };
     });
     for (const j of jobs) {
       const r = await j.p;
@@ -140,7 +154,13 @@ describe('crypto-pool integration', () => {
       { publicKey: dev.publicKey, data, signature: good.subarray(0, 63), tbs: [] },
       { publicKey: dev.publicKey, data, signature: new Uint8Array(200), tbs: [] },
       { publicKey: dev.publicKey, data, signature: new Uint8Array(64), tbs: [] },
-      { publicKey: dev.publicKey, data, signature: new Uint8Array(64).fill(0xff), tbs: [randomBytes(10)], caKeyId: tenant.keyId },
+      {
+        publicKey: dev.publicKey,
+        data,
+        signature: new Uint8Array(64).fill(0xff),
+        tbs: [randomBytes(10)],
+        caKeyId: tenant.keyId,
+      },
       { publicKey: null, data: 'nope', signature: 42, tbs: undefined } as unknown as VerifyIssueItem,
     ];
     const results = await Promise.all(garbage.map((g) => pool.verifyAndIssue(g)));
@@ -154,7 +174,13 @@ describe('crypto-pool integration', () => {
     const dev = device(7);
     const data = randomBytes(20);
     await expect(
-      pool.verifyAndIssue({ publicKey: dev.publicKey, data, signature: signP1363(dev.key, data), tbs: [data], caKeyId: 'nope' }),
+      pool.verifyAndIssue({
+        publicKey: dev.publicKey,
+        data,
+        signature: signP1363(dev.key, data),
+        tbs: [data],
+        caKeyId: 'nope',
+      }),
     ).rejects.toBeInstanceOf(CryptoPoolError);
   });
 
@@ -170,20 +196,33 @@ describe('crypto-pool integration', () => {
     const p2 = createCryptoPool({ workers: 1, batchSize: 1000, maxBatchDelayMs: 10_000, meter: m2.meter });
     const dev = device(3);
     const data = randomBytes(10);
-    const pending = p2.verifyAndIssue({ publicKey: dev.publicKey, data, signature: signP1363(dev.key, data), tbs: [] });
+    const pending = p2.verifyAndIssue({
+      publicKey: dev.publicKey,
+      data,
+      signature: signP1363(dev.key, data),
+      tbs: [],
+    });
     await p2.close();
     await expect(pending).resolves.toEqual({ signatureValid: true, signatures: [] });
     expect(m2.seen.get('sphere_crypto_pool_batch_size')).toEqual([1]);
     expect(m2.seen.get('sphere_crypto_pool_utilization')?.length).toBe(1);
     expect(p2.stats()).toMatchObject({ queued: 0, inFlightBatches: 0, completed: 1, batches: 1 });
-    await expect(p2.verifyAndIssue({ publicKey: dev.publicKey, data, signature: new Uint8Array(64), tbs: [] })).rejects.toMatchObject({
+    await expect(
+      p2.verifyAndIssue({ publicKey: dev.publicKey, data, signature: new Uint8Array(64), tbs: [] }),
+    ).rejects.toMatchObject({
       code: 'closed',
     });
   });
 
   it('crypto-pool - resolves the compiled worker from sources and from dist', () => {
-    expect(defaultWorkerFile('file:///repo/services/crypto-pool/pool.ts')).toBe('/repo/dist/services/crypto-pool/worker.js');
-    expect(defaultWorkerFile('file:///repo/dist/services/crypto-pool/pool.js')).toBe('/repo/dist/services/crypto-pool/worker.js');
-    expect(() => createCryptoPool({ workers: 1, workerFile: '/nonexistent/worker.js' })).toThrow(CryptoPoolError);
+    expect(defaultWorkerFile('file:///repo/services/crypto-pool/pool.ts')).toBe(
+      '/repo/dist/services/crypto-pool/worker.js',
+    );
+    expect(defaultWorkerFile('file:///repo/dist/services/crypto-pool/pool.js')).toBe(
+      '/repo/dist/services/crypto-pool/worker.js',
+    );
+    expect(() => createCryptoPool({ workers: 1, workerFile: '/nonexistent/worker.js' })).toThrow(
+      CryptoPoolError,
+    );
   });
 });

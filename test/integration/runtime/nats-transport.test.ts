@@ -46,7 +46,9 @@ describe('nats transport', () => {
     });
     await server.flush();
     const replies = await Promise.all(
-      Array.from({ length: 1000 }, (_, i) => client.request('rt.double', enc(String(i)), { timeoutMs: 30_000 })),
+      Array.from({ length: 1000 }, (_, i) =>
+        client.request('rt.double', enc(String(i)), { timeoutMs: 30_000 }),
+      ),
     );
     expect(replies.map((r) => Number(dec(r)))).toEqual(Array.from({ length: 1000 }, (_, i) => i * 2));
     sub.unsubscribe();
@@ -74,10 +76,16 @@ describe('nats transport', () => {
       m.respond(enc('ok'));
     });
     await server.flush();
-    expect((await rejection(client.request('rt.flaky', enc('throw'), { timeoutMs: 5000 }))).code).toBe('OTHER');
-    expect((await rejection(client.request('rt.flaky', enc('reject'), { timeoutMs: 5000 }))).code).toBe('OTHER');
+    expect((await rejection(client.request('rt.flaky', enc('throw'), { timeoutMs: 5000 }))).code).toBe(
+      'OTHER',
+    );
+    expect((await rejection(client.request('rt.flaky', enc('reject'), { timeoutMs: 5000 }))).code).toBe(
+      'OTHER',
+    );
     expect(dec(await client.request('rt.flaky', enc('fine'), { timeoutMs: 5000 }))).toBe('ok');
-    expect(await meter.metricsText()).toContain('sphere_transport_handler_errors_total{subject="rt.flaky"} 2');
+    expect(await meter.metricsText()).toContain(
+      'sphere_transport_handler_errors_total{subject="rt.flaky"} 2',
+    );
     sub.unsubscribe();
     await sub.closed;
   });
@@ -85,10 +93,12 @@ describe('nats transport', () => {
   it('nats transport - queue group members split the messages; each message handled once', async () => {
     const other = await connectNatsTransport({ servers: nats().url, name: 'server-2' });
     const seen = { a: 0, b: 0 };
-    const subA = server.serve('rt.work', (m) => ((seen.a++, void m.respond(enc('a')))), { queue: 'workers' });
-    const subB = other.serve('rt.work', (m) => ((seen.b++, void m.respond(enc('b')))), { queue: 'workers' });
+    const subA = server.serve('rt.work', (m) => (seen.a++, void m.respond(enc('a'))), { queue: 'workers' });
+    const subB = other.serve('rt.work', (m) => (seen.b++, void m.respond(enc('b'))), { queue: 'workers' });
     await Promise.all([server.flush(), other.flush()]);
-    const replies = await Promise.all(Array.from({ length: 200 }, () => client.request('rt.work', enc(''), { timeoutMs: 10_000 })));
+    const replies = await Promise.all(
+      Array.from({ length: 200 }, () => client.request('rt.work', enc(''), { timeoutMs: 10_000 })),
+    );
     expect(seen.a + seen.b).toBe(200);
     expect(seen.a).toBeGreaterThan(0);
     expect(seen.b).toBeGreaterThan(0);
@@ -119,7 +129,9 @@ describe('nats transport', () => {
   it('nats transport - serve maxPayload answers oversized requests with PAYLOAD_TOO_LARGE', async () => {
     const sub = server.serve('rt.small', (m) => void m.respond(enc('ok')), { maxPayload: 8 });
     await server.flush();
-    expect((await rejection(client.request('rt.small', new Uint8Array(9), { timeoutMs: 5000 }))).code).toBe('PAYLOAD_TOO_LARGE');
+    expect((await rejection(client.request('rt.small', new Uint8Array(9), { timeoutMs: 5000 }))).code).toBe(
+      'PAYLOAD_TOO_LARGE',
+    );
     expect(dec(await client.request('rt.small', new Uint8Array(8), { timeoutMs: 5000 }))).toBe('ok');
     sub.unsubscribe();
   });

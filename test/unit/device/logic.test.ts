@@ -22,6 +22,7 @@ const BEHAVIOUR: DeviceBehaviour = {
   heartbeatEveryMs: 60_000,
   retry: { initialMs: 1_000, maxMs: 60_000, multiplier: 2, jitter: 0.2 },
   replayAfterMs: 5_000,
+  renewBeforeMs: 60_000,
 };
 
 function profile(fault: DeviceFault | null = null, clockOffsetMs = 0): DeviceProfile {
@@ -234,6 +235,31 @@ describe('device logic happy path', () => {
     const b = transition(s, transportFail(1), env(p, 5, 5, 'same'));
     expect(a).toEqual(b);
     expect(s).toEqual(snapshot);
+  });
+});
+
+describe('device logic renewal', () => {
+  it('device - re-attests renewBefore ahead of certificate expiry when that is sooner than attestEvery', () => {
+    const p = profile(null, 0);
+    const e = env(p, 1_000_000);
+    let s = toChallenging(p, e);
+    [s] = transition(s, challengeOk(s.epoch), e);
+    [s] = transition(s, { type: 'device.evidence', epoch: s.epoch, request: REQUEST }, e);
+    // Certificates valid for 30 min only: the next attempt is due 30 min - renewBefore from now.
+    const [, fx] = transition(s, attestOk(s.epoch, 1_000_000 + 1_800_000), e);
+    const due = ofKind(fx, 'schedule').filter((x) => x.msg.type === 'device.attest-due');
+    expect(due.map((x) => x.delayMs)).toEqual([1_800_000 - BEHAVIOUR.renewBeforeMs]);
+  });
+
+  it('device - keeps the attestEvery cadence when certificates outlive it', () => {
+    const p = profile(null, 0);
+    const e = env(p, 1_000_000);
+    let s = toChallenging(p, e);
+    [s] = transition(s, challengeOk(s.epoch), e);
+    [s] = transition(s, { type: 'device.evidence', epoch: s.epoch, request: REQUEST }, e);
+    const [, fx] = transition(s, attestOk(s.epoch, 1_000_000 + 10 * BEHAVIOUR.attestEveryMs), e);
+    const due = ofKind(fx, 'schedule').filter((x) => x.msg.type === 'device.attest-due');
+    expect(due.map((x) => x.delayMs)).toEqual([BEHAVIOUR.attestEveryMs]);
   });
 });
 

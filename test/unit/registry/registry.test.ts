@@ -11,6 +11,10 @@ import type { Alert, AlertQuery, DeviceRecord } from '../../../services/registry
 import { REJECT_CODES, parseDeviceId, parseTenantId } from '../../../proto/codec/index.js';
 import type { DeviceId, RejectCode, TenantId } from '../../../proto/codec/index.js';
 import { createRng } from '../../../actors/runtime/index.js';
+import { generateKeyPairSync } from 'node:crypto';
+
+/** A parsed P-256 public key, as the shard keeps per endorsed device. */
+const parsedKey = generateKeyPairSync('ec', { namedCurve: 'P-256' }).publicKey;
 
 const TA = parseTenantId('t-000000000000000a') as TenantId;
 const TB = parseTenantId('t-000000000000000b') as TenantId;
@@ -183,7 +187,7 @@ describe('registry device state', () => {
 
   function record(patch: Partial<DeviceRecord> = {}): DeviceRecord {
     const reg = new DeviceRegistry();
-    reg.endorse(id, rng.bytes(65));
+    reg.endorse(id, rng.bytes(65), parsedKey);
     return Object.assign(reg.get(id)!, patch);
   }
   const certs = (notAfterMs: number): DeviceRecord['certificates'] => ({
@@ -229,8 +233,8 @@ describe('registry device state', () => {
   it('device-registry - endorse registers once with a blank record; a second endorse is refused', () => {
     const reg = new DeviceRegistry();
     const key = rng.bytes(65);
-    expect(reg.endorse(id, key)).toBe(true);
-    expect(reg.endorse(id, rng.bytes(65))).toBe(false);
+    expect(reg.endorse(id, key, parsedKey)).toBe(true);
+    expect(reg.endorse(id, rng.bytes(65), parsedKey)).toBe(false);
     expect(reg.size).toBe(1);
     const r = reg.get(id)!;
     expect(r.attestationPublicKey).toBe(key);

@@ -23,19 +23,19 @@ function makeSummary(overrides: Partial<RunSummary> = {}): RunSummary {
       devices: 4,
       observedCodes: { MEASUREMENT_MISMATCH: 9 },
       devicesRejectedAsExpected: 4,
-      devicesEndedAttested: 0,
+      devicesCertified: 0,
     }),
     faultSummaryRow('replay', {
       devices: 3,
       observedCodes: { NONCE_REUSED: 2, NONCE_STALE: 1 },
       devicesRejectedAsExpected: 3,
-      devicesEndedAttested: 0,
+      devicesCertified: 0,
     }),
     faultSummaryRow('wrongClock', {
       devices: 3,
       observedCodes: { CLOCK_SKEW: 3 },
       devicesRejectedAsExpected: 3,
-      devicesEndedAttested: 2,
+      devicesCertified: 2,
     }),
   ];
   const thresholds = evaluateThresholds(
@@ -102,31 +102,31 @@ describe('summary', () => {
       devices: 4,
       observedCodes: { MEASUREMENT_MISMATCH: 4 },
       devicesRejectedAsExpected: 4,
-      devicesEndedAttested: 0,
+      devicesCertified: 0,
     };
     expect(faultSummaryRow('tamperedKernel', ok).pass).toBe(true);
     expect(faultSummaryRow('tamperedKernel', { ...ok, devicesRejectedAsExpected: 3 }).pass).toBe(false);
-    expect(faultSummaryRow('tamperedKernel', { ...ok, devicesEndedAttested: 1 }).pass).toBe(false);
+    expect(faultSummaryRow('tamperedKernel', { ...ok, devicesCertified: 1 }).pass).toBe(false);
     expect(faultSummaryRow('tamperedKernel', ok).expectedCodes).toEqual(['MEASUREMENT_MISMATCH']);
     // wrongClock must end attested.
     const clock = {
       devices: 3,
       observedCodes: { CLOCK_SKEW: 3 },
       devicesRejectedAsExpected: 3,
-      devicesEndedAttested: 3,
+      devicesCertified: 3,
     };
     expect(faultSummaryRow('wrongClock', clock).pass).toBe(true);
-    expect(faultSummaryRow('wrongClock', { ...clock, devicesEndedAttested: 2 }).pass).toBe(false);
+    expect(faultSummaryRow('wrongClock', { ...clock, devicesCertified: 2 }).pass).toBe(false);
     // clonedKey: one per pair must be caught; the other may keep its certificate.
     const cloned = {
       devices: 4,
       observedCodes: { DUPLICATE_IDENTITY: 2 },
       devicesRejectedAsExpected: 2,
-      devicesEndedAttested: 2,
+      devicesCertified: 2,
     };
     expect(faultSummaryRow('clonedKey', cloned).pass).toBe(true);
     expect(faultSummaryRow('clonedKey', { ...cloned, devicesRejectedAsExpected: 1 }).pass).toBe(false);
-    expect(faultSummaryRow('clonedKey', { ...cloned, devicesEndedAttested: 3 }).pass).toBe(false);
+    expect(faultSummaryRow('clonedKey', { ...cloned, devicesCertified: 3 }).pass).toBe(false);
   });
 
   test('summary - the overall verdict needs thresholds, fault rows and no abort', () => {
@@ -197,7 +197,7 @@ describe('summary', () => {
           devices: 3,
           observedCodes: many,
           devicesRejectedAsExpected: 0,
-          devicesEndedAttested: 0,
+          devicesCertified: 0,
         }),
       ],
     });

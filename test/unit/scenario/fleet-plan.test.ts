@@ -139,6 +139,6 @@ describe('fleet plan', () => {
     ).toEqual(OS_VERSIONS);
     expect([...FAULT_PROFILE_LIST].sort()).toEqual([...DEVICE_FAULTS].sort());
     expect(FAULT_PROFILES.replay.expectedCodes).toEqual(['NONCE_REUSED', 'NONCE_STALE']);
-    expect(FAULT_PROFILES.wrongClock.endsAttested).toBe(true);
+    expect(FAULT_PROFILES.wrongClock.certificates).toBe('all');
   });
 });

@@ -57,6 +57,7 @@ describe('scenario schema', () => {
       retry: { initialMs: 30_000, maxMs: 3_600_000, multiplier: 2, jitter: 0.2 },
       requestTimeoutMs: 5_000,
       replayAfterMs: 600_000,
+      renewBeforeMs: 3_600_000,
     });
     expect(s.service).toEqual({
       nonceTtlMs: 300_000,
