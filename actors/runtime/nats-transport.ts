@@ -161,7 +161,8 @@ class NatsTransport implements Transport {
       try {
         this.nc.publish(subject, data);
       } catch {
-        // Closed between the call and the send: a publish is fire-and-forget by contract.
+        // Fire-and-forget by contract: closed meanwhile, bad subject or too large. Counted.
+        this.metrics.rejected.inc({ subject, reason: 'publish' });
       }
     });
   }

@@ -73,8 +73,10 @@ export interface Transport {
   /** Sends a request and resolves with the first reply; rejects with `TransportError`. */
   request(subject: string, data: Uint8Array, opts: { readonly timeoutMs: number }): Promise<Uint8Array>;
   /**
-   * Fire-and-forget. Throws `TransportError` (CLOSED, PAYLOAD_TOO_LARGE, OTHER for
-   * an invalid subject) synchronously; delivery itself is not confirmed.
+   * Fire-and-forget. Throws `TransportError` CLOSED synchronously on a closed transport; the
+   * NATS adapter sends at the end of the event-loop turn (one write per turn), so a message the
+   * client library refuses then (bad subject, over max_payload) is counted in
+   * `sphere_transport_rejected_total{reason="publish"}`, not thrown. Delivery is not confirmed.
    */
   publish(subject: string, data: Uint8Array): void;
   /**
@@ -115,7 +117,7 @@ export function transportMetrics(meter: Meter): TransportMetrics {
     }),
     rejected: meter.counter({
       name: 'sphere_transport_rejected_total',
-      help: 'inbound messages not handed to a handler, by reason',
+      help: 'messages dropped: inbound ones not handed to a handler, publishes the client refused (reason=publish)',
       labelNames: ['subject', 'reason'],
     }),
     requests: meter.counter({

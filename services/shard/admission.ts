@@ -1,80 +1,85 @@
 /**
- * Admission control for a shard: a bound on attestations in flight, and, when refusing, a time
- * to come back that spreads the refused devices over what the shard can absorb.
+ * Admission control for a shard: a bound on attestations in flight and, for each refusal, a
+ * time to come back.
  *
  * Without the bound, a boot storm queues work past the devices' request timeouts; timed-out
- * devices retry, their nonces go stale, and the retries become the load. Without the spreading,
- * every refused device comes back after the same short wait and the refusals become the load.
- * The wait is the last second's ratio of refusals to admissions (how many seconds of capacity
- * the refused demand represents), at least `minRetryWallMs`, doubled by jitter at most.
+ * devices retry, their nonces go stale, and the retries become the load. Without paced
+ * retries, every refused device comes back after the same short wait and the refusals become
+ * the load. So each refusal takes the next slot of a virtual queue that advances at the rate
+ * the shard has been completing attestations: N refused devices come back spread over N / rate
+ * seconds, about when there is room for them.
  *
  * Owned by the shard host; partition actors run on one thread, so plain counters are exact.
+ * Times are wall milliseconds (capacity is a wall-clock quantity).
  */
 export class AdmissionControl {
   readonly #max: number;
   readonly #minRetryWallMs: number;
   readonly #maxRetryWallMs: number;
+  readonly #minRatePerSec: number;
   #inFlight = 0;
   #windowStart = 0;
-  #admitted = 0;
-  #refused = 0;
-  #lastAdmitted = 0;
-  #lastRefused = 0;
+  #completed = 0;
+  #lastCompleted = 0;
+  /** Wall time of the last slot handed out; only meaningful while refusing. */
+  #nextSlotWall = 0;
 
-  constructor(opts: { maxInFlight: number; minRetryWallMs?: number; maxRetryWallMs?: number }) {
+  constructor(opts: {
+    maxInFlight: number;
+    minRetryWallMs?: number;
+    maxRetryWallMs?: number;
+    minRatePerSec?: number;
+  }) {
     this.#max = opts.maxInFlight;
-    this.#minRetryWallMs = opts.minRetryWallMs ?? 500;
+    this.#minRetryWallMs = opts.minRetryWallMs ?? 200;
     this.#maxRetryWallMs = opts.maxRetryWallMs ?? 30_000;
+    this.#minRatePerSec = opts.minRatePerSec ?? 100;
   }
 
   get inFlight(): number {
     return this.#inFlight;
   }
 
-  /** Whether one more attestation fits; counts the decision for the retry estimate. */
-  tryAdmit(wallNowMs: number): boolean {
-    this.#roll(wallNowMs);
-    if (this.#inFlight >= this.#max) {
-      this.#refused++;
-      return false;
-    }
+  /** Takes a place for one attestation if there is room. */
+  tryAdmit(): boolean {
+    if (this.#inFlight >= this.#max) return false;
     this.#inFlight++;
-    this.#admitted++;
     return true;
   }
 
-  /** Whether there is room right now (for cheap requests such as challenges); not counted. */
+  /** Whether there is room right now (for cheap requests such as challenges). */
   hasRoom(): boolean {
     return this.#inFlight < this.#max;
   }
 
-  /** Counts a refused request that did not go through `tryAdmit` (e.g. a challenge). */
-  noteRefused(wallNowMs: number): void {
-    this.#roll(wallNowMs);
-    this.#refused++;
-  }
-
-  /** An admitted attestation was answered. */
-  release(): void {
+  /** An admitted attestation was answered at `wallNowMs`. */
+  release(wallNowMs: number): void {
     if (this.#inFlight > 0) this.#inFlight--;
+    this.#roll(wallNowMs);
+    this.#completed++;
   }
 
-  /** Wall milliseconds a refused device should wait, given `random` in [0, 1). */
-  retryWallMs(random: number): number {
-    const refused = Math.max(this.#refused, this.#lastRefused);
-    const admitted = Math.max(1, this.#admitted, this.#lastAdmitted);
-    const backlogMs = (refused / admitted) * 1000;
-    const base = Math.min(this.#maxRetryWallMs, Math.max(this.#minRetryWallMs, backlogMs));
-    return Math.round(base * (1 + random));
+  /** Completions per second over the last full second (or the current one, if busier). */
+  ratePerSec(wallNowMs: number): number {
+    this.#roll(wallNowMs);
+    return Math.max(this.#minRatePerSec, this.#lastCompleted, this.#completed);
+  }
+
+  /**
+   * Wall milliseconds the device refused at `wallNowMs` should wait: the next free slot of the
+   * virtual queue, with up to 10% jitter (`random` in [0, 1)), between the configured bounds.
+   */
+  retryWallMs(wallNowMs: number, random: number): number {
+    const slot =
+      Math.max(this.#nextSlotWall, wallNowMs + this.#minRetryWallMs) + 1000 / this.ratePerSec(wallNowMs);
+    this.#nextSlotWall = Math.min(slot, wallNowMs + this.#maxRetryWallMs);
+    return Math.round((this.#nextSlotWall - wallNowMs) * (1 + 0.1 * random));
   }
 
   #roll(wallNowMs: number): void {
     if (wallNowMs - this.#windowStart < 1000) return;
-    const stale = wallNowMs - this.#windowStart >= 2000;
-    this.#lastAdmitted = stale ? 0 : this.#admitted;
-    this.#lastRefused = stale ? 0 : this.#refused;
-    this.#admitted = 0;
-    this.#refused = 0;
+    this.#lastCompleted = wallNowMs - this.#windowStart < 2000 ? this.#completed : 0;
+    this.#completed = 0;
     this.#windowStart = wallNowMs;
   }
 }

@@ -157,7 +157,7 @@ export function partitionDefinition(
   /** OVERLOADED with a time to come back that spreads refused devices over the shard's capacity. */
   function overloaded(): Rejection {
     const now = clock.now();
-    const waitMs = ctx.admission.retryWallMs(ctx.rng.next()) * ctx.timeScale;
+    const waitMs = ctx.admission.retryWallMs(ctx.wallNow(), ctx.rng.next()) * ctx.timeScale;
     return {
       code: REJECT_CODES.OVERLOADED,
       message: `shard is at capacity (${ctx.admission.inFlight} attestations in flight); retry after the given time`,
@@ -216,7 +216,7 @@ export function partitionDefinition(
       return;
     }
     const now = clock.now();
-    if (!ctx.admission.tryAdmit(ctx.wallNow())) {
+    if (!ctx.admission.tryAdmit()) {
       rejectEarly(evidence, msg.receivedAtWall, msg.respond, null, overloaded());
       return;
     }
@@ -259,7 +259,7 @@ export function partitionDefinition(
     msg: Extract<PartitionMessage, { type: 'partition.verified' }>,
   ): void {
     metrics.inflight.dec();
-    ctx.admission.release();
+    ctx.admission.release(ctx.wallNow());
     const { job, result } = msg;
     const { evidence } = job;
     const record = state.devices.get(evidence.deviceId) ?? null;
@@ -365,7 +365,6 @@ export function partitionDefinition(
       switch (msg.type) {
         case 'partition.challenge': {
           if (!ctx.admission.hasRoom()) {
-            ctx.admission.noteRefused(ctx.wallNow());
             const busy = overloaded();
             metrics.challenges.inc({ result: 'rejected', reason: busy.code });
             msg.respond({ ok: false, error: busy });

@@ -1,0 +1,77 @@
+import { mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, describe, expect, it } from 'vitest';
+import { distPath, repoRoot, useProcesses } from '../fixtures/processes.js';
+import type { RunSummary } from '../../loadgen/report/index.js';
+
+const runsDir = mkdtempSync(join(tmpdir(), 'sphere-e2e-'));
+afterAll(() => rmSync(runsDir, { recursive: true, force: true }));
+
+const procs = useProcesses();
+
+/** Runs the local stack on `scenario` to completion; returns its exit code and the run's summary. */
+async function runStack(
+  scenario: string,
+  runs: string,
+): Promise<{ code: number | null; summary: RunSummary; output: string }> {
+  const stack = procs.spawn('stack', process.execPath, [distPath('deploy/local/stack.js'), scenario], {
+    cwd: repoRoot,
+    env: { ...process.env, SPHERE_RUNS_DIR: runs },
+  });
+  const exit = await stack.exited;
+  const [run] = readdirSync(runs);
+  if (run === undefined) throw new Error(`the stack wrote no run directory:\n${stack.tail(40).join('\n')}`);
+  const summary = JSON.parse(readFileSync(join(runs, run, 'results', 'summary.json'), 'utf8')) as RunSummary;
+  return { code: exit.code, summary, output: stack.tail(80).join('\n') };
+}
+
+describe('e2e local stack', () => {
+  it('e2e - a fleet with every fault profile runs against nats-server and a shard process and passes', async () => {
+    const runs = join(runsDir, 'pass');
+    const { code, summary, output } = await runStack(join(repoRoot, 'test/e2e/fixtures/e2e.yaml'), runs);
+    expect(code, output).toBe(0);
+    expect(summary.pass).toBe(true);
+    expect(summary.run.aborted).toBeNull();
+    // Every profile's devices were refused with their expected code, healthy devices attested.
+    expect(summary.faults.map((f) => [f.profile, f.pass])).toEqual([
+      ['tamperedKernel', true],
+      ['unendorsed', true],
+      ['clonedKey', true],
+      ['replay', true],
+      ['belowMinVersion', true],
+      ['wrongClock', true],
+    ]);
+    for (const code of [
+      'MEASUREMENT_MISMATCH',
+      'UNKNOWN_DEVICE',
+      'DUPLICATE_IDENTITY',
+      'BELOW_MIN_VERSION',
+      'CLOCK_SKEW',
+    ]) {
+      expect(summary.attestations.byCode[code] ?? 0, code).toBeGreaterThan(0);
+    }
+    expect(
+      (summary.attestations.byCode['NONCE_REUSED'] ?? 0) + (summary.attestations.byCode['NONCE_STALE'] ?? 0),
+    ).toBeGreaterThan(0);
+    expect(summary.devices.attested).toBeGreaterThanOrEqual(220);
+    // Healthy devices attested at least twice (boot and the daily re-attestation).
+    expect(summary.attestations.ok).toBeGreaterThanOrEqual(2 * 220);
+    expect(summary.latency.attest.count).toBe(summary.attestations.ok);
+  });
+
+  it('e2e - a failed threshold makes the stack exit 99 with the failing threshold in the summary', async () => {
+    const runs = join(runsDir, 'fail');
+    const scenario = join(runsDir, 'impossible.yaml');
+    const text = readFileSync(join(repoRoot, 'test/e2e/fixtures/e2e.yaml'), 'utf8')
+      .replace('name: e2e', 'name: e2e-impossible')
+      .replace('duration: 27h', 'duration: 6h')
+      .replace("devices_attested: ['count>=220']", "devices_attested: ['count>=1000']");
+    writeFileSync(scenario, text);
+    const { code, summary } = await runStack(scenario, runs);
+    expect(code).toBe(99);
+    expect(summary.pass).toBe(false);
+    const failed = summary.thresholds.results.filter((r) => !r.pass);
+    expect(failed.map((r) => `${r.metric} ${r.expression}`)).toEqual(['devices_attested count>=1000']);
+  });
+});
