@@ -86,14 +86,26 @@ _sf_ensure_deps() {
   if [[ ! -d "$root/node_modules" || ! -f "$root/node_modules/.package-lock.json" \
         || "$root/package-lock.json" -nt "$root/node_modules/.package-lock.json" ]]; then
     _sf_say "… npm ci (node_modules missing or older than package-lock.json)"
-    if ! (cd "$root" && npm ci --no-audit --no-fund); then
-      # `npm ci` refuses a lock file that lacks other platforms' optional packages (EUSAGE "Missing:
-      # ... from lock file"). `npm install --no-save` installs the locked versions without
-      # rewriting package-lock.json.
-      _sf_err "npm ci failed; retrying with 'npm install --no-save' (locked versions, lock file untouched)."
-      _sf_err "The lock file should be regenerated so that npm ci works (see the messages above)."
-      if ! (cd "$root" && npm install --no-save --no-audit --no-fund); then _sf_err "npm install failed"; return 1; fi
+    local npmlog
+    npmlog="$(mktemp)"
+    if ! (cd "$root" && npm ci --no-audit --no-fund >"$npmlog" 2>&1); then
+      if grep -q 'Missing: .* from lock file' "$npmlog"; then
+        # npm 11 writes lock files without other platforms' optional packages and then `npm ci`
+        # refuses them (npm/cli#9846). `npm install --no-save` installs the locked versions
+        # without rewriting package-lock.json.
+        _sf_say "  npm ci refused the lock file (npm bug npm/cli#9846, optional platform packages);"
+        _sf_say "  installing the locked versions with 'npm install --no-save' instead"
+        if ! (cd "$root" && npm install --no-save --no-audit --no-fund); then _sf_err "npm install failed"; rm -f "$npmlog"; return 1; fi
+      else
+        cat "$npmlog" >&2
+        rm -f "$npmlog"
+        _sf_err "npm ci failed (output above)"
+        return 1
+      fi
+    else
+      tail -n 3 "$npmlog"
     fi
+    rm -f "$npmlog"
     touch "$root/node_modules/.package-lock.json"
   else
     _sf_say "✓ node_modules up to date (node $nodev)"
