@@ -7,6 +7,9 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 source deploy/local/ensure-deps.sh
 # proto/gen must be what buf + ts-proto generate from proto/ (fails listing stale files).
 node deploy/tools/check-proto.mjs
-# Tests and sources type-check together (vitest itself strips types without checking them).
+# Tests and sources type-check together (vitest itself strips types without checking them),
+# and lint and formatting hold (typescript-eslint with type information; prettier).
 node_modules/.bin/tsc --noEmit -p tsconfig.test.json
+node_modules/.bin/eslint .
+node_modules/.bin/prettier --check --log-level warn .
 exec node_modules/.bin/vitest run "$@"

@@ -47,7 +47,9 @@ async function main(): Promise<void> {
     },
   });
   if (values.help === true) {
-    console.log('Usage: npm run bench:attest -- [--devices 10000] [--workers 1] [--pool 8] [--batch 64] [--mode shared|per-device]');
+    console.log(
+      'Usage: npm run bench:attest -- [--devices 10000] [--workers 1] [--pool 8] [--batch 64] [--mode shared|per-device]',
+    );
     return;
   }
   const devices = Number(values.devices);
@@ -76,16 +78,25 @@ async function main(): Promise<void> {
     process.execPath,
     [
       join(root, 'dist/services/shard/main.js'),
-      '--nats', nats.url,
-      '--grpc-port', String(grpcPort),
-      '--metrics-port', '0',
-      '--admin-token-file', tokenFile,
-      '--workers', String(workers),
-      '--batch-size', String(values.batch),
+      '--nats',
+      nats.url,
+      '--grpc-port',
+      String(grpcPort),
+      '--metrics-port',
+      '0',
+      '--admin-token-file',
+      tokenFile,
+      '--workers',
+      String(workers),
+      '--batch-size',
+      String(values.batch),
       // Measure the pipeline, not load shedding: every device of the storm is admitted.
-      '--max-in-flight', String(devices),
-      '--nonce-ttl-ms', String(scenario.service.nonceTtlMs),
-      '--max-clock-skew-ms', String(scenario.service.maxClockSkewMs),
+      '--max-in-flight',
+      String(devices),
+      '--nonce-ttl-ms',
+      String(scenario.service.nonceTtlMs),
+      '--max-clock-skew-ms',
+      String(scenario.service.maxClockSkewMs),
     ],
     { ready: /^READY /, readyTimeoutMs: 30_000 },
   );
@@ -107,13 +118,28 @@ async function main(): Promise<void> {
       await admin.registerEndorsements(slice.map((d) => d.attestationPublicKey));
       await client.claimDevices(slice.map((d) => d.deviceId));
     }
-    const clock = createScaledClock({ timeScale: 1, epochMs: info.anchorSimMs + (Date.now() - info.anchorWallMs) });
+    const clock = createScaledClock({
+      timeScale: 1,
+      epochMs: info.anchorSimMs + (Date.now() - info.anchorWallMs),
+    });
     const recorder = new RunRecorder(plans, meter);
     links = new FleetLinks(nats.url, scenario.connections, meter);
     await links.ready();
     system = new ActorSystem({ clock, rng: createRng('bench'), meter, name: 'bench' });
-    const refs = spawnFleet({ system, scenario, plans, identities, links, recorder, partitions: info.partitions });
-    const cpu0 = { loadgen: cpuSeconds(process.pid), shard: cpuSeconds(shard.pid), nats: cpuSeconds(nats.pid) };
+    const refs = spawnFleet({
+      system,
+      scenario,
+      plans,
+      identities,
+      links,
+      recorder,
+      partitions: info.partitions,
+    });
+    const cpu0 = {
+      loadgen: cpuSeconds(process.pid),
+      shard: cpuSeconds(shard.pid),
+      nats: cpuSeconds(nats.pid),
+    };
     const t0 = performance.now();
     for (const ref of refs) ref.tell({ type: 'device.power-on' });
     // Done when every device attested once (or the wait gives up after 5 minutes).
@@ -125,7 +151,9 @@ async function main(): Promise<void> {
         nextSample += 250;
         const phases: Record<string, number> = {};
         for (const t of recorder.tracks) phases[t.phase] = (phases[t.phase] ?? 0) + 1;
-        timeline.push(`${((performance.now() - t0) / 1000).toFixed(2)}s ok=${recorder.byResult['ok'] ?? 0} ${JSON.stringify(phases)}`);
+        timeline.push(
+          `${((performance.now() - t0) / 1000).toFixed(2)}s ok=${recorder.byResult['ok'] ?? 0} ${JSON.stringify(phases)}`,
+        );
       }
     }
     for (const line of timeline) console.log(line);
@@ -146,22 +174,36 @@ async function main(): Promise<void> {
     admin.close();
     await shard.stop();
 
-    const limit = await runCryptoOnlyLimit({ workers, attestations: Math.max(4000, devices), batchSize: Number(values.batch) });
+    const limit = await runCryptoOnlyLimit({
+      workers,
+      attestations: Math.max(4000, devices),
+      batchSize: Number(values.batch),
+    });
     const ratio = rate / limit.attestationsPerSecond;
     const lat = recorder.attestLatency;
     const perDeviceKb = (memAfter.rss - memBefore.rss) / devices / 1024;
     const heapPerDeviceKb = (memAfter.heapUsed - memBefore.heapUsed) / devices / 1024;
-    console.log(`devices ${devices} (${mode}${mode === 'shared' ? `, ${String(values.pool)} connections` : ''}), shard workers ${workers}, batch ${values.batch}`);
-    console.log(`end-to-end: ${ok} attestations in ${(elapsedMs / 1000).toFixed(2)} s = ${rate.toFixed(0)}/s (${failures} failed attempts)`);
-    console.log(`latency (challenge -> certificates, wall): p50 ${lat.percentile(50).toFixed(1)} ms, p90 ${lat.percentile(90).toFixed(1)} ms, p99 ${lat.percentile(99).toFixed(1)} ms, max ${lat.max.toFixed(1)} ms`);
+    console.log(
+      `devices ${devices} (${mode}${mode === 'shared' ? `, ${String(values.pool)} connections` : ''}), shard workers ${workers}, batch ${values.batch}`,
+    );
+    console.log(
+      `end-to-end: ${ok} attestations in ${(elapsedMs / 1000).toFixed(2)} s = ${rate.toFixed(0)}/s (${failures} failed attempts)`,
+    );
+    console.log(
+      `latency (challenge -> certificates, wall): p50 ${lat.percentile(50).toFixed(1)} ms, p90 ${lat.percentile(90).toFixed(1)} ms, p99 ${lat.percentile(99).toFixed(1)} ms, max ${lat.max.toFixed(1)} ms`,
+    );
     const us = (sec: number) => ((sec / Math.max(1, ok)) * 1e6).toFixed(0);
     console.log(
       `CPU during the storm (per attestation): loadgen ${cpu.loadgen.toFixed(2)} s (${us(cpu.loadgen)} µs), ` +
         `shard incl. workers ${cpu.shard.toFixed(2)} s (${us(cpu.shard)} µs), nats-server ${cpu.nats.toFixed(2)} s (${us(cpu.nats)} µs)`,
     );
-    console.log(`crypto-only limit on ${workers} worker(s): ${limit.attestationsPerSecond.toFixed(0)}/s (1 device sign + 1 verify + 2 certificate signs per attestation)`);
+    console.log(
+      `crypto-only limit on ${workers} worker(s): ${limit.attestationsPerSecond.toFixed(0)}/s (1 device sign + 1 verify + 2 certificate signs per attestation)`,
+    );
     console.log(`ratio end-to-end / limit: ${ratio.toFixed(2)}`);
-    console.log(`loadgen memory per device: ${perDeviceKb.toFixed(1)} KB RSS, ${heapPerDeviceKb.toFixed(1)} KB heap`);
+    console.log(
+      `loadgen memory per device: ${perDeviceKb.toFixed(1)} KB RSS, ${heapPerDeviceKb.toFixed(1)} KB heap`,
+    );
     console.log(
       `BENCH attest rate=${rate.toFixed(0)} limit=${limit.attestationsPerSecond.toFixed(0)} ratio=${ratio.toFixed(2)} ` +
         `p50_ms=${lat.percentile(50).toFixed(0)} p99_ms=${lat.percentile(99).toFixed(0)} devices=${devices} workers=${workers} ` +

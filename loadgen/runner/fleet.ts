@@ -91,7 +91,7 @@ export class FleetLinks {
 
   async close(): Promise<void> {
     const all = await Promise.allSettled([...this.#shared, ...this.#own]);
-    await Promise.allSettled(all.map((r) => (r.status === 'fulfilled' ? r.value.close() : undefined)));
+    await Promise.allSettled(all.flatMap((r) => (r.status === 'fulfilled' ? [r.value.close()] : [])));
   }
 }
 

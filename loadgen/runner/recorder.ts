@@ -1,7 +1,7 @@
 import type { DeviceEvent, DevicePhase, DeviceProfile } from '../../actors/device/index.js';
 import type { Meter } from '../../actors/runtime/index.js';
 import { FAULT_PROFILES, LatencyRecorder } from '../scenario/index.js';
-import type { DevicePlan, FaultProfile } from '../scenario/index.js';
+import type { DevicePlan } from '../scenario/index.js';
 
 /** What the run learned about one device. */
 export interface DeviceTrack {
@@ -132,7 +132,7 @@ export class RunRecorder {
   static rejectedAsExpected(t: DeviceTrack): boolean {
     const fault = t.plan.fault;
     if (fault === null) return false;
-    const expected: readonly string[] = FAULT_PROFILES[fault as FaultProfile].expectedCodes;
+    const expected: readonly string[] = FAULT_PROFILES[fault].expectedCodes;
     return expected.some((c) => (t.codes.get(c) ?? 0) > 0);
   }
 }

@@ -52,10 +52,11 @@ export function createOperatorClient(
     });
   const md = new Metadata();
   if (token !== '') md.set('authorization', `Bearer ${token}`);
-  type Fn<Req, Res> = (req: Req, md: Metadata, cb: (e: ServiceError | null, r: Res) => void) => unknown;
-  const call = <Req, Res>(fn: Fn<Req, Res>, req: Req): Promise<Res> =>
+  type Callback<Res> = (e: ServiceError | null, r: Res) => void;
+  /** Adapts one generated unary method (invoked by `invoke` with metadata and callback) to a promise. */
+  const call = <Res>(invoke: (md: Metadata, cb: Callback<Res>) => unknown): Promise<Res> =>
     new Promise((resolve, reject) =>
-      fn.call(client, req, md, (e, r) => {
+      invoke(md, (e, r) => {
         if (e === null) return resolve(r);
         const code = e.metadata?.get(ERROR_CODE_METADATA)[0];
         reject(
@@ -66,24 +67,20 @@ export function createOperatorClient(
       }),
     );
   return {
-    createTenant: (name) => call(client.createTenant as Fn<object, CreateTenantResponse>, { name }),
+    createTenant: (name) => call<CreateTenantResponse>((m, cb) => client.createTenant({ name }, m, cb)),
     registerEndorsements: (keys) =>
-      call(client.registerEndorsements as Fn<object, RegisterEndorsementsResponse>, {
-        attestationPublicKeys: keys,
-      }),
-    claimDevices: (deviceIds) => call(client.claimDevices as Fn<object, ClaimDevicesResponse>, { deviceIds }),
-    getDevice: (deviceId) => call(client.getDevice as Fn<object, GetDeviceResponse>, { deviceId }),
+      call<RegisterEndorsementsResponse>((m, cb) =>
+        client.registerEndorsements({ attestationPublicKeys: keys }, m, cb),
+      ),
+    claimDevices: (deviceIds) =>
+      call<ClaimDevicesResponse>((m, cb) => client.claimDevices({ deviceIds }, m, cb)),
+    getDevice: (deviceId) => call<GetDeviceResponse>((m, cb) => client.getDevice({ deviceId }, m, cb)),
     listAlerts: (q) =>
-      call(client.listAlerts as Fn<object, ListAlertsResponse>, {
-        sinceMs: 0,
-        limit: 0,
-        pageToken: '',
-        deviceId: '',
-        type: '',
-        ...q,
-      }),
-    getFleetStats: () => call(client.getFleetStats as Fn<object, GetFleetStatsResponse>, {}),
-    getServiceInfo: () => call(client.getServiceInfo as Fn<object, GetServiceInfoResponse>, {}),
+      call<ListAlertsResponse>((m, cb) =>
+        client.listAlerts({ sinceMs: 0, limit: 0, pageToken: '', deviceId: '', type: '', ...q }, m, cb),
+      ),
+    getFleetStats: () => call<GetFleetStatsResponse>((m, cb) => client.getFleetStats({}, m, cb)),
+    getServiceInfo: () => call<GetServiceInfoResponse>((m, cb) => client.getServiceInfo({}, m, cb)),
     withToken: (t) => createOperatorClient(address, t, client),
     close: () => client.close(),
   };
