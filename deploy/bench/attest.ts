@@ -15,11 +15,18 @@ import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
-import { ActorSystem, createPromMeter, createRng, createScaledClock } from '../../actors/runtime/index.js';
+import { ActorSystem, createPromMeter, createRng } from '../../actors/runtime/index.js';
 import { runCryptoOnlyLimit } from '../../services/crypto-pool/index.js';
 import { createOperatorClient } from '../../services/operator-api/index.js';
 import { compileScenario, planFleet } from '../../loadgen/scenario/index.js';
-import { FleetLinks, RunRecorder, manufactureFleet, spawnFleet } from '../../loadgen/runner/index.js';
+import {
+  FleetLinks,
+  RunRecorder,
+  enrollFleet,
+  manufactureFleet,
+  serviceClock,
+  spawnFleet,
+} from '../../loadgen/runner/index.js';
 import { getFreePort, startNatsServer } from '../local/nats.js';
 import { spawnManaged } from '../local/processes.js';
 
@@ -111,17 +118,8 @@ async function main(): Promise<void> {
     const plans = planFleet(scenario);
     const memBefore = process.memoryUsage();
     const identities = manufactureFleet(plans);
-    const tenant = await admin.createTenant('bench');
-    const client = admin.withToken(tenant.apiToken);
-    for (let i = 0; i < identities.length; i += 5000) {
-      const slice = identities.slice(i, i + 5000);
-      await admin.registerEndorsements(slice.map((d) => d.attestationPublicKey));
-      await client.claimDevices(slice.map((d) => d.deviceId));
-    }
-    const clock = createScaledClock({
-      timeScale: 1,
-      epochMs: info.anchorSimMs + (Date.now() - info.anchorWallMs),
-    });
+    await enrollFleet(admin, 'bench', plans, identities);
+    const clock = serviceClock(info);
     const recorder = new RunRecorder(plans, meter);
     links = new FleetLinks(nats.url, scenario.connections, meter);
     await links.ready();

@@ -1,5 +1,5 @@
 import { deviceDefinition } from '../../actors/device/index.js';
-import type { DeviceBehaviour, DeviceLink, DeviceMessage, DeviceProfile } from '../../actors/device/index.js';
+import type { DeviceLink, DeviceMessage, DeviceProfile } from '../../actors/device/index.js';
 import { connectNatsTransport } from '../../actors/runtime/index.js';
 import type { ActorRef, ActorSystem, Meter, Transport } from '../../actors/runtime/index.js';
 import {
@@ -107,13 +107,6 @@ export function spawnFleet(opts: {
 }): ActorRef<DeviceMessage>[] {
   const { scenario, recorder } = opts;
   const d = scenario.device;
-  const behaviour: DeviceBehaviour = {
-    attestEveryMs: d.attestEveryMs,
-    heartbeatEveryMs: d.heartbeatEveryMs,
-    retry: d.retry,
-    replayAfterMs: d.replayAfterMs,
-    renewBeforeMs: d.renewBeforeMs,
-  };
   const wallNow = () => performance.now();
   return opts.plans.map((plan, i) => {
     const identity = opts.identities[i];
@@ -124,7 +117,7 @@ export function spawnFleet(opts: {
       deviceDefinition({
         name: `device:${i}`,
         profile: deviceProfile(plan, identity),
-        behaviour,
+        behaviour: d,
         core,
         link: opts.links.linkFor(i),
         partitions: opts.partitions,

@@ -4,3 +4,4 @@ export type { RunOptions } from './run.js';
 export { FleetLinks, deviceProfile, manufactureFleet, spawnFleet } from './fleet.js';
 export { RunRecorder } from './recorder.js';
 export type { DeviceTrack } from './recorder.js';
+export { enrollFleet, serviceClock } from './setup.js';

@@ -1,4 +1,4 @@
-import { ActorSystem, createPromMeter, createRng, createScaledClock } from '../../actors/runtime/index.js';
+import { ActorSystem, createPromMeter, createRng } from '../../actors/runtime/index.js';
 import type { MetricsServer } from '../../actors/runtime/index.js';
 import { createOperatorClient } from '../../services/operator-api/index.js';
 import { FAULT_PROFILES, FAULT_PROFILE_LIST, evaluateThresholds, planFleet } from '../scenario/index.js';
@@ -6,6 +6,7 @@ import type { Scenario } from '../scenario/index.js';
 import { ProgressPrinter, SUMMARY_VERSION, faultSummaryRow, summaryPasses } from '../report/index.js';
 import type { ProgressSnapshot, RunSummary } from '../report/index.js';
 import { FleetLinks, manufactureFleet, spawnFleet } from './fleet.js';
+import { enrollFleet, serviceClock } from './setup.js';
 import { RunRecorder } from './recorder.js';
 
 export interface RunOptions {
@@ -21,8 +22,6 @@ export interface RunOptions {
   /** Resolves to stop the run early (Ctrl-C); the summary is still produced. */
   readonly abort?: Promise<string>;
 }
-
-const ENDORSE_BATCH = 5000;
 
 /**
  * Runs a scenario against a live service: creates a tenant, endorses and claims the fleet
@@ -57,29 +56,10 @@ export async function runScenario(opts: RunOptions): Promise<RunSummary> {
       `manufactured ${plans.length.toLocaleString('en-US')} devices in ${Math.round(performance.now() - t0)} ms`,
     );
 
-    const tenant = await admin.createTenant(`${scenario.name}-${startedAt.toISOString()}`);
-    const client = admin.withToken(tenant.apiToken);
-    const endorsed = new Map<string, Uint8Array>();
-    plans.forEach((p, i) => {
-      const id = identities[i];
-      if (id !== undefined && p.fault !== 'unendorsed') endorsed.set(id.deviceId, id.attestationPublicKey);
-    });
-    const ids = [...endorsed.keys()];
-    for (let i = 0; i < ids.length; i += ENDORSE_BATCH) {
-      const slice = ids.slice(i, i + ENDORSE_BATCH);
-      await admin.registerEndorsements(slice.map((id) => endorsed.get(id) as Uint8Array));
-      const claim = await client.claimDevices(slice);
-      if (claim.rejected.length > 0)
-        throw new Error(
-          `claiming failed for ${claim.rejected.length} devices: ${claim.rejected[0]?.message}`,
-        );
-    }
-    log(`tenant ${tenant.tenantId}: endorsed and claimed ${ids.length.toLocaleString('en-US')} devices`);
+    const tenant = await enrollFleet(admin, `${scenario.name}-${startedAt.toISOString()}`, plans, identities);
+    log(`tenant ${tenant.tenantId}: endorsed and claimed ${tenant.enrolled.toLocaleString('en-US')} devices`);
 
-    const clock = createScaledClock({
-      timeScale: scenario.timeScale,
-      epochMs: info.anchorSimMs + (Date.now() - info.anchorWallMs) * info.timeScale,
-    });
+    const clock = serviceClock(info);
     const runStartSim = clock.now();
     const recorder = new RunRecorder(plans, meter);
     links = new FleetLinks(opts.nats, scenario.connections, meter);

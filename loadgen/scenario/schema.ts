@@ -8,6 +8,7 @@
  * several fields at once (stage counts against the fleet, fault totals) run when the fields they
  * read are themselves valid.
  */
+import type { DeviceBehaviour } from '../../actors/device/index.js';
 import { z } from 'zod';
 import { apportion } from './apportion.js';
 import {
@@ -117,23 +118,13 @@ export type ScenarioStage =
 /** Stage kinds. */
 export const STAGE_KINDS = ['bootStorm', 'ramp', 'hold'] as const;
 
-/** Device behaviour; every time is SIMULATED ms except `requestTimeoutMs`. */
-export interface DeviceConfig {
-  readonly attestEveryMs: number;
-  readonly heartbeatEveryMs: number;
-  readonly retry: {
-    readonly initialMs: number;
-    readonly maxMs: number;
-    readonly multiplier: number;
-    /** Share of each delay randomised, in [0, 1]. */
-    readonly jitter: number;
-  };
+/**
+ * Device behaviour: the device actor's own knobs (every time SIMULATED ms, see `DeviceBehaviour`
+ * in actors/device) plus the network timeout the loadgen applies.
+ */
+export interface DeviceConfig extends DeviceBehaviour {
   /** WALL ms a device waits for a reply from the service before counting a transport error. */
   readonly requestTimeoutMs: number;
-  /** How long a `replay` device waits after a success before replaying the evidence it captured. */
-  readonly replayAfterMs: number;
-  /** A device re-attests this long before its certificates expire, if that is sooner than `attestEveryMs`. */
-  readonly renewBeforeMs: number;
 }
 
 /** Knobs passed to the security-service shard (simulated ms). */

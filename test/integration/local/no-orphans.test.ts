@@ -1,7 +1,7 @@
 import { rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { pidAlive, useProcesses } from '../../fixtures/processes.js';
+import { pidAlive, waitDead, useProcesses } from '../../fixtures/processes.js';
 import { makeSandbox } from './deploy-sandbox.js';
 
 // A supervisor with two managed children: `sleep 1000`, and a node process that ignores SIGTERM
@@ -26,16 +26,6 @@ if (mode === 'throw') setTimeout(() => { throw new Error('boom'); }, 50);
 if (mode === 'exit') setTimeout(() => process.exit(0), 50);
 setInterval(() => {}, 1000);
 `;
-
-async function waitDead(pids: number[], ms = 3_000): Promise<number[]> {
-  const end = Date.now() + ms;
-  let alive = pids.filter(pidAlive);
-  while (alive.length > 0 && Date.now() < end) {
-    await new Promise((r) => setTimeout(r, 50));
-    alive = alive.filter(pidAlive);
-  }
-  return alive;
-}
 
 describe('process supervisor leaves no orphans', () => {
   const root = makeSandbox();

@@ -3,7 +3,7 @@ import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, w
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { distPath, pidAlive, repoRoot, useProcesses } from '../../fixtures/processes.js';
+import { distPath, pidAlive, waitDead, repoRoot, useProcesses } from '../../fixtures/processes.js';
 
 // Runs the compiled launcher (dist/deploy/local/stack.js, rebuilt in beforeAll when stale) with
 // fake shard and runner entry points (SPHERE_SHARD_MAIN / SPHERE_RUNNER_MAIN) and the real
@@ -62,16 +62,6 @@ function allPids(state: StackState): number[] {
     ...(state.runner ? [state.runner.pid] : []),
     ...grand,
   ];
-}
-
-async function waitDead(pids: number[], ms = 3_000): Promise<number[]> {
-  const end = Date.now() + ms;
-  let alive = pids.filter(pidAlive);
-  while (alive.length > 0 && Date.now() < end) {
-    await new Promise((r) => setTimeout(r, 50));
-    alive = alive.filter(pidAlive);
-  }
-  return alive;
 }
 
 describe('local stack launcher (fake shard and runner)', () => {
