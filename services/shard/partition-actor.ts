@@ -175,7 +175,7 @@ export function partitionDefinition(
       return {
         code: REJECT_CODES.DUPLICATE_IDENTITY,
         message:
-          'this identity was seen on two devices at once and is quarantined; re-admit it after investigation',
+          'this identity was seen on two devices at once and is quarantined: it gets no certificates (re-admission by an operator is not implemented yet)',
       };
     }
     const nonce = nonces.check(evidence.deviceId, evidence.nonce, now);
@@ -264,7 +264,8 @@ export function partitionDefinition(
     const { evidence } = job;
     const record = state.devices.get(evidence.deviceId) ?? null;
     if ('error' in result) {
-      finishAttest(job, record, {
+      // The service failed, not the device: nothing is recorded against it.
+      finishAttest(job, null, {
         ok: false,
         error: { code: REJECT_CODES.INTERNAL, message: `crypto pool failed: ${result.error}; retry later` },
       });
