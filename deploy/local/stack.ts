@@ -54,7 +54,9 @@ Arguments:
   scenario.yaml          scenario to run (default: loadgen/examples/quickstart.yaml)
 
 Options:
-  --shards N             number of shard processes (default 1); the runner talks to shard 0's gRPC
+  --shards N             number of shard processes (default 1); the runner talks to shard 0's gRPC.
+                         Shards keep their state in memory until partition leases arrive, so with
+                         N > 1 a device's request can reach a shard that does not know it: use 1
   --workers N            worker threads per shard (passed to the shard as --workers)
   --keep-running         keep the stack up after the scenario finished, until Ctrl-C
   --no-run               start the stack only (implies --keep-running)
@@ -141,6 +143,12 @@ async function main(argv: string[]): Promise<number> {
   if (cli === 'help') {
     say(USAGE);
     return 0;
+  }
+  if (cli.shards > 1) {
+    process.stderr.write(
+      `stack: warning: ${cli.shards} shards each keep their own in-memory state (partition leases are not built yet);\n` +
+        '       device requests reaching a shard that did not enroll them are refused as UNKNOWN_DEVICE\n',
+    );
   }
 
   const shardMain = resolve(process.env['SPHERE_SHARD_MAIN'] || join(root, 'dist/services/shard/main.js'));
