@@ -3,7 +3,14 @@ export type DeviceId = string & { readonly __brand: 'DeviceId' };
 /** A tenant's identifier (`t-` followed by 16 lowercase hex characters). */
 export type TenantId = string & { readonly __brand: 'TenantId' };
 
+/** A product's identifier (`p-` followed by 16 lowercase hex characters). */
+export type ProductId = string & { readonly __brand: 'ProductId' };
+/** A device group's identifier (`g-` followed by 16 lowercase hex characters). */
+export type DeviceGroupId = string & { readonly __brand: 'DeviceGroupId' };
+
 const DEVICE_ID = /^[0-9a-f]{128}$/;
+const PRODUCT_ID = /^p-[0-9a-f]{16}$/;
+const DEVICE_GROUP_ID = /^g-[0-9a-f]{16}$/;
 const TENANT_ID = /^t-[0-9a-f]{16}$/;
 
 /** The one validating constructor for device IDs; `null` when `s` is not one. */
@@ -14,6 +21,16 @@ export function parseDeviceId(s: string): DeviceId | null {
 /** The one validating constructor for tenant IDs; `null` when `s` is not one. */
 export function parseTenantId(s: string): TenantId | null {
   return TENANT_ID.test(s) ? (s as TenantId) : null;
+}
+
+/** The one validating constructor for product IDs; `null` when `s` is not one. */
+export function parseProductId(s: string): ProductId | null {
+  return PRODUCT_ID.test(s) ? (s as ProductId) : null;
+}
+
+/** The one validating constructor for device group IDs; `null` when `s` is not one. */
+export function parseDeviceGroupId(s: string): DeviceGroupId | null {
+  return DEVICE_GROUP_ID.test(s) ? (s as DeviceGroupId) : null;
 }
 
 /** Abbreviates a device ID for logs and tables (first 12 characters). */

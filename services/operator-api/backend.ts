@@ -1,4 +1,5 @@
-import type { DeviceId, TenantId } from '../../proto/codec/index.js';
+import type { DeviceGroupId, DeviceId, ProductId, TenantId } from '../../proto/codec/index.js';
+import type { OsFeed, UpdatePolicy } from '../registry/index.js';
 import type {
   Alert,
   GetFleetStatsResponse,
@@ -7,6 +8,10 @@ import type {
   ClaimDevicesResponse,
   RegisterEndorsementsResponse,
   CreateTenantResponse,
+  AssignDevicesResponse,
+  CreateProductResponse,
+  DeviceGroup,
+  Product,
 } from '../../proto/gen/sphere/operator/v1/operator.js';
 
 /** Who is calling, established from the bearer token. */
@@ -35,4 +40,19 @@ export interface OperatorBackend {
   listAlerts(tenantId: TenantId, query: AlertPageQuery): { alerts: Alert[]; nextSeq: number | null };
   fleetStats(tenantId: TenantId): Promise<GetFleetStatsResponse>;
   serviceInfo(): GetServiceInfoResponse;
+  createProduct(tenantId: TenantId, name: string, description: string): Promise<CreateProductResponse>;
+  listProducts(tenantId: TenantId): Product[];
+  createDeviceGroup(
+    tenantId: TenantId,
+    productId: ProductId,
+    name: string,
+    osFeed: OsFeed,
+    updatePolicy: UpdatePolicy,
+  ): Promise<DeviceGroup>;
+  listDeviceGroups(tenantId: TenantId, productId: ProductId): Promise<DeviceGroup[]>;
+  assignDevices(
+    tenantId: TenantId,
+    deviceGroupId: DeviceGroupId,
+    deviceIds: readonly DeviceId[],
+  ): Promise<AssignDevicesResponse>;
 }

@@ -10,6 +10,12 @@ import type {
   ListAlertsRequest,
   ListAlertsResponse,
   RegisterEndorsementsResponse,
+  AssignDevicesResponse,
+  CreateDeviceGroupRequest,
+  CreateDeviceGroupResponse,
+  CreateProductResponse,
+  ListDeviceGroupsResponse,
+  ListProductsResponse,
 } from '../../proto/gen/sphere/operator/v1/operator.js';
 import { ERROR_CODE_METADATA } from './errors.js';
 
@@ -35,6 +41,13 @@ export interface OperatorClient {
   listAlerts(q: Partial<ListAlertsRequest>): Promise<ListAlertsResponse>;
   getFleetStats(): Promise<GetFleetStatsResponse>;
   getServiceInfo(): Promise<GetServiceInfoResponse>;
+  createProduct(name: string, description?: string): Promise<CreateProductResponse>;
+  listProducts(): Promise<ListProductsResponse>;
+  createDeviceGroup(
+    q: Partial<CreateDeviceGroupRequest> & { productId: string; name: string },
+  ): Promise<CreateDeviceGroupResponse>;
+  listDeviceGroups(productId: string): Promise<ListDeviceGroupsResponse>;
+  assignDevices(deviceGroupId: string, deviceIds: string[]): Promise<AssignDevicesResponse>;
   /** The same connection with another token. */
   withToken(token: string): OperatorClient;
   close(): void;
@@ -81,6 +94,17 @@ export function createOperatorClient(
       ),
     getFleetStats: () => call<GetFleetStatsResponse>((m, cb) => client.getFleetStats({}, m, cb)),
     getServiceInfo: () => call<GetServiceInfoResponse>((m, cb) => client.getServiceInfo({}, m, cb)),
+    createProduct: (name, description = '') =>
+      call<CreateProductResponse>((m, cb) => client.createProduct({ name, description }, m, cb)),
+    listProducts: () => call<ListProductsResponse>((m, cb) => client.listProducts({}, m, cb)),
+    createDeviceGroup: (q) =>
+      call<CreateDeviceGroupResponse>((m, cb) =>
+        client.createDeviceGroup({ osFeed: '', updatePolicy: '', ...q }, m, cb),
+      ),
+    listDeviceGroups: (productId) =>
+      call<ListDeviceGroupsResponse>((m, cb) => client.listDeviceGroups({ productId }, m, cb)),
+    assignDevices: (deviceGroupId, deviceIds) =>
+      call<AssignDevicesResponse>((m, cb) => client.assignDevices({ deviceGroupId, deviceIds }, m, cb)),
     withToken: (t) => createOperatorClient(address, t, client),
     close: () => client.close(),
   };

@@ -7,6 +7,7 @@ export const OPERATOR_ERRORS = {
   MALFORMED_INPUT: 'MALFORMED_INPUT',
   PAYLOAD_TOO_LARGE: 'PAYLOAD_TOO_LARGE',
   NOT_FOUND: 'NOT_FOUND',
+  ALREADY_EXISTS: 'ALREADY_EXISTS',
   INTERNAL: 'INTERNAL',
 } as const;
 export type OperatorErrorCode = (typeof OPERATOR_ERRORS)[keyof typeof OPERATOR_ERRORS];
@@ -36,6 +37,8 @@ export function grpcStatusOf(code: OperatorErrorCode): status {
       return status.RESOURCE_EXHAUSTED;
     case 'NOT_FOUND':
       return status.NOT_FOUND;
+    case 'ALREADY_EXISTS':
+      return status.ALREADY_EXISTS;
     case 'INTERNAL':
       return status.INTERNAL;
     default:

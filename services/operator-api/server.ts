@@ -9,9 +9,22 @@ import {
   ListAlertsRequest,
   OperatorServiceService,
   RegisterEndorsementsRequest,
+  AssignDevicesRequest,
+  CreateDeviceGroupRequest,
+  CreateProductRequest,
+  ListDeviceGroupsRequest,
+  ListProductsRequest,
 } from '../../proto/gen/sphere/operator/v1/operator.js';
-import { decodeStrict, parseDeviceId, PUBLIC_KEY_BYTES } from '../../proto/codec/index.js';
-import type { DeviceId, MessageFns } from '../../proto/codec/index.js';
+import {
+  decodeStrict,
+  parseDeviceGroupId,
+  parseDeviceId,
+  parseProductId,
+  PUBLIC_KEY_BYTES,
+} from '../../proto/codec/index.js';
+import { OS_FEEDS, UPDATE_POLICIES } from '../registry/index.js';
+import type { OsFeed, UpdatePolicy } from '../registry/index.js';
+import type { DeviceGroupId, DeviceId, MessageFns, ProductId } from '../../proto/codec/index.js';
 import type { ServiceMetrics } from '../metrics/index.js';
 import type { Caller, OperatorBackend } from './backend.js';
 import { ERROR_CODE_METADATA, OPERATOR_ERRORS, OperatorError, grpcStatusOf } from './errors.js';
@@ -32,6 +45,11 @@ const REQUESTS: { readonly [M in Method]: MessageFns<object> } = {
   listAlerts: ListAlertsRequest,
   getFleetStats: GetFleetStatsRequest,
   getServiceInfo: GetServiceInfoRequest,
+  createProduct: CreateProductRequest,
+  listProducts: ListProductsRequest,
+  createDeviceGroup: CreateDeviceGroupRequest,
+  listDeviceGroups: ListDeviceGroupsRequest,
+  assignDevices: AssignDevicesRequest,
 };
 
 /** A request that failed to decode travels to the handler as this, never as an exception. */
@@ -51,6 +69,11 @@ const AUTH: { readonly [M in Method]: 'admin' | 'tenant' | 'public' } = {
   listAlerts: 'tenant',
   getFleetStats: 'tenant',
   getServiceInfo: 'public',
+  createProduct: 'tenant',
+  listProducts: 'tenant',
+  createDeviceGroup: 'tenant',
+  listDeviceGroups: 'tenant',
+  assignDevices: 'tenant',
 };
 
 function deviceIdOf(s: string, field: string): DeviceId {
@@ -62,6 +85,44 @@ function deviceIdOf(s: string, field: string): DeviceId {
     );
   }
   return id;
+}
+
+function productIdOf(s: string): ProductId {
+  const id = parseProductId(s);
+  if (id === null)
+    throw new OperatorError(
+      'MALFORMED_INPUT',
+      `product_id must look like "p-" + 16 hex characters, got ${JSON.stringify(s.slice(0, 24))}`,
+    );
+  return id;
+}
+
+function deviceGroupIdOf(s: string): DeviceGroupId {
+  const id = parseDeviceGroupId(s);
+  if (id === null) {
+    throw new OperatorError(
+      'MALFORMED_INPUT',
+      `device_group_id must look like "g-" + 16 hex characters, got ${JSON.stringify(s.slice(0, 24))}`,
+    );
+  }
+  return id;
+}
+
+/** A name field: trimmed, 1 to 128 characters. */
+function nameOf(s: string, field: string): string {
+  const name = s.trim();
+  if (name.length < 1 || name.length > 128)
+    throw new OperatorError('MALFORMED_INPUT', `${field} must be 1 to 128 characters`);
+  return name;
+}
+
+function oneOf<T extends string>(s: string, allowed: readonly T[], fallback: T, field: string): T {
+  if (s === '') return fallback;
+  if ((allowed as readonly string[]).includes(s)) return s as T;
+  throw new OperatorError(
+    'MALFORMED_INPUT',
+    `${field} must be one of ${allowed.join(', ')}, got ${JSON.stringify(s.slice(0, 24))}`,
+  );
 }
 
 function tenantOf(caller: Caller): Caller & { kind: 'tenant' } {
@@ -143,6 +204,40 @@ export function operatorImplementation(backend: OperatorBackend, metrics: Servic
     },
     getFleetStats: (_req: GetFleetStatsRequest, caller) => backend.fleetStats(tenantOf(caller).tenantId),
     getServiceInfo: () => backend.serviceInfo(),
+    createProduct: (req: CreateProductRequest, caller) => {
+      if (req.description.length > 1024)
+        throw new OperatorError('MALFORMED_INPUT', 'description must be at most 1024 characters');
+      return backend.createProduct(tenantOf(caller).tenantId, nameOf(req.name, 'name'), req.description);
+    },
+    listProducts: (_req: ListProductsRequest, caller) => ({
+      products: backend.listProducts(tenantOf(caller).tenantId),
+    }),
+    createDeviceGroup: async (req: CreateDeviceGroupRequest, caller) => ({
+      deviceGroup: await backend.createDeviceGroup(
+        tenantOf(caller).tenantId,
+        productIdOf(req.productId),
+        nameOf(req.name, 'name'),
+        oneOf<OsFeed>(req.osFeed, OS_FEEDS, 'RETAIL', 'os_feed'),
+        oneOf<UpdatePolicy>(req.updatePolicy, UPDATE_POLICIES, 'ACCEPT_ALL', 'update_policy'),
+      ),
+    }),
+    listDeviceGroups: async (req: ListDeviceGroupsRequest, caller) => ({
+      deviceGroups: await backend.listDeviceGroups(tenantOf(caller).tenantId, productIdOf(req.productId)),
+    }),
+    assignDevices: (req: AssignDevicesRequest, caller) => {
+      const { tenantId } = tenantOf(caller);
+      if (req.deviceIds.length === 0 || req.deviceIds.length > MAX_BATCH) {
+        throw new OperatorError(
+          'MALFORMED_INPUT',
+          `send 1 to ${MAX_BATCH} device IDs per call, got ${req.deviceIds.length}`,
+        );
+      }
+      return backend.assignDevices(
+        tenantId,
+        deviceGroupIdOf(req.deviceGroupId),
+        req.deviceIds.map((s, i) => deviceIdOf(s, `device_ids[${i}]`)),
+      );
+    },
   };
 
   const impl: Record<string, UntypedHandleCall> = {};

@@ -1,5 +1,5 @@
 import type { KeyObject } from 'node:crypto';
-import type { DeviceId, RejectCode, TenantId } from '../../proto/codec/index.js';
+import type { DeviceGroupId, DeviceId, RejectCode, TenantId } from '../../proto/codec/index.js';
 
 /** The last attestation outcome of a device. */
 export interface AttestationOutcome {
@@ -19,6 +19,8 @@ export interface DeviceRecord {
   /** The same key parsed once at endorsement, so attestation never re-imports it. */
   readonly attestationKey: KeyObject;
   tenantId: TenantId | null;
+  /** The device group the tenant put the device in; `null` until assigned. */
+  deviceGroupId: DeviceGroupId | null;
   osVersion: string;
   securityVersion: number;
   lastAttestation: AttestationOutcome | null;
@@ -62,6 +64,7 @@ export class DeviceRegistry {
       attestationPublicKey,
       attestationKey,
       tenantId: null,
+      deviceGroupId: null,
       osVersion: '',
       securityVersion: 0,
       lastAttestation: null,

@@ -5,3 +5,5 @@ export { DEVICE_STATES, DeviceRegistry, deviceState } from './devices.js';
 export type { AttestationOutcome, DeviceRecord, DeviceStateName } from './devices.js';
 export { TenantRegistry, tokenHash } from './tenants.js';
 export type { Tenant } from './tenants.js';
+export { DEFAULT_DEVICE_GROUPS, OS_FEEDS, ProductRegistry, UPDATE_POLICIES } from './products.js';
+export type { DeviceGroup, OsFeed, Product, ProductError, UpdatePolicy } from './products.js';

@@ -14,9 +14,21 @@ import type {
   Transport,
 } from '../../actors/runtime/index.js';
 import { deviceIdFromPublicKey, publicKeyFromRaw } from '../../actors/crypto/index.js';
-import { DEFAULT_PARTITIONS, parseDeviceId, parseTenantId, partitionOf } from '../../proto/codec/index.js';
+import {
+  DEFAULT_PARTITIONS,
+  parseDeviceGroupId,
+  parseDeviceId,
+  parseProductId,
+  parseTenantId,
+  partitionOf,
+} from '../../proto/codec/index.js';
 import type { DeviceId, TenantId } from '../../proto/codec/index.js';
-import type { Device, GetFleetStatsResponse } from '../../proto/gen/sphere/operator/v1/operator.js';
+import type {
+  Device,
+  DeviceGroup as DeviceGroupView,
+  GetFleetStatsResponse,
+  Product as ProductView,
+} from '../../proto/gen/sphere/operator/v1/operator.js';
 import { DEFAULT_POLICY, NonceBook, defaultReferenceValues } from '../attestation/index.js';
 import type { AttestationPolicy } from '../attestation/index.js';
 import { createRootCa, createTenantCa, toPem } from '../certificates/index.js';
@@ -25,8 +37,8 @@ import type { CryptoPool } from '../crypto-pool/index.js';
 import { createServiceMetrics } from '../metrics/index.js';
 import { OperatorError, startOperatorServer } from '../operator-api/index.js';
 import type { Caller, OperatorBackend, OperatorServer } from '../operator-api/index.js';
-import { AlertLog, DEVICE_STATES, TenantRegistry, deviceState } from '../registry/index.js';
-import type { DeviceRecord, DeviceRegistry } from '../registry/index.js';
+import { AlertLog, DEVICE_STATES, ProductRegistry, TenantRegistry, deviceState } from '../registry/index.js';
+import type { DeviceGroup, DeviceRecord, DeviceRegistry, Product } from '../registry/index.js';
 import type { ShardContext } from './context.js';
 import { AdmissionControl } from './admission.js';
 import { serveDevices } from './device-gateway.js';
@@ -153,6 +165,25 @@ export async function startShard(opts: ShardOptions): Promise<Shard> {
     return groups;
   };
 
+  const products = new ProductRegistry();
+  /** A fresh identifier `prefix` + 16 hex characters from the shard's seeded randomness. */
+  const newId = <T>(prefix: string, parse: (s: string) => T | null): T => {
+    const id = parse(`${prefix}${hex(ctx.rng.bytes(8))}`);
+    if (id === null) throw new OperatorError('INTERNAL', `generated ${prefix} identifier is invalid`);
+    return id;
+  };
+  /** Devices per group of one tenant, counted in each partition's turn. */
+  const groupCounts = async (tenantId: TenantId): Promise<Map<string, number>> => {
+    const counts = new Map<string, number>();
+    await visitAll((devices) => {
+      for (const r of devices.values()) {
+        if (r.tenantId === tenantId && r.deviceGroupId !== null)
+          counts.set(r.deviceGroupId, (counts.get(r.deviceGroupId) ?? 0) + 1);
+      }
+    });
+    return counts;
+  };
+
   const adminToken = opts.adminToken;
   const backend: OperatorBackend = {
     authenticate(token): Caller | null {
@@ -161,8 +192,7 @@ export async function startShard(opts: ShardOptions): Promise<Shard> {
       return tenant === undefined ? null : { kind: 'tenant', tenantId: tenant.id };
     },
     createTenant(name) {
-      const id = parseTenantId(`t-${hex(ctx.rng.bytes(8))}`);
-      if (id === null) throw new OperatorError('INTERNAL', 'generated tenant ID is invalid');
+      const id = newId('t-', parseTenantId);
       const ca = createTenantCa(root, { tenantId: id, name, notBeforeMs: clock.now() - 86_400_000 });
       const apiToken = randomBytes(32).toString('base64url');
       tenants.add({ id, name, ca, createdAtMs: clock.now() }, apiToken);
@@ -289,6 +319,64 @@ export async function startShard(opts: ShardOptions): Promise<Shard> {
         alerts: alerts.count(tenantId),
       };
     },
+    async createProduct(tenantId, name, description) {
+      const created = products.createProduct(
+        { tenantId, name, description, createdAtMs: clock.now() },
+        () => newId('p-', parseProductId),
+        () => newId('g-', parseDeviceGroupId),
+      );
+      if (!created.ok) throw new OperatorError(created.error.code, created.error.message);
+      const counts = await groupCounts(tenantId);
+      return {
+        product: productView(created.product),
+        deviceGroups: created.groups.map((g) => groupView(g, counts)),
+      };
+    },
+    listProducts(tenantId) {
+      return products.products(tenantId).map(productView);
+    },
+    createDeviceGroup(tenantId, productId, name, osFeed, updatePolicy) {
+      const created = products.createGroup({ tenantId, productId, name, osFeed, updatePolicy }, () =>
+        newId('g-', parseDeviceGroupId),
+      );
+      if (!created.ok) throw new OperatorError(created.error.code, created.error.message);
+      return Promise.resolve(groupView(created.group, new Map()));
+    },
+    async listDeviceGroups(tenantId, productId) {
+      if (products.product(tenantId, productId) === undefined)
+        throw new OperatorError('NOT_FOUND', 'no such product in your tenant');
+      const counts = await groupCounts(tenantId);
+      return products.groups(tenantId, productId).map((g) => groupView(g, counts));
+    },
+    async assignDevices(tenantId, deviceGroupId, deviceIds) {
+      if (products.group(tenantId, deviceGroupId) === undefined) {
+        throw new OperatorError('NOT_FOUND', 'no such device group in your tenant');
+      }
+      let assigned = 0;
+      const rejected: { deviceId: string; code: string; message: string }[] = [];
+      await Promise.all(
+        [...byPartition(deviceIds, (d) => d)].map(([p, ids]) =>
+          ask<boolean[]>(p, (reply) => ({
+            type: 'partition.assign',
+            tenantId,
+            deviceGroupId,
+            deviceIds: ids,
+            reply,
+          })).then((outcomes) =>
+            outcomes.forEach((ok, i) => {
+              if (ok) assigned++;
+              else
+                rejected.push({
+                  deviceId: ids[i] ?? '',
+                  code: 'NOT_FOUND',
+                  message: 'no such device in your tenant; claim it first',
+                });
+            }),
+          ),
+        ),
+      );
+      return { assigned, rejected };
+    },
     serviceInfo() {
       return {
         rootCaPem: root.certificatePem,
@@ -385,5 +473,26 @@ function deviceView(r: DeviceRecord, nowMs: number): Device {
     bootCount: r.bootCount,
     attestationsOk: r.attestationsOk,
     attestationsFailed: r.attestationsFailed,
+    deviceGroupId: r.deviceGroupId ?? '',
+  };
+}
+
+function productView(p: Product): ProductView {
+  return {
+    productId: p.id,
+    name: p.name,
+    description: p.description,
+    createdAtMs: Math.floor(p.createdAtMs),
+  };
+}
+
+function groupView(g: DeviceGroup, counts: ReadonlyMap<string, number>): DeviceGroupView {
+  return {
+    deviceGroupId: g.id,
+    productId: g.productId,
+    name: g.name,
+    osFeed: g.osFeed,
+    updatePolicy: g.updatePolicy,
+    devices: counts.get(g.id) ?? 0,
   };
 }

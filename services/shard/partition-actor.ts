@@ -2,6 +2,7 @@ import type { KeyObject } from 'node:crypto';
 import type { ActorDefinition } from '../../actors/runtime/index.js';
 import { REJECT_CODES } from '../../proto/codec/index.js';
 import type {
+  DeviceGroupId,
   AttestRequestMsg,
   CertificatesMsg,
   ChallengeMsg,
@@ -70,6 +71,14 @@ export type PartitionMessage =
       readonly tenantId: TenantId;
       readonly deviceIds: readonly DeviceId[];
       readonly reply: (outcomes: ClaimOutcome[]) => void;
+    }
+  | {
+      readonly type: 'partition.assign';
+      readonly tenantId: TenantId;
+      readonly deviceGroupId: DeviceGroupId;
+      readonly deviceIds: readonly DeviceId[];
+      /** Per device: assigned, or not found in the tenant (unknown or another tenant's). */
+      readonly reply: (assigned: boolean[]) => void;
     }
   | { readonly type: 'partition.visit'; readonly visit: (devices: DeviceRegistry) => void };
 
@@ -429,6 +438,16 @@ export function partitionDefinition(
           msg.reply(outcomes);
           return state;
         }
+        case 'partition.assign':
+          msg.reply(
+            msg.deviceIds.map((id) => {
+              const record = state.devices.get(id);
+              if (record === undefined || record.tenantId !== msg.tenantId) return false;
+              record.deviceGroupId = msg.deviceGroupId;
+              return true;
+            }),
+          );
+          return state;
         case 'partition.visit':
           msg.visit(state.devices);
           return state;

@@ -9,8 +9,12 @@ import { X509Certificate, randomBytes } from 'node:crypto';
 import * as grpc from '@grpc/grpc-js';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import {
+  AssignDevicesRequest,
   ClaimDevicesRequest,
+  CreateDeviceGroupRequest,
+  CreateProductRequest,
   CreateTenantRequest,
+  ListDeviceGroupsRequest,
   GetDeviceRequest,
   ListAlertsRequest,
   OperatorServiceService,
@@ -386,8 +390,26 @@ describe('operator api', () => {
               type: 'BAD_SIGNATURE',
             }).finish(),
           );
+        case 'createProduct':
+          return Buffer.from(CreateProductRequest.encode({ name: 'Kettle', description: 'MT3620' }).finish());
+        case 'createDeviceGroup':
+          return Buffer.from(
+            CreateDeviceGroupRequest.encode({
+              productId: 'p-0123456789abcdef',
+              name: 'Canary',
+              osFeed: 'RETAIL',
+              updatePolicy: 'ACCEPT_ALL',
+            }).finish(),
+          );
+        case 'listDeviceGroups':
+          return Buffer.from(ListDeviceGroupsRequest.encode({ productId: 'p-0123456789abcdef' }).finish());
+        case 'assignDevices':
+          return Buffer.from(
+            AssignDevicesRequest.encode({ deviceGroupId: 'g-0123456789abcdef', deviceIds: [id] }).finish(),
+          );
         case 'getFleetStats':
         case 'getServiceInfo':
+        case 'listProducts':
           return Buffer.alloc(0);
       }
     };

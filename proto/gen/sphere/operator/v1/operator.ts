@@ -99,6 +99,8 @@ export interface Device {
   bootCount: number;
   attestationsOk: number;
   attestationsFailed: number;
+  /** Empty until the device is assigned to a group. */
+  deviceGroupId: string;
   _unknownFields?: { [key: number]: Uint8Array[] } | undefined;
 }
 
@@ -189,6 +191,84 @@ export interface GetServiceInfoResponse {
   certificateLifetimeMs: number;
   maxClockSkewMs: number;
   shardId: string;
+  _unknownFields?: { [key: number]: Uint8Array[] } | undefined;
+}
+
+export interface Product {
+  productId: string;
+  name: string;
+  description: string;
+  createdAtMs: number;
+  _unknownFields?: { [key: number]: Uint8Array[] } | undefined;
+}
+
+/**
+ * OS feed: RETAIL, or RETAIL_EVAL (gets each OS release 14 days earlier).
+ * Update policy: ACCEPT_ALL, or SYSTEM_ONLY (OS updates only, no app updates).
+ */
+export interface DeviceGroup {
+  deviceGroupId: string;
+  productId: string;
+  name: string;
+  osFeed: string;
+  updatePolicy: string;
+  devices: number;
+  _unknownFields?: { [key: number]: Uint8Array[] } | undefined;
+}
+
+export interface CreateProductRequest {
+  name: string;
+  description: string;
+  _unknownFields?: { [key: number]: Uint8Array[] } | undefined;
+}
+
+export interface CreateProductResponse {
+  product: Product | undefined;
+  deviceGroups: DeviceGroup[];
+  _unknownFields?: { [key: number]: Uint8Array[] } | undefined;
+}
+
+export interface ListProductsRequest {
+  _unknownFields?: { [key: number]: Uint8Array[] } | undefined;
+}
+
+export interface ListProductsResponse {
+  products: Product[];
+  _unknownFields?: { [key: number]: Uint8Array[] } | undefined;
+}
+
+export interface CreateDeviceGroupRequest {
+  productId: string;
+  name: string;
+  osFeed: string;
+  updatePolicy: string;
+  _unknownFields?: { [key: number]: Uint8Array[] } | undefined;
+}
+
+export interface CreateDeviceGroupResponse {
+  deviceGroup: DeviceGroup | undefined;
+  _unknownFields?: { [key: number]: Uint8Array[] } | undefined;
+}
+
+export interface ListDeviceGroupsRequest {
+  productId: string;
+  _unknownFields?: { [key: number]: Uint8Array[] } | undefined;
+}
+
+export interface ListDeviceGroupsResponse {
+  deviceGroups: DeviceGroup[];
+  _unknownFields?: { [key: number]: Uint8Array[] } | undefined;
+}
+
+export interface AssignDevicesRequest {
+  deviceGroupId: string;
+  deviceIds: string[];
+  _unknownFields?: { [key: number]: Uint8Array[] } | undefined;
+}
+
+export interface AssignDevicesResponse {
+  assigned: number;
+  rejected: ClaimRejection[];
   _unknownFields?: { [key: number]: Uint8Array[] } | undefined;
 }
 
@@ -804,6 +884,7 @@ function createBaseDevice(): Device {
     bootCount: 0,
     attestationsOk: 0,
     attestationsFailed: 0,
+    deviceGroupId: "",
     _unknownFields: {},
   };
 }
@@ -845,6 +926,9 @@ export const Device: MessageFns<Device> = {
     }
     if (message.attestationsFailed !== 0) {
       writer.uint32(96).uint64(message.attestationsFailed);
+    }
+    if (message.deviceGroupId !== "") {
+      writer.uint32(106).string(message.deviceGroupId);
     }
     if (message._unknownFields !== undefined) {
       for (const [key, values] of Object.entries(message._unknownFields)) {
@@ -958,6 +1042,14 @@ export const Device: MessageFns<Device> = {
           }
 
           message.attestationsFailed = longToNumber(reader.uint64());
+          continue;
+        }
+        case 13: {
+          if (tag !== 106) {
+            break;
+          }
+
+          message.deviceGroupId = reader.string();
           continue;
         }
       }
@@ -1941,6 +2033,796 @@ export const GetServiceInfoResponse: MessageFns<GetServiceInfoResponse> = {
   },
 };
 
+function createBaseProduct(): Product {
+  return { productId: "", name: "", description: "", createdAtMs: 0, _unknownFields: {} };
+}
+
+export const Product: MessageFns<Product> = {
+  encode(message: Product, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.productId !== "") {
+      writer.uint32(10).string(message.productId);
+    }
+    if (message.name !== "") {
+      writer.uint32(18).string(message.name);
+    }
+    if (message.description !== "") {
+      writer.uint32(26).string(message.description);
+    }
+    if (message.createdAtMs !== 0) {
+      writer.uint32(32).int64(message.createdAtMs);
+    }
+    if (message._unknownFields !== undefined) {
+      for (const [key, values] of Object.entries(message._unknownFields)) {
+        const tag = parseInt(key, 10);
+        for (const value of values) {
+          writer.uint32(tag).raw(value);
+        }
+      }
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): Product {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const end = length === undefined ? reader.len : reader.pos + length;
+    const message = createBaseProduct();
+    while (reader.pos < end) {
+      const tag = reader.uint32();
+      switch (tag >>> 3) {
+        case 1: {
+          if (tag !== 10) {
+            break;
+          }
+
+          message.productId = reader.string();
+          continue;
+        }
+        case 2: {
+          if (tag !== 18) {
+            break;
+          }
+
+          message.name = reader.string();
+          continue;
+        }
+        case 3: {
+          if (tag !== 26) {
+            break;
+          }
+
+          message.description = reader.string();
+          continue;
+        }
+        case 4: {
+          if (tag !== 32) {
+            break;
+          }
+
+          message.createdAtMs = longToNumber(reader.int64());
+          continue;
+        }
+      }
+      if ((tag & 7) === 4 || tag === 0) {
+        break;
+      }
+      const buf = reader.skip(tag & 7);
+
+      const list = message._unknownFields![tag];
+
+      if (list === undefined) {
+        message._unknownFields![tag] = [buf];
+      } else {
+        list.push(buf);
+      }
+    }
+    return message;
+  },
+};
+
+function createBaseDeviceGroup(): DeviceGroup {
+  return { deviceGroupId: "", productId: "", name: "", osFeed: "", updatePolicy: "", devices: 0, _unknownFields: {} };
+}
+
+export const DeviceGroup: MessageFns<DeviceGroup> = {
+  encode(message: DeviceGroup, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.deviceGroupId !== "") {
+      writer.uint32(10).string(message.deviceGroupId);
+    }
+    if (message.productId !== "") {
+      writer.uint32(18).string(message.productId);
+    }
+    if (message.name !== "") {
+      writer.uint32(26).string(message.name);
+    }
+    if (message.osFeed !== "") {
+      writer.uint32(34).string(message.osFeed);
+    }
+    if (message.updatePolicy !== "") {
+      writer.uint32(42).string(message.updatePolicy);
+    }
+    if (message.devices !== 0) {
+      writer.uint32(48).uint64(message.devices);
+    }
+    if (message._unknownFields !== undefined) {
+      for (const [key, values] of Object.entries(message._unknownFields)) {
+        const tag = parseInt(key, 10);
+        for (const value of values) {
+          writer.uint32(tag).raw(value);
+        }
+      }
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): DeviceGroup {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const end = length === undefined ? reader.len : reader.pos + length;
+    const message = createBaseDeviceGroup();
+    while (reader.pos < end) {
+      const tag = reader.uint32();
+      switch (tag >>> 3) {
+        case 1: {
+          if (tag !== 10) {
+            break;
+          }
+
+          message.deviceGroupId = reader.string();
+          continue;
+        }
+        case 2: {
+          if (tag !== 18) {
+            break;
+          }
+
+          message.productId = reader.string();
+          continue;
+        }
+        case 3: {
+          if (tag !== 26) {
+            break;
+          }
+
+          message.name = reader.string();
+          continue;
+        }
+        case 4: {
+          if (tag !== 34) {
+            break;
+          }
+
+          message.osFeed = reader.string();
+          continue;
+        }
+        case 5: {
+          if (tag !== 42) {
+            break;
+          }
+
+          message.updatePolicy = reader.string();
+          continue;
+        }
+        case 6: {
+          if (tag !== 48) {
+            break;
+          }
+
+          message.devices = longToNumber(reader.uint64());
+          continue;
+        }
+      }
+      if ((tag & 7) === 4 || tag === 0) {
+        break;
+      }
+      const buf = reader.skip(tag & 7);
+
+      const list = message._unknownFields![tag];
+
+      if (list === undefined) {
+        message._unknownFields![tag] = [buf];
+      } else {
+        list.push(buf);
+      }
+    }
+    return message;
+  },
+};
+
+function createBaseCreateProductRequest(): CreateProductRequest {
+  return { name: "", description: "", _unknownFields: {} };
+}
+
+export const CreateProductRequest: MessageFns<CreateProductRequest> = {
+  encode(message: CreateProductRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.name !== "") {
+      writer.uint32(10).string(message.name);
+    }
+    if (message.description !== "") {
+      writer.uint32(18).string(message.description);
+    }
+    if (message._unknownFields !== undefined) {
+      for (const [key, values] of Object.entries(message._unknownFields)) {
+        const tag = parseInt(key, 10);
+        for (const value of values) {
+          writer.uint32(tag).raw(value);
+        }
+      }
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): CreateProductRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const end = length === undefined ? reader.len : reader.pos + length;
+    const message = createBaseCreateProductRequest();
+    while (reader.pos < end) {
+      const tag = reader.uint32();
+      switch (tag >>> 3) {
+        case 1: {
+          if (tag !== 10) {
+            break;
+          }
+
+          message.name = reader.string();
+          continue;
+        }
+        case 2: {
+          if (tag !== 18) {
+            break;
+          }
+
+          message.description = reader.string();
+          continue;
+        }
+      }
+      if ((tag & 7) === 4 || tag === 0) {
+        break;
+      }
+      const buf = reader.skip(tag & 7);
+
+      const list = message._unknownFields![tag];
+
+      if (list === undefined) {
+        message._unknownFields![tag] = [buf];
+      } else {
+        list.push(buf);
+      }
+    }
+    return message;
+  },
+};
+
+function createBaseCreateProductResponse(): CreateProductResponse {
+  return { product: undefined, deviceGroups: [], _unknownFields: {} };
+}
+
+export const CreateProductResponse: MessageFns<CreateProductResponse> = {
+  encode(message: CreateProductResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.product !== undefined) {
+      Product.encode(message.product, writer.uint32(10).fork()).join();
+    }
+    for (const v of message.deviceGroups) {
+      DeviceGroup.encode(v!, writer.uint32(18).fork()).join();
+    }
+    if (message._unknownFields !== undefined) {
+      for (const [key, values] of Object.entries(message._unknownFields)) {
+        const tag = parseInt(key, 10);
+        for (const value of values) {
+          writer.uint32(tag).raw(value);
+        }
+      }
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): CreateProductResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const end = length === undefined ? reader.len : reader.pos + length;
+    const message = createBaseCreateProductResponse();
+    while (reader.pos < end) {
+      const tag = reader.uint32();
+      switch (tag >>> 3) {
+        case 1: {
+          if (tag !== 10) {
+            break;
+          }
+
+          message.product = Product.decode(reader, reader.uint32());
+          continue;
+        }
+        case 2: {
+          if (tag !== 18) {
+            break;
+          }
+
+          message.deviceGroups.push(DeviceGroup.decode(reader, reader.uint32()));
+          continue;
+        }
+      }
+      if ((tag & 7) === 4 || tag === 0) {
+        break;
+      }
+      const buf = reader.skip(tag & 7);
+
+      const list = message._unknownFields![tag];
+
+      if (list === undefined) {
+        message._unknownFields![tag] = [buf];
+      } else {
+        list.push(buf);
+      }
+    }
+    return message;
+  },
+};
+
+function createBaseListProductsRequest(): ListProductsRequest {
+  return { _unknownFields: {} };
+}
+
+export const ListProductsRequest: MessageFns<ListProductsRequest> = {
+  encode(message: ListProductsRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message._unknownFields !== undefined) {
+      for (const [key, values] of Object.entries(message._unknownFields)) {
+        const tag = parseInt(key, 10);
+        for (const value of values) {
+          writer.uint32(tag).raw(value);
+        }
+      }
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ListProductsRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const end = length === undefined ? reader.len : reader.pos + length;
+    const message = createBaseListProductsRequest();
+    while (reader.pos < end) {
+      const tag = reader.uint32();
+      switch (tag >>> 3) {
+      }
+      if ((tag & 7) === 4 || tag === 0) {
+        break;
+      }
+      const buf = reader.skip(tag & 7);
+
+      const list = message._unknownFields![tag];
+
+      if (list === undefined) {
+        message._unknownFields![tag] = [buf];
+      } else {
+        list.push(buf);
+      }
+    }
+    return message;
+  },
+};
+
+function createBaseListProductsResponse(): ListProductsResponse {
+  return { products: [], _unknownFields: {} };
+}
+
+export const ListProductsResponse: MessageFns<ListProductsResponse> = {
+  encode(message: ListProductsResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    for (const v of message.products) {
+      Product.encode(v!, writer.uint32(10).fork()).join();
+    }
+    if (message._unknownFields !== undefined) {
+      for (const [key, values] of Object.entries(message._unknownFields)) {
+        const tag = parseInt(key, 10);
+        for (const value of values) {
+          writer.uint32(tag).raw(value);
+        }
+      }
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ListProductsResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const end = length === undefined ? reader.len : reader.pos + length;
+    const message = createBaseListProductsResponse();
+    while (reader.pos < end) {
+      const tag = reader.uint32();
+      switch (tag >>> 3) {
+        case 1: {
+          if (tag !== 10) {
+            break;
+          }
+
+          message.products.push(Product.decode(reader, reader.uint32()));
+          continue;
+        }
+      }
+      if ((tag & 7) === 4 || tag === 0) {
+        break;
+      }
+      const buf = reader.skip(tag & 7);
+
+      const list = message._unknownFields![tag];
+
+      if (list === undefined) {
+        message._unknownFields![tag] = [buf];
+      } else {
+        list.push(buf);
+      }
+    }
+    return message;
+  },
+};
+
+function createBaseCreateDeviceGroupRequest(): CreateDeviceGroupRequest {
+  return { productId: "", name: "", osFeed: "", updatePolicy: "", _unknownFields: {} };
+}
+
+export const CreateDeviceGroupRequest: MessageFns<CreateDeviceGroupRequest> = {
+  encode(message: CreateDeviceGroupRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.productId !== "") {
+      writer.uint32(10).string(message.productId);
+    }
+    if (message.name !== "") {
+      writer.uint32(18).string(message.name);
+    }
+    if (message.osFeed !== "") {
+      writer.uint32(26).string(message.osFeed);
+    }
+    if (message.updatePolicy !== "") {
+      writer.uint32(34).string(message.updatePolicy);
+    }
+    if (message._unknownFields !== undefined) {
+      for (const [key, values] of Object.entries(message._unknownFields)) {
+        const tag = parseInt(key, 10);
+        for (const value of values) {
+          writer.uint32(tag).raw(value);
+        }
+      }
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): CreateDeviceGroupRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const end = length === undefined ? reader.len : reader.pos + length;
+    const message = createBaseCreateDeviceGroupRequest();
+    while (reader.pos < end) {
+      const tag = reader.uint32();
+      switch (tag >>> 3) {
+        case 1: {
+          if (tag !== 10) {
+            break;
+          }
+
+          message.productId = reader.string();
+          continue;
+        }
+        case 2: {
+          if (tag !== 18) {
+            break;
+          }
+
+          message.name = reader.string();
+          continue;
+        }
+        case 3: {
+          if (tag !== 26) {
+            break;
+          }
+
+          message.osFeed = reader.string();
+          continue;
+        }
+        case 4: {
+          if (tag !== 34) {
+            break;
+          }
+
+          message.updatePolicy = reader.string();
+          continue;
+        }
+      }
+      if ((tag & 7) === 4 || tag === 0) {
+        break;
+      }
+      const buf = reader.skip(tag & 7);
+
+      const list = message._unknownFields![tag];
+
+      if (list === undefined) {
+        message._unknownFields![tag] = [buf];
+      } else {
+        list.push(buf);
+      }
+    }
+    return message;
+  },
+};
+
+function createBaseCreateDeviceGroupResponse(): CreateDeviceGroupResponse {
+  return { deviceGroup: undefined, _unknownFields: {} };
+}
+
+export const CreateDeviceGroupResponse: MessageFns<CreateDeviceGroupResponse> = {
+  encode(message: CreateDeviceGroupResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.deviceGroup !== undefined) {
+      DeviceGroup.encode(message.deviceGroup, writer.uint32(10).fork()).join();
+    }
+    if (message._unknownFields !== undefined) {
+      for (const [key, values] of Object.entries(message._unknownFields)) {
+        const tag = parseInt(key, 10);
+        for (const value of values) {
+          writer.uint32(tag).raw(value);
+        }
+      }
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): CreateDeviceGroupResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const end = length === undefined ? reader.len : reader.pos + length;
+    const message = createBaseCreateDeviceGroupResponse();
+    while (reader.pos < end) {
+      const tag = reader.uint32();
+      switch (tag >>> 3) {
+        case 1: {
+          if (tag !== 10) {
+            break;
+          }
+
+          message.deviceGroup = DeviceGroup.decode(reader, reader.uint32());
+          continue;
+        }
+      }
+      if ((tag & 7) === 4 || tag === 0) {
+        break;
+      }
+      const buf = reader.skip(tag & 7);
+
+      const list = message._unknownFields![tag];
+
+      if (list === undefined) {
+        message._unknownFields![tag] = [buf];
+      } else {
+        list.push(buf);
+      }
+    }
+    return message;
+  },
+};
+
+function createBaseListDeviceGroupsRequest(): ListDeviceGroupsRequest {
+  return { productId: "", _unknownFields: {} };
+}
+
+export const ListDeviceGroupsRequest: MessageFns<ListDeviceGroupsRequest> = {
+  encode(message: ListDeviceGroupsRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.productId !== "") {
+      writer.uint32(10).string(message.productId);
+    }
+    if (message._unknownFields !== undefined) {
+      for (const [key, values] of Object.entries(message._unknownFields)) {
+        const tag = parseInt(key, 10);
+        for (const value of values) {
+          writer.uint32(tag).raw(value);
+        }
+      }
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ListDeviceGroupsRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const end = length === undefined ? reader.len : reader.pos + length;
+    const message = createBaseListDeviceGroupsRequest();
+    while (reader.pos < end) {
+      const tag = reader.uint32();
+      switch (tag >>> 3) {
+        case 1: {
+          if (tag !== 10) {
+            break;
+          }
+
+          message.productId = reader.string();
+          continue;
+        }
+      }
+      if ((tag & 7) === 4 || tag === 0) {
+        break;
+      }
+      const buf = reader.skip(tag & 7);
+
+      const list = message._unknownFields![tag];
+
+      if (list === undefined) {
+        message._unknownFields![tag] = [buf];
+      } else {
+        list.push(buf);
+      }
+    }
+    return message;
+  },
+};
+
+function createBaseListDeviceGroupsResponse(): ListDeviceGroupsResponse {
+  return { deviceGroups: [], _unknownFields: {} };
+}
+
+export const ListDeviceGroupsResponse: MessageFns<ListDeviceGroupsResponse> = {
+  encode(message: ListDeviceGroupsResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    for (const v of message.deviceGroups) {
+      DeviceGroup.encode(v!, writer.uint32(10).fork()).join();
+    }
+    if (message._unknownFields !== undefined) {
+      for (const [key, values] of Object.entries(message._unknownFields)) {
+        const tag = parseInt(key, 10);
+        for (const value of values) {
+          writer.uint32(tag).raw(value);
+        }
+      }
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ListDeviceGroupsResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const end = length === undefined ? reader.len : reader.pos + length;
+    const message = createBaseListDeviceGroupsResponse();
+    while (reader.pos < end) {
+      const tag = reader.uint32();
+      switch (tag >>> 3) {
+        case 1: {
+          if (tag !== 10) {
+            break;
+          }
+
+          message.deviceGroups.push(DeviceGroup.decode(reader, reader.uint32()));
+          continue;
+        }
+      }
+      if ((tag & 7) === 4 || tag === 0) {
+        break;
+      }
+      const buf = reader.skip(tag & 7);
+
+      const list = message._unknownFields![tag];
+
+      if (list === undefined) {
+        message._unknownFields![tag] = [buf];
+      } else {
+        list.push(buf);
+      }
+    }
+    return message;
+  },
+};
+
+function createBaseAssignDevicesRequest(): AssignDevicesRequest {
+  return { deviceGroupId: "", deviceIds: [], _unknownFields: {} };
+}
+
+export const AssignDevicesRequest: MessageFns<AssignDevicesRequest> = {
+  encode(message: AssignDevicesRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.deviceGroupId !== "") {
+      writer.uint32(10).string(message.deviceGroupId);
+    }
+    for (const v of message.deviceIds) {
+      writer.uint32(18).string(v!);
+    }
+    if (message._unknownFields !== undefined) {
+      for (const [key, values] of Object.entries(message._unknownFields)) {
+        const tag = parseInt(key, 10);
+        for (const value of values) {
+          writer.uint32(tag).raw(value);
+        }
+      }
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): AssignDevicesRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const end = length === undefined ? reader.len : reader.pos + length;
+    const message = createBaseAssignDevicesRequest();
+    while (reader.pos < end) {
+      const tag = reader.uint32();
+      switch (tag >>> 3) {
+        case 1: {
+          if (tag !== 10) {
+            break;
+          }
+
+          message.deviceGroupId = reader.string();
+          continue;
+        }
+        case 2: {
+          if (tag !== 18) {
+            break;
+          }
+
+          message.deviceIds.push(reader.string());
+          continue;
+        }
+      }
+      if ((tag & 7) === 4 || tag === 0) {
+        break;
+      }
+      const buf = reader.skip(tag & 7);
+
+      const list = message._unknownFields![tag];
+
+      if (list === undefined) {
+        message._unknownFields![tag] = [buf];
+      } else {
+        list.push(buf);
+      }
+    }
+    return message;
+  },
+};
+
+function createBaseAssignDevicesResponse(): AssignDevicesResponse {
+  return { assigned: 0, rejected: [], _unknownFields: {} };
+}
+
+export const AssignDevicesResponse: MessageFns<AssignDevicesResponse> = {
+  encode(message: AssignDevicesResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.assigned !== 0) {
+      writer.uint32(8).uint32(message.assigned);
+    }
+    for (const v of message.rejected) {
+      ClaimRejection.encode(v!, writer.uint32(18).fork()).join();
+    }
+    if (message._unknownFields !== undefined) {
+      for (const [key, values] of Object.entries(message._unknownFields)) {
+        const tag = parseInt(key, 10);
+        for (const value of values) {
+          writer.uint32(tag).raw(value);
+        }
+      }
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): AssignDevicesResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const end = length === undefined ? reader.len : reader.pos + length;
+    const message = createBaseAssignDevicesResponse();
+    while (reader.pos < end) {
+      const tag = reader.uint32();
+      switch (tag >>> 3) {
+        case 1: {
+          if (tag !== 8) {
+            break;
+          }
+
+          message.assigned = reader.uint32();
+          continue;
+        }
+        case 2: {
+          if (tag !== 18) {
+            break;
+          }
+
+          message.rejected.push(ClaimRejection.decode(reader, reader.uint32()));
+          continue;
+        }
+      }
+      if ((tag & 7) === 4 || tag === 0) {
+        break;
+      }
+      const buf = reader.skip(tag & 7);
+
+      const list = message._unknownFields![tag];
+
+      if (list === undefined) {
+        message._unknownFields![tag] = [buf];
+      } else {
+        list.push(buf);
+      }
+    }
+    return message;
+  },
+};
+
 export type OperatorServiceService = typeof OperatorServiceService;
 export const OperatorServiceService = {
   /** Creates a tenant with its own CA (chained to the service root). Admin only. */
@@ -2017,6 +2899,60 @@ export const OperatorServiceService = {
       Buffer.from(GetServiceInfoResponse.encode(value).finish()),
     responseDeserialize: (value: Buffer): GetServiceInfoResponse => GetServiceInfoResponse.decode(value),
   },
+  /** Creates a product (one device model) with its five default device groups. */
+  createProduct: {
+    path: "/sphere.operator.v1.OperatorService/CreateProduct",
+    requestStream: false,
+    responseStream: false,
+    requestSerialize: (value: CreateProductRequest): Buffer => Buffer.from(CreateProductRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): CreateProductRequest => CreateProductRequest.decode(value),
+    responseSerialize: (value: CreateProductResponse): Buffer =>
+      Buffer.from(CreateProductResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): CreateProductResponse => CreateProductResponse.decode(value),
+  },
+  listProducts: {
+    path: "/sphere.operator.v1.OperatorService/ListProducts",
+    requestStream: false,
+    responseStream: false,
+    requestSerialize: (value: ListProductsRequest): Buffer => Buffer.from(ListProductsRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): ListProductsRequest => ListProductsRequest.decode(value),
+    responseSerialize: (value: ListProductsResponse): Buffer =>
+      Buffer.from(ListProductsResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): ListProductsResponse => ListProductsResponse.decode(value),
+  },
+  createDeviceGroup: {
+    path: "/sphere.operator.v1.OperatorService/CreateDeviceGroup",
+    requestStream: false,
+    responseStream: false,
+    requestSerialize: (value: CreateDeviceGroupRequest): Buffer =>
+      Buffer.from(CreateDeviceGroupRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): CreateDeviceGroupRequest => CreateDeviceGroupRequest.decode(value),
+    responseSerialize: (value: CreateDeviceGroupResponse): Buffer =>
+      Buffer.from(CreateDeviceGroupResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): CreateDeviceGroupResponse => CreateDeviceGroupResponse.decode(value),
+  },
+  listDeviceGroups: {
+    path: "/sphere.operator.v1.OperatorService/ListDeviceGroups",
+    requestStream: false,
+    responseStream: false,
+    requestSerialize: (value: ListDeviceGroupsRequest): Buffer =>
+      Buffer.from(ListDeviceGroupsRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): ListDeviceGroupsRequest => ListDeviceGroupsRequest.decode(value),
+    responseSerialize: (value: ListDeviceGroupsResponse): Buffer =>
+      Buffer.from(ListDeviceGroupsResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): ListDeviceGroupsResponse => ListDeviceGroupsResponse.decode(value),
+  },
+  /** Moves claimed devices into a group (a device is in at most one group). */
+  assignDevices: {
+    path: "/sphere.operator.v1.OperatorService/AssignDevices",
+    requestStream: false,
+    responseStream: false,
+    requestSerialize: (value: AssignDevicesRequest): Buffer => Buffer.from(AssignDevicesRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): AssignDevicesRequest => AssignDevicesRequest.decode(value),
+    responseSerialize: (value: AssignDevicesResponse): Buffer =>
+      Buffer.from(AssignDevicesResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): AssignDevicesResponse => AssignDevicesResponse.decode(value),
+  },
 } as const;
 
 export interface OperatorServiceServer extends UntypedServiceImplementation {
@@ -2031,6 +2967,13 @@ export interface OperatorServiceServer extends UntypedServiceImplementation {
   getFleetStats: handleUnaryCall<GetFleetStatsRequest, GetFleetStatsResponse>;
   /** Public facts about the service: its root CA, its simulated clock and its policy. No token needed. */
   getServiceInfo: handleUnaryCall<GetServiceInfoRequest, GetServiceInfoResponse>;
+  /** Creates a product (one device model) with its five default device groups. */
+  createProduct: handleUnaryCall<CreateProductRequest, CreateProductResponse>;
+  listProducts: handleUnaryCall<ListProductsRequest, ListProductsResponse>;
+  createDeviceGroup: handleUnaryCall<CreateDeviceGroupRequest, CreateDeviceGroupResponse>;
+  listDeviceGroups: handleUnaryCall<ListDeviceGroupsRequest, ListDeviceGroupsResponse>;
+  /** Moves claimed devices into a group (a device is in at most one group). */
+  assignDevices: handleUnaryCall<AssignDevicesRequest, AssignDevicesResponse>;
 }
 
 export interface OperatorServiceClient extends Client {
@@ -2142,6 +3085,83 @@ export interface OperatorServiceClient extends Client {
     metadata: Metadata,
     options: Partial<CallOptions>,
     callback: (error: ServiceError | null, response: GetServiceInfoResponse) => void,
+  ): ClientUnaryCall;
+  /** Creates a product (one device model) with its five default device groups. */
+  createProduct(
+    request: CreateProductRequest,
+    callback: (error: ServiceError | null, response: CreateProductResponse) => void,
+  ): ClientUnaryCall;
+  createProduct(
+    request: CreateProductRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: CreateProductResponse) => void,
+  ): ClientUnaryCall;
+  createProduct(
+    request: CreateProductRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: CreateProductResponse) => void,
+  ): ClientUnaryCall;
+  listProducts(
+    request: ListProductsRequest,
+    callback: (error: ServiceError | null, response: ListProductsResponse) => void,
+  ): ClientUnaryCall;
+  listProducts(
+    request: ListProductsRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: ListProductsResponse) => void,
+  ): ClientUnaryCall;
+  listProducts(
+    request: ListProductsRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: ListProductsResponse) => void,
+  ): ClientUnaryCall;
+  createDeviceGroup(
+    request: CreateDeviceGroupRequest,
+    callback: (error: ServiceError | null, response: CreateDeviceGroupResponse) => void,
+  ): ClientUnaryCall;
+  createDeviceGroup(
+    request: CreateDeviceGroupRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: CreateDeviceGroupResponse) => void,
+  ): ClientUnaryCall;
+  createDeviceGroup(
+    request: CreateDeviceGroupRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: CreateDeviceGroupResponse) => void,
+  ): ClientUnaryCall;
+  listDeviceGroups(
+    request: ListDeviceGroupsRequest,
+    callback: (error: ServiceError | null, response: ListDeviceGroupsResponse) => void,
+  ): ClientUnaryCall;
+  listDeviceGroups(
+    request: ListDeviceGroupsRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: ListDeviceGroupsResponse) => void,
+  ): ClientUnaryCall;
+  listDeviceGroups(
+    request: ListDeviceGroupsRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: ListDeviceGroupsResponse) => void,
+  ): ClientUnaryCall;
+  /** Moves claimed devices into a group (a device is in at most one group). */
+  assignDevices(
+    request: AssignDevicesRequest,
+    callback: (error: ServiceError | null, response: AssignDevicesResponse) => void,
+  ): ClientUnaryCall;
+  assignDevices(
+    request: AssignDevicesRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: AssignDevicesResponse) => void,
+  ): ClientUnaryCall;
+  assignDevices(
+    request: AssignDevicesRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: AssignDevicesResponse) => void,
   ): ClientUnaryCall;
 }
 
