@@ -100,7 +100,8 @@ export type UpdateAgentEffect =
       readonly offerId: string;
       readonly reportId: string;
       readonly outcome: UpdateOutcome;
-      readonly code?: UpdateCode | string;
+      /** An UpdateCode, or the verifier's code (TUF_*) for a failed verification. */
+      readonly code?: string;
     }
   | { readonly kind: 'schedule'; readonly delayMs: number; readonly msg: UpdateAgentMessage };
 
