@@ -1,10 +1,4 @@
-import type {
-  InstalledImage,
-  UpdateAgentMessage,
-  UpdateCode,
-  UpdateOffer,
-  UpdateOutcome,
-} from './messages.js';
+import type { InstalledImage, UpdateAgentMessage, UpdateOffer, UpdateOutcome } from './messages.js';
 import { UPDATE_CODES } from './messages.js';
 
 /**
