@@ -5,7 +5,7 @@
 #   source deploy/local/ensure-deps.sh        # same, and NATS_SERVER / PROMTOOL stay exported
 #
 # Steps:
-#   1. node >= 20.11
+#   1. node >= 20.17
 #   2. node_modules: `npm ci --no-audit --no-fund` when missing or older than package-lock.json
 #   3. nats-server: $NATS_SERVER (authoritative when set), $PATH, /usr/sbin, /usr/bin,
 #      /usr/local/bin; otherwise `apt-get update && apt-get install -y nats-server prometheus`
@@ -70,12 +70,12 @@ _sf_ensure_deps() {
 
   # 1. node
   if ! command -v node >/dev/null 2>&1; then
-    _sf_err "node not found; install Node.js 20.11 or newer (https://nodejs.org/)"; return 1
+    _sf_err "node not found; install Node.js 20.17 or newer (https://nodejs.org/)"; return 1
   fi
   local nodev
   nodev="$(node -p 'process.versions.node')"
-  if ! node -e 'const [a,b]=process.versions.node.split(".").map(Number); process.exit(a>20||(a===20&&b>=11)?0:1)'; then
-    _sf_err "node $nodev is too old; sphere-fleet needs Node.js 20.11 or newer"; return 1
+  if ! node -e 'const [a,b]=process.versions.node.split(".").map(Number); process.exit(a>20||(a===20&&b>=17)?0:1)'; then
+    _sf_err "node $nodev is too old; sphere-fleet needs Node.js 20.17 or newer"; return 1
   fi
 
   # Many sockets per process under load: raise the soft open-file limit to the hard limit
