@@ -8,7 +8,11 @@ export type ProductId = string & { readonly __brand: 'ProductId' };
 /** A device group's identifier (`g-` followed by 16 lowercase hex characters). */
 export type DeviceGroupId = string & { readonly __brand: 'DeviceGroupId' };
 
+/** An uploaded image's identifier (`i-` followed by 16 lowercase hex characters). */
+export type ImageId = string & { readonly __brand: 'ImageId' };
+
 const DEVICE_ID = /^[0-9a-f]{128}$/;
+const IMAGE_ID = /^i-[0-9a-f]{16}$/;
 const PRODUCT_ID = /^p-[0-9a-f]{16}$/;
 const DEVICE_GROUP_ID = /^g-[0-9a-f]{16}$/;
 const TENANT_ID = /^t-[0-9a-f]{16}$/;
@@ -31,6 +35,11 @@ export function parseProductId(s: string): ProductId | null {
 /** The one validating constructor for device group IDs; `null` when `s` is not one. */
 export function parseDeviceGroupId(s: string): DeviceGroupId | null {
   return DEVICE_GROUP_ID.test(s) ? (s as DeviceGroupId) : null;
+}
+
+/** The one validating constructor for image IDs; `null` when `s` is not one. */
+export function parseImageId(s: string): ImageId | null {
+  return IMAGE_ID.test(s) ? (s as ImageId) : null;
 }
 
 /** Abbreviates a device ID for logs and tables (first 12 characters). */

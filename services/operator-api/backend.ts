@@ -11,7 +11,9 @@ import type {
   AssignDevicesResponse,
   CreateProductResponse,
   DeviceGroup,
+  Image,
   Product,
+  UploadImageResponse,
 } from '../../proto/gen/sphere/operator/v1/operator.js';
 
 /** Who is calling, established from the bearer token. */
@@ -55,4 +57,15 @@ export interface OperatorBackend {
     deviceGroupId: DeviceGroupId,
     deviceIds: readonly DeviceId[],
   ): Promise<AssignDevicesResponse>;
+  uploadImage(tenantId: TenantId, image: ImageUpload): UploadImageResponse;
+  listImages(tenantId: TenantId): Image[];
+}
+
+/** A validated image upload. */
+export interface ImageUpload {
+  readonly kind: 'os' | 'app';
+  readonly name: string;
+  readonly version: string;
+  readonly securityVersion: number;
+  readonly content: Uint8Array;
 }

@@ -16,6 +16,9 @@ import type {
   CreateProductResponse,
   ListDeviceGroupsResponse,
   ListProductsResponse,
+  ListImagesResponse,
+  UploadImageRequest,
+  UploadImageResponse,
 } from '../../proto/gen/sphere/operator/v1/operator.js';
 import { ERROR_CODE_METADATA } from './errors.js';
 
@@ -48,6 +51,10 @@ export interface OperatorClient {
   ): Promise<CreateDeviceGroupResponse>;
   listDeviceGroups(productId: string): Promise<ListDeviceGroupsResponse>;
   assignDevices(deviceGroupId: string, deviceIds: string[]): Promise<AssignDevicesResponse>;
+  uploadImage(
+    image: Omit<UploadImageRequest, 'securityVersion'> & { securityVersion?: number },
+  ): Promise<UploadImageResponse>;
+  listImages(): Promise<ListImagesResponse>;
   /** The same connection with another token. */
   withToken(token: string): OperatorClient;
   close(): void;
@@ -103,6 +110,9 @@ export function createOperatorClient(
       ),
     listDeviceGroups: (productId) =>
       call<ListDeviceGroupsResponse>((m, cb) => client.listDeviceGroups({ productId }, m, cb)),
+    uploadImage: (image) =>
+      call<UploadImageResponse>((m, cb) => client.uploadImage({ securityVersion: 0, ...image }, m, cb)),
+    listImages: () => call<ListImagesResponse>((m, cb) => client.listImages({}, m, cb)),
     assignDevices: (deviceGroupId, deviceIds) =>
       call<AssignDevicesResponse>((m, cb) => client.assignDevices({ deviceGroupId, deviceIds }, m, cb)),
     withToken: (t) => createOperatorClient(address, t, client),

@@ -1,6 +1,7 @@
 /** The operator gRPC API: server (defensive, authenticated, tenant-scoped) and a typed client. */
 export {
   MAX_BATCH,
+  MAX_IMAGE_BYTES,
   MAX_REQUEST_BYTES,
   defensiveDefinition,
   operatorImplementation,
@@ -9,6 +10,6 @@ export {
 export type { OperatorServer } from './server.js';
 export { ERROR_CODE_METADATA, OPERATOR_ERRORS, OperatorError, grpcStatusOf } from './errors.js';
 export type { OperatorErrorCode } from './errors.js';
-export type { AlertPageQuery, Caller, OperatorBackend } from './backend.js';
+export type { AlertPageQuery, Caller, ImageUpload, OperatorBackend } from './backend.js';
 export { OperatorCallError, createOperatorClient } from './client.js';
 export type { OperatorClient } from './client.js';

@@ -14,6 +14,8 @@ import {
   CreateProductRequest,
   ListDeviceGroupsRequest,
   ListProductsRequest,
+  ListImagesRequest,
+  UploadImageRequest,
 } from '../../proto/gen/sphere/operator/v1/operator.js';
 import {
   decodeStrict,
@@ -31,6 +33,11 @@ import { ERROR_CODE_METADATA, OPERATOR_ERRORS, OperatorError, grpcStatusOf } fro
 
 /** Largest request accepted (bytes); bigger ones get PAYLOAD_TOO_LARGE. */
 export const MAX_REQUEST_BYTES = 4 * 1024 * 1024;
+/** Largest image accepted by UploadImage (the request must stay under MAX_REQUEST_BYTES). */
+export const MAX_IMAGE_BYTES = 4 * 1024 * 1024 - 64 * 1024;
+const IMAGE_NAME = /^[a-z0-9][a-z0-9-]{0,63}$/;
+const IMAGE_VERSION = /^[0-9A-Za-z][0-9A-Za-z.+-]{0,31}$/;
+
 /** Largest batch per ClaimDevices / RegisterEndorsements call. */
 export const MAX_BATCH = 20_000;
 
@@ -50,6 +57,8 @@ const REQUESTS: { readonly [M in Method]: MessageFns<object> } = {
   createDeviceGroup: CreateDeviceGroupRequest,
   listDeviceGroups: ListDeviceGroupsRequest,
   assignDevices: AssignDevicesRequest,
+  uploadImage: UploadImageRequest,
+  listImages: ListImagesRequest,
 };
 
 /** A request that failed to decode travels to the handler as this, never as an exception. */
@@ -74,6 +83,8 @@ const AUTH: { readonly [M in Method]: 'admin' | 'tenant' | 'public' } = {
   createDeviceGroup: 'tenant',
   listDeviceGroups: 'tenant',
   assignDevices: 'tenant',
+  uploadImage: 'tenant',
+  listImages: 'tenant',
 };
 
 function deviceIdOf(s: string, field: string): DeviceId {
@@ -223,6 +234,38 @@ export function operatorImplementation(backend: OperatorBackend, metrics: Servic
     }),
     listDeviceGroups: async (req: ListDeviceGroupsRequest, caller) => ({
       deviceGroups: await backend.listDeviceGroups(tenantOf(caller).tenantId, productIdOf(req.productId)),
+    }),
+    uploadImage: (req: UploadImageRequest, caller) => {
+      const { tenantId } = tenantOf(caller);
+      const kind = oneOf<'os' | 'app'>(req.kind, ['os', 'app'], 'app', 'kind');
+      if (!IMAGE_NAME.test(req.name)) {
+        throw new OperatorError(
+          'MALFORMED_INPUT',
+          'name must be 1 to 64 characters of a-z, 0-9 and "-", starting with a letter or digit',
+        );
+      }
+      if (!IMAGE_VERSION.test(req.version)) {
+        throw new OperatorError(
+          'MALFORMED_INPUT',
+          'version must be 1 to 32 characters of A-Z, a-z, 0-9, ".", "+" and "-"',
+        );
+      }
+      if (req.content.length === 0 || req.content.length > MAX_IMAGE_BYTES) {
+        throw new OperatorError(
+          'MALFORMED_INPUT',
+          `content must be 1 to ${MAX_IMAGE_BYTES} bytes, got ${req.content.length}`,
+        );
+      }
+      return backend.uploadImage(tenantId, {
+        kind,
+        name: req.name,
+        version: req.version,
+        securityVersion: req.securityVersion,
+        content: req.content,
+      });
+    },
+    listImages: (_req: ListImagesRequest, caller) => ({
+      images: backend.listImages(tenantOf(caller).tenantId),
     }),
     assignDevices: (req: AssignDevicesRequest, caller) => {
       const { tenantId } = tenantOf(caller);

@@ -7,3 +7,5 @@ export { TenantRegistry, tokenHash } from './tenants.js';
 export type { Tenant } from './tenants.js';
 export { DEFAULT_DEVICE_GROUPS, OS_FEEDS, ProductRegistry, UPDATE_POLICIES } from './products.js';
 export type { DeviceGroup, OsFeed, Product, ProductError, UpdatePolicy } from './products.js';
+export { ImageRegistry, imageTargetName } from './images.js';
+export type { ImageRecord } from './images.js';

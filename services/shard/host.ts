@@ -1,4 +1,4 @@
-import { randomBytes } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
 import {
   ActorSystem,
   connectNatsTransport,
@@ -18,6 +18,7 @@ import {
   DEFAULT_PARTITIONS,
   parseDeviceGroupId,
   parseDeviceId,
+  parseImageId,
   parseProductId,
   parseTenantId,
   partitionOf,
@@ -27,6 +28,7 @@ import type {
   Device,
   DeviceGroup as DeviceGroupView,
   GetFleetStatsResponse,
+  Image as ImageView,
   Product as ProductView,
 } from '../../proto/gen/sphere/operator/v1/operator.js';
 import { DEFAULT_POLICY, NonceBook, defaultReferenceValues } from '../attestation/index.js';
@@ -37,8 +39,18 @@ import type { CryptoPool } from '../crypto-pool/index.js';
 import { createServiceMetrics } from '../metrics/index.js';
 import { OperatorError, startOperatorServer } from '../operator-api/index.js';
 import type { Caller, OperatorBackend, OperatorServer } from '../operator-api/index.js';
-import { AlertLog, DEVICE_STATES, ProductRegistry, TenantRegistry, deviceState } from '../registry/index.js';
-import type { DeviceGroup, DeviceRecord, DeviceRegistry, Product } from '../registry/index.js';
+import {
+  AlertLog,
+  DEVICE_STATES,
+  ImageRegistry,
+  ProductRegistry,
+  TenantRegistry,
+  deviceState,
+  imageTargetName,
+} from '../registry/index.js';
+import type { DeviceGroup, DeviceRecord, DeviceRegistry, ImageRecord, Product } from '../registry/index.js';
+import { createTufRepository, serveTufRepositories } from '../updates/tuf/index.js';
+import type { TufHttpServer, TufRepository } from '../updates/tuf/index.js';
 import type { ShardContext } from './context.js';
 import { AdmissionControl } from './admission.js';
 import { serveDevices } from './device-gateway.js';
@@ -52,6 +64,8 @@ export interface ShardOptions {
   readonly grpcPort: number;
   /** `null`: serve no /metrics endpoint (tests read the meter directly). */
   readonly metricsPort: number | null;
+  /** Port of the read-only HTTP server for tenants' TUF repositories (0 = any free port). */
+  readonly tufPort: number;
   readonly adminToken: string;
   readonly workers: number;
   readonly batchSize: number;
@@ -68,6 +82,7 @@ export const DEFAULT_SHARD_OPTIONS: Omit<ShardOptions, 'nats' | 'adminToken'> = 
   grpcHost: '127.0.0.1',
   grpcPort: 0,
   metricsPort: 0,
+  tufPort: 0,
   workers: 1,
   batchSize: 64,
   maxInFlight: 2048,
@@ -83,6 +98,8 @@ export interface Shard {
   readonly shardId: string;
   readonly grpcAddress: string;
   readonly metricsUrl: string | null;
+  /** Base URL of the tenants' TUF repositories: `<tufUrl>/<tenantId>/metadata/`. */
+  readonly tufUrl: string;
   readonly meter: PromMeter;
   readonly rootCaPem: string;
   readonly pool: CryptoPool;
@@ -166,6 +183,9 @@ export async function startShard(opts: ShardOptions): Promise<Shard> {
   };
 
   const products = new ProductRegistry();
+  const images = new ImageRegistry();
+  /** One TUF repository per tenant, created with the tenant; keys from the seeded randomness. */
+  const repos = new Map<TenantId, TufRepository>();
   /** A fresh identifier `prefix` + 16 hex characters from the shard's seeded randomness. */
   const newId = <T>(prefix: string, parse: (s: string) => T | null): T => {
     const id = parse(`${prefix}${hex(ctx.rng.bytes(8))}`);
@@ -196,6 +216,7 @@ export async function startShard(opts: ShardOptions): Promise<Shard> {
       const ca = createTenantCa(root, { tenantId: id, name, notBeforeMs: clock.now() - 86_400_000 });
       const apiToken = randomBytes(32).toString('base64url');
       tenants.add({ id, name, ca, createdAtMs: clock.now() }, apiToken);
+      repos.set(id, createTufRepository({ nowMs: clock.now(), randomBytes: (n) => ctx.rng.bytes(n) }));
       pool.registerCaKey(ca.keyId, ca.privateKeyPkcs8);
       return Promise.resolve({
         tenantId: id,
@@ -377,8 +398,44 @@ export async function startShard(opts: ShardOptions): Promise<Shard> {
       );
       return { assigned, rejected };
     },
+    uploadImage(tenantId, upload) {
+      if (images.find(tenantId, upload.kind, upload.name, upload.version) !== undefined) {
+        throw new OperatorError(
+          'ALREADY_EXISTS',
+          `${upload.kind} image ${upload.name} ${upload.version} was already uploaded; images are immutable`,
+        );
+      }
+      const repo = repos.get(tenantId);
+      if (repo === undefined) throw new OperatorError('INTERNAL', 'tenant has no TUF repository');
+      const targetName = imageTargetName(upload.kind, upload.name, upload.version);
+      const now = clock.now();
+      repo.addTarget(targetName, upload.content, {
+        securityVersion: upload.securityVersion,
+        kind: upload.kind,
+        version: upload.version,
+      });
+      repo.publish(now);
+      const record: ImageRecord = {
+        id: newId('i-', parseImageId),
+        tenantId,
+        kind: upload.kind,
+        name: upload.name,
+        version: upload.version,
+        securityVersion: upload.securityVersion,
+        length: upload.content.length,
+        sha256: createHash('sha256').update(upload.content).digest('hex'),
+        targetName,
+        uploadedAtMs: now,
+      };
+      images.add(record);
+      return { image: imageView(record), targetsVersion: repo.versions().targets };
+    },
+    listImages(tenantId) {
+      return images.list(tenantId).map(imageView);
+    },
     serviceInfo() {
       return {
+        tufBaseUrl: tufServer?.url ?? '',
         rootCaPem: root.certificatePem,
         anchorWallMs,
         anchorSimMs,
@@ -397,6 +454,7 @@ export async function startShard(opts: ShardOptions): Promise<Shard> {
   let subs: Subscription[] = [];
   let grpc: OperatorServer | null = null;
   let metricsServer: MetricsServer | null = null;
+  let tufServer: TufHttpServer | null = null;
   const gauges = setInterval(() => void refreshGauges(), 2000);
   gauges.unref();
   async function refreshGauges(): Promise<void> {
@@ -419,11 +477,25 @@ export async function startShard(opts: ShardOptions): Promise<Shard> {
     subs = serveDevices(transport, ctx, (p) => actors[p]);
     await transport.flush();
     grpc = await startOperatorServer({ host: opts.grpcHost, port: opts.grpcPort, backend, metrics });
+    tufServer = await serveTufRepositories({
+      host: opts.grpcHost,
+      port: opts.tufPort,
+      repos: (tenantPath) => {
+        const id = parseTenantId(tenantPath);
+        return id === null ? undefined : repos.get(id);
+      },
+    });
     if (opts.metricsPort !== null)
       metricsServer = await meter.serveMetrics({ host: '127.0.0.1', port: opts.metricsPort });
   } catch (e) {
     clearInterval(gauges);
-    await Promise.allSettled([transport?.close(), grpc?.close(), pool.close(), system.shutdown()]);
+    await Promise.allSettled([
+      transport?.close(),
+      grpc?.close(),
+      tufServer?.close(),
+      pool.close(),
+      system.shutdown(),
+    ]);
     throw e;
   }
 
@@ -433,6 +505,7 @@ export async function startShard(opts: ShardOptions): Promise<Shard> {
     shardId: opts.shardId,
     grpcAddress,
     metricsUrl: metricsServer?.url ?? null,
+    tufUrl: tufServer.url,
     meter,
     rootCaPem: root.certificatePem,
     pool,
@@ -440,7 +513,7 @@ export async function startShard(opts: ShardOptions): Promise<Shard> {
       closing ??= (async () => {
         clearInterval(gauges);
         for (const s of subs) s.unsubscribe();
-        await Promise.allSettled([grpc?.close(), transport?.close()]);
+        await Promise.allSettled([grpc?.close(), transport?.close(), tufServer?.close()]);
         await pool.close();
         await system.shutdown();
         await metricsServer?.close();
@@ -474,6 +547,20 @@ function deviceView(r: DeviceRecord, nowMs: number): Device {
     attestationsOk: r.attestationsOk,
     attestationsFailed: r.attestationsFailed,
     deviceGroupId: r.deviceGroupId ?? '',
+  };
+}
+
+function imageView(i: ImageRecord): ImageView {
+  return {
+    imageId: i.id,
+    kind: i.kind,
+    name: i.name,
+    version: i.version,
+    securityVersion: i.securityVersion,
+    length: i.length,
+    sha256: i.sha256,
+    targetName: i.targetName,
+    uploadedAtMs: Math.floor(i.uploadedAtMs),
   };
 }
 

@@ -17,7 +17,7 @@ async function main(): Promise<void> {
   }
   const shard = await startShard(opts);
   process.stdout.write(
-    `READY grpc=${shard.grpcAddress} metrics=${shard.metricsUrl ?? 'none'} shard=${shard.shardId}\n`,
+    `READY grpc=${shard.grpcAddress} metrics=${shard.metricsUrl ?? 'none'} tuf=${shard.tufUrl} shard=${shard.shardId}\n`,
   );
   let stopping = false;
   const stop = (signal: string) => {

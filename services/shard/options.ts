@@ -13,6 +13,7 @@ Usage: node dist/services/shard/main.js --nats <url> [options]
   --grpc-host <host>             operator API bind host (default 127.0.0.1)
   --grpc-port <port>             operator API port, 0 = any free port (default 0)
   --metrics-port <port>          /metrics port, 0 = any free port (default 0)
+  --tuf-port <port>              tenants' TUF repositories over HTTP, 0 = any free port (default 0)
   --admin-token-file <path>      file holding the service admin token
   --admin-token <token>          the admin token itself (or env SPHERE_ADMIN_TOKEN)
   --workers <n>                  crypto pool threads (default 1)
@@ -28,7 +29,7 @@ Usage: node dist/services/shard/main.js --nats <url> [options]
   --shard-id <id>                name in metrics and alerts (default shard-0)
   --help                         this text
 
-Prints "READY grpc=<host:port> metrics=<url>" on stdout once serving; SIGINT/SIGTERM stop it.`;
+Prints "READY grpc=<host:port> metrics=<url> tuf=<url>" on stdout once serving; SIGINT/SIGTERM stop it.`;
 
 /** Validates command-line options once into a filled ShardOptions; throws with the bad flag named. */
 export function compileShardOptions(argv: string[], env: NodeJS.ProcessEnv): ShardOptions | 'help' {
@@ -40,6 +41,7 @@ export function compileShardOptions(argv: string[], env: NodeJS.ProcessEnv): Sha
       'grpc-host': { type: 'string' },
       'grpc-port': { type: 'string' },
       'metrics-port': { type: 'string' },
+      'tuf-port': { type: 'string' },
       'admin-token-file': { type: 'string' },
       'admin-token': { type: 'string' },
       workers: { type: 'string' },
@@ -93,6 +95,7 @@ export function compileShardOptions(argv: string[], env: NodeJS.ProcessEnv): Sha
     grpcHost: values['grpc-host'] ?? d.grpcHost,
     grpcPort: num('grpc-port', values['grpc-port'], d.grpcPort, 0, 65535),
     metricsPort: num('metrics-port', values['metrics-port'], 0, 0, 65535),
+    tufPort: num('tuf-port', values['tuf-port'], d.tufPort, 0, 65535),
     workers: num('workers', values.workers, d.workers, 1, 64),
     batchSize: num('batch-size', values['batch-size'], d.batchSize, 1, 4096),
     maxInFlight: num('max-in-flight', values['max-in-flight'], d.maxInFlight, 1, 1_000_000),

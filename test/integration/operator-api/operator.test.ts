@@ -15,6 +15,7 @@ import {
   CreateProductRequest,
   CreateTenantRequest,
   ListDeviceGroupsRequest,
+  UploadImageRequest,
   GetDeviceRequest,
   ListAlertsRequest,
   OperatorServiceService,
@@ -407,9 +408,20 @@ describe('operator api', () => {
           return Buffer.from(
             AssignDevicesRequest.encode({ deviceGroupId: 'g-0123456789abcdef', deviceIds: [id] }).finish(),
           );
+        case 'uploadImage':
+          return Buffer.from(
+            UploadImageRequest.encode({
+              kind: 'app',
+              name: 'blinky',
+              version: '1.0.0',
+              securityVersion: 0,
+              content: Buffer.from('img'),
+            }).finish(),
+          );
         case 'getFleetStats':
         case 'getServiceInfo':
         case 'listProducts':
+        case 'listImages':
           return Buffer.alloc(0);
       }
     };

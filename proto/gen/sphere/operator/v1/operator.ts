@@ -191,6 +191,8 @@ export interface GetServiceInfoResponse {
   certificateLifetimeMs: number;
   maxClockSkewMs: number;
   shardId: string;
+  /** Tenant TUF repositories: <tuf_base_url>/<tenant_id>/metadata/ and .../targets/. */
+  tufBaseUrl: string;
   _unknownFields?: { [key: number]: Uint8Array[] } | undefined;
 }
 
@@ -269,6 +271,50 @@ export interface AssignDevicesRequest {
 export interface AssignDevicesResponse {
   assigned: number;
   rejected: ClaimRejection[];
+  _unknownFields?: { [key: number]: Uint8Array[] } | undefined;
+}
+
+export interface Image {
+  imageId: string;
+  /** "os" or "app". */
+  kind: string;
+  name: string;
+  version: string;
+  /** Anti-rollback security version carried in the TUF target's custom fields. */
+  securityVersion: number;
+  length: number;
+  /** Lowercase hex SHA-256 of the content. */
+  sha256: string;
+  /** The TUF target name clients download. */
+  targetName: string;
+  uploadedAtMs: number;
+  _unknownFields?: { [key: number]: Uint8Array[] } | undefined;
+}
+
+export interface UploadImageRequest {
+  kind: string;
+  name: string;
+  version: string;
+  securityVersion: number;
+  content: Uint8Array;
+  _unknownFields?: { [key: number]: Uint8Array[] } | undefined;
+}
+
+export interface UploadImageResponse {
+  image:
+    | Image
+    | undefined;
+  /** Version of targets.json that lists the image. */
+  targetsVersion: number;
+  _unknownFields?: { [key: number]: Uint8Array[] } | undefined;
+}
+
+export interface ListImagesRequest {
+  _unknownFields?: { [key: number]: Uint8Array[] } | undefined;
+}
+
+export interface ListImagesResponse {
+  images: Image[];
   _unknownFields?: { [key: number]: Uint8Array[] } | undefined;
 }
 
@@ -1881,6 +1927,7 @@ function createBaseGetServiceInfoResponse(): GetServiceInfoResponse {
     certificateLifetimeMs: 0,
     maxClockSkewMs: 0,
     shardId: "",
+    tufBaseUrl: "",
     _unknownFields: {},
   };
 }
@@ -1916,6 +1963,9 @@ export const GetServiceInfoResponse: MessageFns<GetServiceInfoResponse> = {
     }
     if (message.shardId !== "") {
       writer.uint32(82).string(message.shardId);
+    }
+    if (message.tufBaseUrl !== "") {
+      writer.uint32(90).string(message.tufBaseUrl);
     }
     if (message._unknownFields !== undefined) {
       for (const [key, values] of Object.entries(message._unknownFields)) {
@@ -2013,6 +2063,14 @@ export const GetServiceInfoResponse: MessageFns<GetServiceInfoResponse> = {
           }
 
           message.shardId = reader.string();
+          continue;
+        }
+        case 11: {
+          if (tag !== 90) {
+            break;
+          }
+
+          message.tufBaseUrl = reader.string();
           continue;
         }
       }
@@ -2823,6 +2881,414 @@ export const AssignDevicesResponse: MessageFns<AssignDevicesResponse> = {
   },
 };
 
+function createBaseImage(): Image {
+  return {
+    imageId: "",
+    kind: "",
+    name: "",
+    version: "",
+    securityVersion: 0,
+    length: 0,
+    sha256: "",
+    targetName: "",
+    uploadedAtMs: 0,
+    _unknownFields: {},
+  };
+}
+
+export const Image: MessageFns<Image> = {
+  encode(message: Image, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.imageId !== "") {
+      writer.uint32(10).string(message.imageId);
+    }
+    if (message.kind !== "") {
+      writer.uint32(18).string(message.kind);
+    }
+    if (message.name !== "") {
+      writer.uint32(26).string(message.name);
+    }
+    if (message.version !== "") {
+      writer.uint32(34).string(message.version);
+    }
+    if (message.securityVersion !== 0) {
+      writer.uint32(40).uint32(message.securityVersion);
+    }
+    if (message.length !== 0) {
+      writer.uint32(48).uint64(message.length);
+    }
+    if (message.sha256 !== "") {
+      writer.uint32(58).string(message.sha256);
+    }
+    if (message.targetName !== "") {
+      writer.uint32(66).string(message.targetName);
+    }
+    if (message.uploadedAtMs !== 0) {
+      writer.uint32(72).int64(message.uploadedAtMs);
+    }
+    if (message._unknownFields !== undefined) {
+      for (const [key, values] of Object.entries(message._unknownFields)) {
+        const tag = parseInt(key, 10);
+        for (const value of values) {
+          writer.uint32(tag).raw(value);
+        }
+      }
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): Image {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const end = length === undefined ? reader.len : reader.pos + length;
+    const message = createBaseImage();
+    while (reader.pos < end) {
+      const tag = reader.uint32();
+      switch (tag >>> 3) {
+        case 1: {
+          if (tag !== 10) {
+            break;
+          }
+
+          message.imageId = reader.string();
+          continue;
+        }
+        case 2: {
+          if (tag !== 18) {
+            break;
+          }
+
+          message.kind = reader.string();
+          continue;
+        }
+        case 3: {
+          if (tag !== 26) {
+            break;
+          }
+
+          message.name = reader.string();
+          continue;
+        }
+        case 4: {
+          if (tag !== 34) {
+            break;
+          }
+
+          message.version = reader.string();
+          continue;
+        }
+        case 5: {
+          if (tag !== 40) {
+            break;
+          }
+
+          message.securityVersion = reader.uint32();
+          continue;
+        }
+        case 6: {
+          if (tag !== 48) {
+            break;
+          }
+
+          message.length = longToNumber(reader.uint64());
+          continue;
+        }
+        case 7: {
+          if (tag !== 58) {
+            break;
+          }
+
+          message.sha256 = reader.string();
+          continue;
+        }
+        case 8: {
+          if (tag !== 66) {
+            break;
+          }
+
+          message.targetName = reader.string();
+          continue;
+        }
+        case 9: {
+          if (tag !== 72) {
+            break;
+          }
+
+          message.uploadedAtMs = longToNumber(reader.int64());
+          continue;
+        }
+      }
+      if ((tag & 7) === 4 || tag === 0) {
+        break;
+      }
+      const buf = reader.skip(tag & 7);
+
+      const list = message._unknownFields![tag];
+
+      if (list === undefined) {
+        message._unknownFields![tag] = [buf];
+      } else {
+        list.push(buf);
+      }
+    }
+    return message;
+  },
+};
+
+function createBaseUploadImageRequest(): UploadImageRequest {
+  return { kind: "", name: "", version: "", securityVersion: 0, content: new Uint8Array(0), _unknownFields: {} };
+}
+
+export const UploadImageRequest: MessageFns<UploadImageRequest> = {
+  encode(message: UploadImageRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.kind !== "") {
+      writer.uint32(10).string(message.kind);
+    }
+    if (message.name !== "") {
+      writer.uint32(18).string(message.name);
+    }
+    if (message.version !== "") {
+      writer.uint32(26).string(message.version);
+    }
+    if (message.securityVersion !== 0) {
+      writer.uint32(32).uint32(message.securityVersion);
+    }
+    if (message.content.length !== 0) {
+      writer.uint32(42).bytes(message.content);
+    }
+    if (message._unknownFields !== undefined) {
+      for (const [key, values] of Object.entries(message._unknownFields)) {
+        const tag = parseInt(key, 10);
+        for (const value of values) {
+          writer.uint32(tag).raw(value);
+        }
+      }
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): UploadImageRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const end = length === undefined ? reader.len : reader.pos + length;
+    const message = createBaseUploadImageRequest();
+    while (reader.pos < end) {
+      const tag = reader.uint32();
+      switch (tag >>> 3) {
+        case 1: {
+          if (tag !== 10) {
+            break;
+          }
+
+          message.kind = reader.string();
+          continue;
+        }
+        case 2: {
+          if (tag !== 18) {
+            break;
+          }
+
+          message.name = reader.string();
+          continue;
+        }
+        case 3: {
+          if (tag !== 26) {
+            break;
+          }
+
+          message.version = reader.string();
+          continue;
+        }
+        case 4: {
+          if (tag !== 32) {
+            break;
+          }
+
+          message.securityVersion = reader.uint32();
+          continue;
+        }
+        case 5: {
+          if (tag !== 42) {
+            break;
+          }
+
+          message.content = reader.bytes();
+          continue;
+        }
+      }
+      if ((tag & 7) === 4 || tag === 0) {
+        break;
+      }
+      const buf = reader.skip(tag & 7);
+
+      const list = message._unknownFields![tag];
+
+      if (list === undefined) {
+        message._unknownFields![tag] = [buf];
+      } else {
+        list.push(buf);
+      }
+    }
+    return message;
+  },
+};
+
+function createBaseUploadImageResponse(): UploadImageResponse {
+  return { image: undefined, targetsVersion: 0, _unknownFields: {} };
+}
+
+export const UploadImageResponse: MessageFns<UploadImageResponse> = {
+  encode(message: UploadImageResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.image !== undefined) {
+      Image.encode(message.image, writer.uint32(10).fork()).join();
+    }
+    if (message.targetsVersion !== 0) {
+      writer.uint32(16).uint32(message.targetsVersion);
+    }
+    if (message._unknownFields !== undefined) {
+      for (const [key, values] of Object.entries(message._unknownFields)) {
+        const tag = parseInt(key, 10);
+        for (const value of values) {
+          writer.uint32(tag).raw(value);
+        }
+      }
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): UploadImageResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const end = length === undefined ? reader.len : reader.pos + length;
+    const message = createBaseUploadImageResponse();
+    while (reader.pos < end) {
+      const tag = reader.uint32();
+      switch (tag >>> 3) {
+        case 1: {
+          if (tag !== 10) {
+            break;
+          }
+
+          message.image = Image.decode(reader, reader.uint32());
+          continue;
+        }
+        case 2: {
+          if (tag !== 16) {
+            break;
+          }
+
+          message.targetsVersion = reader.uint32();
+          continue;
+        }
+      }
+      if ((tag & 7) === 4 || tag === 0) {
+        break;
+      }
+      const buf = reader.skip(tag & 7);
+
+      const list = message._unknownFields![tag];
+
+      if (list === undefined) {
+        message._unknownFields![tag] = [buf];
+      } else {
+        list.push(buf);
+      }
+    }
+    return message;
+  },
+};
+
+function createBaseListImagesRequest(): ListImagesRequest {
+  return { _unknownFields: {} };
+}
+
+export const ListImagesRequest: MessageFns<ListImagesRequest> = {
+  encode(message: ListImagesRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message._unknownFields !== undefined) {
+      for (const [key, values] of Object.entries(message._unknownFields)) {
+        const tag = parseInt(key, 10);
+        for (const value of values) {
+          writer.uint32(tag).raw(value);
+        }
+      }
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ListImagesRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const end = length === undefined ? reader.len : reader.pos + length;
+    const message = createBaseListImagesRequest();
+    while (reader.pos < end) {
+      const tag = reader.uint32();
+      switch (tag >>> 3) {
+      }
+      if ((tag & 7) === 4 || tag === 0) {
+        break;
+      }
+      const buf = reader.skip(tag & 7);
+
+      const list = message._unknownFields![tag];
+
+      if (list === undefined) {
+        message._unknownFields![tag] = [buf];
+      } else {
+        list.push(buf);
+      }
+    }
+    return message;
+  },
+};
+
+function createBaseListImagesResponse(): ListImagesResponse {
+  return { images: [], _unknownFields: {} };
+}
+
+export const ListImagesResponse: MessageFns<ListImagesResponse> = {
+  encode(message: ListImagesResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    for (const v of message.images) {
+      Image.encode(v!, writer.uint32(10).fork()).join();
+    }
+    if (message._unknownFields !== undefined) {
+      for (const [key, values] of Object.entries(message._unknownFields)) {
+        const tag = parseInt(key, 10);
+        for (const value of values) {
+          writer.uint32(tag).raw(value);
+        }
+      }
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ListImagesResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const end = length === undefined ? reader.len : reader.pos + length;
+    const message = createBaseListImagesResponse();
+    while (reader.pos < end) {
+      const tag = reader.uint32();
+      switch (tag >>> 3) {
+        case 1: {
+          if (tag !== 10) {
+            break;
+          }
+
+          message.images.push(Image.decode(reader, reader.uint32()));
+          continue;
+        }
+      }
+      if ((tag & 7) === 4 || tag === 0) {
+        break;
+      }
+      const buf = reader.skip(tag & 7);
+
+      const list = message._unknownFields![tag];
+
+      if (list === undefined) {
+        message._unknownFields![tag] = [buf];
+      } else {
+        list.push(buf);
+      }
+    }
+    return message;
+  },
+};
+
 export type OperatorServiceService = typeof OperatorServiceService;
 export const OperatorServiceService = {
   /** Creates a tenant with its own CA (chained to the service root). Admin only. */
@@ -2953,6 +3419,25 @@ export const OperatorServiceService = {
       Buffer.from(AssignDevicesResponse.encode(value).finish()),
     responseDeserialize: (value: Buffer): AssignDevicesResponse => AssignDevicesResponse.decode(value),
   },
+  /** Adds an OS or application image to the tenant's TUF repository (signed and published). */
+  uploadImage: {
+    path: "/sphere.operator.v1.OperatorService/UploadImage",
+    requestStream: false,
+    responseStream: false,
+    requestSerialize: (value: UploadImageRequest): Buffer => Buffer.from(UploadImageRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): UploadImageRequest => UploadImageRequest.decode(value),
+    responseSerialize: (value: UploadImageResponse): Buffer => Buffer.from(UploadImageResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): UploadImageResponse => UploadImageResponse.decode(value),
+  },
+  listImages: {
+    path: "/sphere.operator.v1.OperatorService/ListImages",
+    requestStream: false,
+    responseStream: false,
+    requestSerialize: (value: ListImagesRequest): Buffer => Buffer.from(ListImagesRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): ListImagesRequest => ListImagesRequest.decode(value),
+    responseSerialize: (value: ListImagesResponse): Buffer => Buffer.from(ListImagesResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): ListImagesResponse => ListImagesResponse.decode(value),
+  },
 } as const;
 
 export interface OperatorServiceServer extends UntypedServiceImplementation {
@@ -2974,6 +3459,9 @@ export interface OperatorServiceServer extends UntypedServiceImplementation {
   listDeviceGroups: handleUnaryCall<ListDeviceGroupsRequest, ListDeviceGroupsResponse>;
   /** Moves claimed devices into a group (a device is in at most one group). */
   assignDevices: handleUnaryCall<AssignDevicesRequest, AssignDevicesResponse>;
+  /** Adds an OS or application image to the tenant's TUF repository (signed and published). */
+  uploadImage: handleUnaryCall<UploadImageRequest, UploadImageResponse>;
+  listImages: handleUnaryCall<ListImagesRequest, ListImagesResponse>;
 }
 
 export interface OperatorServiceClient extends Client {
@@ -3162,6 +3650,37 @@ export interface OperatorServiceClient extends Client {
     metadata: Metadata,
     options: Partial<CallOptions>,
     callback: (error: ServiceError | null, response: AssignDevicesResponse) => void,
+  ): ClientUnaryCall;
+  /** Adds an OS or application image to the tenant's TUF repository (signed and published). */
+  uploadImage(
+    request: UploadImageRequest,
+    callback: (error: ServiceError | null, response: UploadImageResponse) => void,
+  ): ClientUnaryCall;
+  uploadImage(
+    request: UploadImageRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: UploadImageResponse) => void,
+  ): ClientUnaryCall;
+  uploadImage(
+    request: UploadImageRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: UploadImageResponse) => void,
+  ): ClientUnaryCall;
+  listImages(
+    request: ListImagesRequest,
+    callback: (error: ServiceError | null, response: ListImagesResponse) => void,
+  ): ClientUnaryCall;
+  listImages(
+    request: ListImagesRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: ListImagesResponse) => void,
+  ): ClientUnaryCall;
+  listImages(
+    request: ListImagesRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: ListImagesResponse) => void,
   ): ClientUnaryCall;
 }
 
