@@ -2,10 +2,11 @@
  * Local stack launcher: nats-server (JetStream) + shard process(es) + the scenario runner.
  *
  *   node dist/deploy/local/stack.js [scenario.yaml] [--shards 1] [--workers N] [--keep-running]
- *                                   [--no-run] [--ready-timeout 60] [--help]
+ *                                   [--no-run] [--ready-timeout 60] [--no-prometheus] [--help]
  *
  * Writes `.runs/<timestamp>/{nats,shard-N,runner}.log`, `admin.token` (0600) and `stack.json`
- * (URLs, ports, pids, log paths).
+ * (URLs, ports, pids, log paths). When a `prometheus` binary is found ($PROMETHEUS, $PATH, /usr/bin),
+ * it scrapes the shards and the runner with the rules of deploy/prometheus/ (see ./prometheus.ts).
  *
  * Exit code: the scenario runner's (0 pass, 99 threshold failed, other = error), 130 on Ctrl-C,
  * 1 when the stack could not be started. Nothing is left running afterwards.
@@ -23,6 +24,8 @@ import { getFreePort, NatsServerNotFoundError, startNatsServer } from './nats.js
 import type { NatsServerHandle } from './nats.js';
 import { installShutdownHandlers, spawnManaged } from './processes.js';
 import type { ManagedProcess, Stoppable } from './processes.js';
+import { findPrometheus, PROMETHEUS_MISSING_HINT, startPrometheus } from './prometheus.js';
+import type { PrometheusHandle, PrometheusTarget } from './prometheus.js';
 import { loadScenarioFile } from '../../loadgen/scenario/index.js';
 import type { Scenario } from '../../loadgen/scenario/index.js';
 
@@ -61,11 +64,14 @@ Options:
   --keep-running         keep the stack up after the scenario finished, until Ctrl-C
   --no-run               start the stack only (implies --keep-running)
   --ready-timeout SEC    how long to wait for each shard's READY line (default 60)
+  --no-prometheus        don't start Prometheus (default: started when a \`prometheus\` binary is
+                         found in $PROMETHEUS, $PATH or /usr/bin)
   -h, --help             show this help
 
 Runtime files (logs, admin token, stack.json) go to .runs/<timestamp>/.
 
-Environment: SPHERE_SHARD_MAIN, SPHERE_RUNNER_MAIN (entry point overrides), SPHERE_RUNS_DIR.`;
+Environment: SPHERE_SHARD_MAIN, SPHERE_RUNNER_MAIN (entry point overrides), SPHERE_RUNS_DIR,
+PROMETHEUS (path of the prometheus binary).`;
 
 /** Walk up from this file to the directory holding package.json (works from dist/ and from source). */
 function findRoot(): string {
@@ -94,6 +100,7 @@ interface Cli {
   keepRunning: boolean;
   noRun: boolean;
   readyTimeoutMs: number;
+  prometheus: boolean;
 }
 
 function parseCli(argv: string[], root: string): Cli | 'help' {
@@ -106,6 +113,7 @@ function parseCli(argv: string[], root: string): Cli | 'help' {
       'keep-running': { type: 'boolean', default: false },
       'no-run': { type: 'boolean', default: false },
       'ready-timeout': { type: 'string' },
+      'no-prometheus': { type: 'boolean', default: false },
       help: { type: 'boolean', short: 'h', default: false },
     },
   });
@@ -119,6 +127,7 @@ function parseCli(argv: string[], root: string): Cli | 'help' {
     keepRunning: values['keep-running'] || values['no-run'],
     noRun: values['no-run'],
     readyTimeoutMs: (positiveInt('ready-timeout', values['ready-timeout'], 60) ?? 60) * 1000,
+    prometheus: !values['no-prometheus'],
   };
 }
 
@@ -214,6 +223,7 @@ async function main(argv: string[]): Promise<number> {
     nats: { url: nats.url, pid: nats.pid, log: natsLog },
     shards: [] as { pid: number; grpc: string; metrics: string; log: string }[],
     runner: null as null | { pid: number; metrics: string; log: string },
+    prometheus: null as null | { pid: number; url: string; config: string; log: string },
   };
   const writeState = (): void =>
     writeFileSync(join(runDir, 'stack.json'), `${JSON.stringify(state, null, 2)}\n`);
@@ -272,6 +282,43 @@ async function main(argv: string[]): Promise<number> {
   const grpcAddr = `127.0.0.1:${first.grpcPort}`;
   const runnerMetricsPort = await getFreePort();
   const runnerLog = join(runDir, 'runner.log');
+
+  // 3. Prometheus (optional): scrapes the shards and the runner with deploy/prometheus/ rules.
+  let prometheus: PrometheusHandle | null = null;
+  let prometheusNote: string | null = null;
+  if (cli.prometheus) {
+    const binary = findPrometheus();
+    if (binary === null) prometheusNote = PROMETHEUS_MISSING_HINT;
+    else {
+      // No extra target labels: the shard's own metrics carry `shard`; `instance` tells them apart.
+      const targets: PrometheusTarget[] = shards.map((s) => ({
+        address: `127.0.0.1:${s.metricsPort}`,
+        role: 'shard',
+      }));
+      if (!cli.noRun) targets.push({ address: `127.0.0.1:${runnerMetricsPort}`, role: 'loadgen' });
+      try {
+        prometheus = await startPrometheus({
+          binary,
+          sourceDir: join(root, 'deploy/prometheus'),
+          runDir,
+          targets,
+          logFile: join(runDir, 'prometheus.log'),
+        });
+        handles.push(prometheus);
+        state.prometheus = {
+          pid: prometheus.pid,
+          url: prometheus.url,
+          config: prometheus.files.configFile,
+          log: prometheus.logFile,
+        };
+        writeState();
+      } catch (err) {
+        prometheusNote = `prometheus did not start (${err instanceof Error ? err.message.split('\n')[0] : String(err)}); continuing without it, log ${rel(join(runDir, 'prometheus.log'))}`;
+      }
+    }
+    if (interrupted) return ctl.shutdown(130);
+  }
+
   say('');
   say('── sphere-fleet local stack ─────────────────────────────────────────');
   say(`  NATS         ${nats.url}   (JetStream, log ${rel(natsLog)})`);
@@ -283,6 +330,11 @@ async function main(argv: string[]): Promise<number> {
     say(`  runner       metrics http://127.0.0.1:${runnerMetricsPort}/metrics   log ${rel(runnerLog)}`);
     say(`  scenario     ${rel(cli.scenario)}`);
   }
+  if (prometheus !== null)
+    say(
+      `  prometheus   ${prometheus.url}   (config ${rel(prometheus.files.dir)}, log ${rel(prometheus.logFile)})`,
+    );
+  else if (prometheusNote !== null) say(`  prometheus   ${prometheusNote}`);
   say(`  admin token  ${rel(tokenFile)}`);
   say(`  results      ${rel(join(runDir, 'results'))}`);
   say(`  state        ${rel(join(runDir, 'stack.json'))}`);

@@ -304,13 +304,11 @@ describe('update agent', () => {
       fc
         .record({ offerId: fc.constantFrom(...ids), index: fc.nat(4) })
         .map<UpdateAgentMessage>((r) => ({ type: 'update.chunk-received', bytes: 256, ...r })),
-      fc
-        .constantFrom(...ids)
-        .map<UpdateAgentMessage>((offerId) => ({
-          type: 'update.download-interrupted',
-          offerId,
-          reason: 'x',
-        })),
+      fc.constantFrom(...ids).map<UpdateAgentMessage>((offerId) => ({
+        type: 'update.download-interrupted',
+        offerId,
+        reason: 'x',
+      })),
       fc.constantFrom(...ids).map<UpdateAgentMessage>((offerId) => ({ type: 'update.resume-due', offerId })),
       fc
         .record({ offerId: fc.constantFrom(...ids), ok: fc.boolean() })

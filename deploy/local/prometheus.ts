@@ -1,0 +1,197 @@
+/**
+ * Optional Prometheus for the local stack: finds a `prometheus` binary, copies the repo's
+ * `deploy/prometheus/` config (prometheus.yml + rules) into a run directory, writes the file_sd
+ * targets (`targets/sphere.json`) and starts the server as a managed process.
+ *
+ * Only node builtins (and ./processes.js, ./nats.js) are imported: tests use this file directly.
+ */
+import {
+  accessSync,
+  constants as fsConstants,
+  copyFileSync,
+  mkdirSync,
+  readdirSync,
+  statSync,
+} from 'node:fs';
+import { writeFileSync } from 'node:fs';
+import { delimiter, join } from 'node:path';
+import { getFreePort } from './nats.js';
+import { spawnManaged } from './processes.js';
+import type { ExitInfo, ManagedProcess, Stoppable } from './processes.js';
+
+/** Directories searched (after `$PROMETHEUS` and `$PATH`) for a `prometheus` binary. */
+export const PROMETHEUS_SEARCH_DIRS: readonly string[] = ['/usr/bin', '/usr/local/bin', '/usr/sbin'];
+
+/** One line for the stack's output when no binary was found. */
+export const PROMETHEUS_MISSING_HINT =
+  'prometheus not found ($PROMETHEUS, $PATH, /usr/bin): install it with `sudo apt-get install -y prometheus` ' +
+  '(or set PROMETHEUS=/path/to/prometheus) to get metrics, rules and alerts; continuing without it.';
+
+function isExecutableFile(path: string): boolean {
+  try {
+    if (!statSync(path).isFile()) return false;
+    accessSync(path, fsConstants.X_OK);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/**
+ * Locate the `prometheus` binary. `$PROMETHEUS` (non-empty) is authoritative: returned when it is
+ * an executable file, otherwise `null`. Without it, `$PATH` then {@link PROMETHEUS_SEARCH_DIRS}.
+ */
+export function findPrometheus(): string | null {
+  const override = process.env['PROMETHEUS'];
+  if (override !== undefined && override !== '') return isExecutableFile(override) ? override : null;
+  const pathDirs = (process.env['PATH'] ?? '').split(delimiter).filter((d) => d !== '');
+  for (const dir of [...pathDirs, ...PROMETHEUS_SEARCH_DIRS]) {
+    const candidate = join(dir, 'prometheus');
+    if (isExecutableFile(candidate)) return candidate;
+  }
+  return null;
+}
+
+/** A scrape target for the file_sd targets file. */
+export interface PrometheusTarget {
+  /** `host:port` serving `/metrics`. */
+  readonly address: string;
+  /** Selects the job: `shard` → sphere-shard, `loadgen` → sphere-loadgen. */
+  readonly role: 'shard' | 'loadgen';
+  /** Extra target labels (e.g. `{ shard: '0' }`). */
+  readonly labels?: Readonly<Record<string, string>>;
+}
+
+/** Where {@link writePrometheusConfig} put things. */
+export interface PrometheusConfigFiles {
+  readonly dir: string;
+  readonly configFile: string;
+  readonly targetsFile: string;
+}
+
+/** The file_sd JSON for `targets` (one target group per target). */
+export function targetsJson(targets: readonly PrometheusTarget[]): string {
+  const groups = targets.map((t) => ({
+    targets: [t.address],
+    labels: { ...t.labels, role: t.role },
+  }));
+  return `${JSON.stringify(groups, null, 2)}\n`;
+}
+
+/** (Re)writes `<dir>/targets/sphere.json`; Prometheus picks up changes within its refresh interval. */
+export function writeTargets(dir: string, targets: readonly PrometheusTarget[]): string {
+  mkdirSync(join(dir, 'targets'), { recursive: true });
+  const file = join(dir, 'targets', 'sphere.json');
+  writeFileSync(file, targetsJson(targets));
+  return file;
+}
+
+/**
+ * Copies `<sourceDir>/prometheus.yml` and `<sourceDir>/rules/*.yml` into `dir` and writes the
+ * targets file next to them (the config reads `targets/*.json` relative to itself).
+ */
+export function writePrometheusConfig(
+  sourceDir: string,
+  dir: string,
+  targets: readonly PrometheusTarget[],
+): PrometheusConfigFiles {
+  mkdirSync(join(dir, 'rules'), { recursive: true });
+  const configFile = join(dir, 'prometheus.yml');
+  copyFileSync(join(sourceDir, 'prometheus.yml'), configFile);
+  for (const f of readdirSync(join(sourceDir, 'rules')))
+    if (f.endsWith('.yml') || f.endsWith('.yaml'))
+      copyFileSync(join(sourceDir, 'rules', f), join(dir, 'rules', f));
+  const targetsFile = writeTargets(dir, targets);
+  return { dir, configFile, targetsFile };
+}
+
+/** Options for {@link startPrometheus}. */
+export interface StartPrometheusOptions {
+  /** Path of the binary (see {@link findPrometheus}). */
+  readonly binary: string;
+  /** Directory holding prometheus.yml and rules/ (the repo's `deploy/prometheus`). */
+  readonly sourceDir: string;
+  /** Config copy + targets go to `configDir`; default `<runDir>/prometheus-config`. */
+  readonly runDir: string;
+  readonly configDir?: string;
+  /** TSDB directory; default `<runDir>/prometheus`. */
+  readonly dataDir?: string;
+  readonly targets: readonly PrometheusTarget[];
+  /** Output of the server; default `<runDir>/prometheus.log`. */
+  readonly logFile?: string;
+  /** Default 30 000 ms. */
+  readonly readyTimeoutMs?: number;
+}
+
+/** A running Prometheus. `stop()` is graceful (SIGTERM, SIGKILL after 5 s) and idempotent. */
+export interface PrometheusHandle extends Stoppable {
+  /** `http://127.0.0.1:<port>` */
+  readonly url: string;
+  readonly port: number;
+  readonly pid: number;
+  readonly files: PrometheusConfigFiles;
+  readonly dataDir: string;
+  readonly logFile: string;
+  readonly proc: ManagedProcess;
+  /** Replace the scraped targets. */
+  setTargets(targets: readonly PrometheusTarget[]): void;
+  stop(): Promise<ExitInfo>;
+}
+
+/**
+ * Writes the config into the run directory and starts Prometheus on a free 127.0.0.1 port;
+ * resolves once it logs "Server is ready to receive web requests". Rejects (with the last output
+ * lines) if it exits first or is not ready in time; a port race is retried up to 3 times.
+ */
+export async function startPrometheus(opts: StartPrometheusOptions): Promise<PrometheusHandle> {
+  const files = writePrometheusConfig(
+    opts.sourceDir,
+    opts.configDir ?? join(opts.runDir, 'prometheus-config'),
+    opts.targets,
+  );
+  const dataDir = opts.dataDir ?? join(opts.runDir, 'prometheus');
+  const logFile = opts.logFile ?? join(opts.runDir, 'prometheus.log');
+  mkdirSync(dataDir, { recursive: true });
+  for (let attempt = 1; ; attempt++) {
+    const port = await getFreePort();
+    let portInUse = false;
+    const proc = spawnManaged(
+      'prometheus',
+      opts.binary,
+      [
+        `--config.file=${files.configFile}`,
+        `--storage.tsdb.path=${dataDir}`,
+        `--web.listen-address=127.0.0.1:${port}`,
+        '--log.level=info',
+      ],
+      {
+        cwd: files.dir,
+        ready: /Server is ready to receive web requests/,
+        readyTimeoutMs: opts.readyTimeoutMs ?? 30_000,
+        logFile,
+        onLine: (line) => {
+          if (/address already in use/i.test(line)) portInUse = true;
+        },
+      },
+    );
+    try {
+      await proc.ready;
+    } catch (err) {
+      await proc.stop();
+      if (portInUse && attempt < 3) continue;
+      throw err;
+    }
+    return {
+      url: `http://127.0.0.1:${port}`,
+      port,
+      pid: proc.pid,
+      files,
+      dataDir,
+      logFile,
+      proc,
+      setTargets: (targets) => void writeTargets(files.dir, targets),
+      stop: () => proc.stop(),
+      kill: (signal) => proc.kill(signal),
+    };
+  }
+}
