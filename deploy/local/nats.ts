@@ -5,28 +5,19 @@
  * launcher must work before anything else in the repo is built.
  */
 import { spawn } from 'node:child_process';
-import { accessSync, constants as fsConstants, createWriteStream, statSync } from 'node:fs';
+import { createWriteStream } from 'node:fs';
 import type { WriteStream } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
-import { delimiter, join } from 'node:path';
+import { join } from 'node:path';
+import { findExecutable } from './executables.js';
 
 /** Directories searched (after `$NATS_SERVER` and `$PATH`) for a `nats-server` binary. */
 export const NATS_SERVER_SEARCH_DIRS: readonly string[] = ['/usr/sbin', '/usr/bin', '/usr/local/bin'];
 
 /** Release used in the manual-install instructions (any 2.9+ release works). */
 const NATS_RELEASE = 'v2.10.22';
-
-function isExecutableFile(path: string): boolean {
-  try {
-    if (!statSync(path).isFile()) return false;
-    accessSync(path, fsConstants.X_OK);
-    return true;
-  } catch {
-    return false;
-  }
-}
 
 /**
  * Locate the `nats-server` binary.
@@ -37,14 +28,7 @@ function isExecutableFile(path: string): boolean {
  * path, or `null` when nothing was found.
  */
 export function findNatsServer(): string | null {
-  const override = process.env['NATS_SERVER'];
-  if (override !== undefined && override !== '') return isExecutableFile(override) ? override : null;
-  const pathDirs = (process.env['PATH'] ?? '').split(delimiter).filter((d) => d !== '');
-  for (const dir of [...pathDirs, ...NATS_SERVER_SEARCH_DIRS]) {
-    const candidate = join(dir, 'nats-server');
-    if (isExecutableFile(candidate)) return candidate;
-  }
-  return null;
+  return findExecutable('nats-server', 'NATS_SERVER', NATS_SERVER_SEARCH_DIRS);
 }
 
 /**

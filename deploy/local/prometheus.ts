@@ -5,17 +5,10 @@
  *
  * Only node builtins (and ./processes.js, ./nats.js) are imported: tests use this file directly.
  */
-import {
-  accessSync,
-  constants as fsConstants,
-  copyFileSync,
-  mkdirSync,
-  readdirSync,
-  statSync,
-} from 'node:fs';
-import { writeFileSync } from 'node:fs';
-import { delimiter, join } from 'node:path';
+import { copyFileSync, mkdirSync, readdirSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { getFreePort } from './nats.js';
+import { findExecutable } from './executables.js';
 import { spawnManaged } from './processes.js';
 import type { ExitInfo, ManagedProcess, Stoppable } from './processes.js';
 
@@ -27,29 +20,12 @@ export const PROMETHEUS_MISSING_HINT =
   'prometheus not found ($PROMETHEUS, $PATH, /usr/bin): install it with `sudo apt-get install -y prometheus` ' +
   '(or set PROMETHEUS=/path/to/prometheus) to get metrics, rules and alerts; continuing without it.';
 
-function isExecutableFile(path: string): boolean {
-  try {
-    if (!statSync(path).isFile()) return false;
-    accessSync(path, fsConstants.X_OK);
-    return true;
-  } catch {
-    return false;
-  }
-}
-
 /**
  * Locate the `prometheus` binary. `$PROMETHEUS` (non-empty) is authoritative: returned when it is
  * an executable file, otherwise `null`. Without it, `$PATH` then {@link PROMETHEUS_SEARCH_DIRS}.
  */
 export function findPrometheus(): string | null {
-  const override = process.env['PROMETHEUS'];
-  if (override !== undefined && override !== '') return isExecutableFile(override) ? override : null;
-  const pathDirs = (process.env['PATH'] ?? '').split(delimiter).filter((d) => d !== '');
-  for (const dir of [...pathDirs, ...PROMETHEUS_SEARCH_DIRS]) {
-    const candidate = join(dir, 'prometheus');
-    if (isExecutableFile(candidate)) return candidate;
-  }
-  return null;
+  return findExecutable('prometheus', 'PROMETHEUS', PROMETHEUS_SEARCH_DIRS);
 }
 
 /** A scrape target for the file_sd targets file. */

@@ -1,9 +1,15 @@
-import { spawnSync } from 'node:child_process';
 import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { distPath, pidAlive, waitDead, repoRoot, useProcesses } from '../../fixtures/processes.js';
+import {
+  distPath,
+  pidAlive,
+  waitDead,
+  repoRoot,
+  useProcesses,
+  ensureDist,
+} from '../../fixtures/processes.js';
 
 // Runs the compiled launcher (dist/deploy/local/stack.js, rebuilt in beforeAll when stale) with
 // fake shard and runner entry points (SPHERE_SHARD_MAIN / SPHERE_RUNNER_MAIN) and the real
@@ -72,16 +78,7 @@ describe('local stack launcher (fake shard and runner)', () => {
   writeFileSync(shardMain, FAKE_SHARD);
   writeFileSync(runnerMain, FAKE_RUNNER);
   const procs = useProcesses();
-  beforeAll(() => {
-    // Make sure dist/ is current (no-op when it is; type errors elsewhere must not block this test).
-    const r = spawnSync('bash', ['deploy/local/ensure-deps.sh'], {
-      cwd: repoRoot,
-      encoding: 'utf8',
-      env: { ...process.env, SPHERE_ALLOW_TSC_ERRORS: '1' },
-    });
-    if (r.status !== 0 || !existsSync(distPath('deploy/local/stack.js')))
-      throw new Error(`could not build dist/: ${r.stdout}\n${r.stderr}`);
-  }, 120_000);
+  beforeAll(() => ensureDist('deploy/local/stack.js'), 120_000);
   afterAll(() => rmSync(tmp, { recursive: true, force: true }));
   const stack = (name: string, args: string[], env: Record<string, string> = {}) =>
     procs.spawn(name, process.execPath, [distPath('deploy/local/stack.js'), ...args], {

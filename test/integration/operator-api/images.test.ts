@@ -9,8 +9,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Updater } from 'tuf-js';
 import { afterAll, describe, expect, it } from 'vitest';
-import { OperatorCallError } from '../../../services/operator-api/index.js';
-import { createTestTenant, useShard } from '../../fixtures/shard.js';
+import { createTestTenant, useShard, callError } from '../../fixtures/shard.js';
 
 const env = useShard({ seed: 'images' });
 const dirs: string[] = [];
@@ -20,16 +19,6 @@ const tempDir = (): string => {
   dirs.push(d);
   return d;
 };
-
-async function rejection(p: Promise<unknown>): Promise<OperatorCallError> {
-  try {
-    await p;
-  } catch (e) {
-    if (e instanceof OperatorCallError) return e;
-    throw e;
-  }
-  throw new Error('expected the call to fail');
-}
 
 /** A tuf-js client for `tenantId` that trusts the repository's first root (trust on first use). */
 async function updaterFor(tenantId: string): Promise<Updater> {
@@ -101,12 +90,12 @@ describe('operator api images and TUF', () => {
     await a.client.uploadImage({ kind: 'app', name: 'pump', version: '2.0.0', content: Buffer.from('x') });
     expect(
       (
-        await rejection(
+        await callError(
           a.client.uploadImage({ kind: 'app', name: 'pump', version: '2.0.0', content: Buffer.from('y') }),
         )
       ).code,
     ).toBe('ALREADY_EXISTS');
-    const bad = await rejection(
+    const bad = await callError(
       a.client.uploadImage({ kind: 'firmware', name: 'x', version: '1', content: Buffer.from('x') }),
     );
     expect([bad.code, bad.message]).toEqual([
@@ -115,14 +104,14 @@ describe('operator api images and TUF', () => {
     ]);
     expect(
       (
-        await rejection(
+        await callError(
           a.client.uploadImage({ kind: 'app', name: '../etc', version: '1', content: Buffer.from('x') }),
         )
       ).message,
     ).toContain('name');
     expect(
       (
-        await rejection(
+        await callError(
           a.client.uploadImage({ kind: 'app', name: 'empty', version: '1', content: Buffer.alloc(0) }),
         )
       ).message,

@@ -21,7 +21,7 @@ import {
   OperatorServiceService,
   RegisterEndorsementsRequest,
 } from '../../../proto/gen/sphere/operator/v1/operator.js';
-import { OperatorCallError, createOperatorClient } from '../../../services/operator-api/index.js';
+import { createOperatorClient } from '../../../services/operator-api/index.js';
 import type { OperatorClient } from '../../../services/operator-api/index.js';
 import {
   ADMIN_TOKEN,
@@ -36,22 +36,12 @@ import {
   sendAttest,
   uniqueSeed,
   useShard,
+  callError,
 } from '../../fixtures/shard.js';
 import type { TestDevice, TestTenant } from '../../fixtures/shard.js';
 
 type Method = keyof typeof OperatorServiceService;
 const METHODS = Object.keys(OperatorServiceService) as Method[];
-
-/** Resolves with the OperatorCallError `p` rejects with; fails the test if it resolves. */
-async function callError(p: Promise<unknown>): Promise<OperatorCallError> {
-  try {
-    await p;
-  } catch (e) {
-    if (e instanceof OperatorCallError) return e;
-    throw e;
-  }
-  throw new Error('expected the call to fail');
-}
 
 interface RawResult {
   readonly status: number;

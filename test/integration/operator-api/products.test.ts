@@ -3,26 +3,16 @@
  * groups, tenant scoping, validation, and moving claimed devices between groups.
  */
 import { describe, expect, it } from 'vitest';
-import { OperatorCallError } from '../../../services/operator-api/index.js';
 import {
   bootedDevice,
   createTestTenant,
   endorseAndClaim,
   uniqueSeed,
   useShard,
+  callError,
 } from '../../fixtures/shard.js';
 
 const env = useShard({ seed: 'products' });
-
-async function rejection(p: Promise<unknown>): Promise<OperatorCallError> {
-  try {
-    await p;
-  } catch (e) {
-    if (e instanceof OperatorCallError) return e;
-    throw e;
-  }
-  throw new Error('expected the call to fail');
-}
 
 describe('operator api products and device groups', () => {
   it('products - a new product gets the five default groups with their feeds and policies', async () => {
@@ -48,12 +38,12 @@ describe('operator api products and device groups', () => {
     const a = await createTestTenant(env().admin, 'products-a');
     const b = await createTestTenant(env().admin, 'products-b');
     const product = (await a.client.createProduct('Thermostat')).product?.productId ?? '';
-    expect((await rejection(a.client.createProduct('Thermostat'))).code).toBe('ALREADY_EXISTS');
+    expect((await callError(a.client.createProduct('Thermostat'))).code).toBe('ALREADY_EXISTS');
     // The same name in another tenant is fine; A's product is invisible to B.
     await b.client.createProduct('Thermostat');
     expect((await b.client.listProducts()).products).toHaveLength(1);
-    expect((await rejection(b.client.listDeviceGroups(product))).code).toBe('NOT_FOUND');
-    expect((await rejection(b.client.createDeviceGroup({ productId: product, name: 'Canary' }))).code).toBe(
+    expect((await callError(b.client.listDeviceGroups(product))).code).toBe('NOT_FOUND');
+    expect((await callError(b.client.createDeviceGroup({ productId: product, name: 'Canary' }))).code).toBe(
       'NOT_FOUND',
     );
   });
@@ -72,20 +62,20 @@ describe('operator api products and device groups', () => {
       updatePolicy: 'ACCEPT_ALL',
       devices: 0,
     });
-    expect((await rejection(t.client.createDeviceGroup({ productId: product, name: 'Canary' }))).code).toBe(
+    expect((await callError(t.client.createDeviceGroup({ productId: product, name: 'Canary' }))).code).toBe(
       'ALREADY_EXISTS',
     );
-    const bad = await rejection(
+    const bad = await callError(
       t.client.createDeviceGroup({ productId: product, name: 'X', osFeed: 'BETA' }),
     );
     expect([bad.code, bad.message]).toEqual([
       'MALFORMED_INPUT',
       'os_feed must be one of RETAIL, RETAIL_EVAL, got "BETA"',
     ]);
-    const badId = await rejection(t.client.listDeviceGroups('p-nothex'));
+    const badId = await callError(t.client.listDeviceGroups('p-nothex'));
     expect(badId.code).toBe('MALFORMED_INPUT');
     expect(badId.message).toContain('product_id');
-    expect((await rejection(t.client.createProduct('   '))).code).toBe('MALFORMED_INPUT');
+    expect((await callError(t.client.createProduct('   '))).code).toBe('MALFORMED_INPUT');
   });
 
   it('products - claimed devices move between groups; unknown and foreign devices are refused', async () => {
@@ -118,7 +108,7 @@ describe('operator api products and device groups', () => {
       ['Field Test', 1],
     ]);
     // B can neither see A's group nor put its own device there.
-    expect((await rejection(b.client.assignDevices(dev.deviceGroupId, [theirs.deviceId]))).code).toBe(
+    expect((await callError(b.client.assignDevices(dev.deviceGroupId, [theirs.deviceId]))).code).toBe(
       'NOT_FOUND',
     );
   });

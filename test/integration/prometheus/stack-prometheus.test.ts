@@ -1,10 +1,16 @@
-import { spawnSync } from 'node:child_process';
-import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { findPrometheus } from '../../../deploy/local/prometheus.js';
-import { distPath, pidAlive, repoRoot, useProcesses, waitDead } from '../../fixtures/processes.js';
+import {
+  distPath,
+  pidAlive,
+  repoRoot,
+  useProcesses,
+  waitDead,
+  ensureDist,
+} from '../../fixtures/processes.js';
 
 // The compiled launcher (dist/deploy/local/stack.js, rebuilt when stale) with a fake shard that
 // serves a tiny /metrics: with a prometheus binary the stack starts Prometheus, which scrapes the
@@ -37,15 +43,7 @@ describe('prometheus - behaviour', () => {
     const shardMain = join(tmp, 'fake-shard.mjs');
     writeFileSync(shardMain, FAKE_SHARD);
     const procs = useProcesses();
-    beforeAll(() => {
-      const r = spawnSync('bash', ['deploy/local/ensure-deps.sh'], {
-        cwd: repoRoot,
-        encoding: 'utf8',
-        env: { ...process.env, SPHERE_ALLOW_TSC_ERRORS: '1' },
-      });
-      if (r.status !== 0 || !existsSync(distPath('deploy/local/prometheus.js')))
-        throw new Error(`could not build dist/: ${r.stdout}\n${r.stderr}`);
-    }, 120_000);
+    beforeAll(() => ensureDist('deploy/local/prometheus.js'), 120_000);
     afterAll(() => rmSync(tmp, { recursive: true, force: true }));
 
     const stack = (name: string, args: string[], env: Record<string, string> = {}) =>
