@@ -5,12 +5,13 @@ import {
   ChallengeRequest,
   Evidence,
   Heartbeat,
+  UpdateReport,
 } from '../gen/sphere/device/v1/device.js';
 import type { ErrorInfo } from '../gen/sphere/device/v1/device.js';
 import { decodeStrict, encodeMessage } from './strict.js';
 import type { MessageFns } from './strict.js';
-import { parseDeviceId } from './ids.js';
-import type { DeviceId } from './ids.js';
+import { parseDeploymentId, parseDeviceId } from './ids.js';
+import type { DeploymentId, DeviceId } from './ids.js';
 import { REJECT_CODES, asRejectCode } from './reject-codes.js';
 import type { Rejection } from './reject-codes.js';
 
@@ -20,6 +21,7 @@ export const DEVICE_LIMITS = {
   attestRequest: 8192,
   evidence: 6144,
   heartbeat: 256,
+  updateReport: 512,
   reply: 16384,
   maxMeasurements: 40,
   maxStageName: 64,
@@ -294,5 +296,51 @@ export function decodeHeartbeat(bytes: Uint8Array): DecodeResult<HeartbeatMsg> {
     if (id === null) return deviceIdProblem(g.deviceId);
     const p = bytesProblem('boot_id', g.bootId, BOOT_ID_BYTES);
     return p ?? { deviceId: id, bootId: g.bootId, deviceTimeMs: g.deviceTimeMs };
+  });
+}
+
+/** Outcomes a device reports about an update (the rollout engine's vocabulary). */
+export const UPDATE_REPORT_OUTCOMES = [
+  'downloading',
+  'installing',
+  'succeeded',
+  'failed',
+  'rolled-back',
+] as const;
+export type UpdateReportOutcome = (typeof UPDATE_REPORT_OUTCOMES)[number];
+
+export interface UpdateReportMsg {
+  readonly deviceId: DeviceId;
+  readonly deploymentId: DeploymentId;
+  /** Stable per (offer, attempt, outcome): a repeated ID is a duplicate delivery. */
+  readonly reportId: string;
+  readonly outcome: UpdateReportOutcome;
+  /** Why a failed or rolled-back outcome happened; empty otherwise. */
+  readonly code: string;
+  readonly deviceTimeMs: number;
+}
+
+export function encodeUpdateReport(m: UpdateReportMsg): Uint8Array {
+  return encodeMessage(UpdateReport, { ...m, deviceTimeMs: ms(m.deviceTimeMs) });
+}
+
+export function decodeUpdateReport(bytes: Uint8Array): DecodeResult<UpdateReportMsg> {
+  return decodeWith(UpdateReport, bytes, DEVICE_LIMITS.updateReport, 'UpdateReport', (g) => {
+    const deviceId = parseDeviceId(g.deviceId);
+    if (deviceId === null) return deviceIdProblem(g.deviceId);
+    const deploymentId = parseDeploymentId(g.deploymentId);
+    if (deploymentId === null) return 'deployment_id must look like "d-" + 16 hex characters';
+    if (g.reportId.length === 0 || g.reportId.length > 128) return 'report_id must be 1 to 128 characters';
+    const outcome = UPDATE_REPORT_OUTCOMES.find((o) => o === g.outcome);
+    if (outcome === undefined) return `outcome must be one of ${UPDATE_REPORT_OUTCOMES.join(', ')}`;
+    if (g.code.length > 64) return 'code must be at most 64 characters';
+    return {
+      deviceId,
+      deploymentId,
+      reportId: g.reportId,
+      outcome,
+      code: g.code,
+      deviceTimeMs: g.deviceTimeMs,
+    };
   });
 }

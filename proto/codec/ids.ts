@@ -11,7 +11,11 @@ export type DeviceGroupId = string & { readonly __brand: 'DeviceGroupId' };
 /** An uploaded image's identifier (`i-` followed by 16 lowercase hex characters). */
 export type ImageId = string & { readonly __brand: 'ImageId' };
 
+/** A deployment's identifier (`d-` followed by 16 lowercase hex characters). */
+export type DeploymentId = string & { readonly __brand: 'DeploymentId' };
+
 const DEVICE_ID = /^[0-9a-f]{128}$/;
+const DEPLOYMENT_ID = /^d-[0-9a-f]{16}$/;
 const IMAGE_ID = /^i-[0-9a-f]{16}$/;
 const PRODUCT_ID = /^p-[0-9a-f]{16}$/;
 const DEVICE_GROUP_ID = /^g-[0-9a-f]{16}$/;
@@ -40,6 +44,11 @@ export function parseDeviceGroupId(s: string): DeviceGroupId | null {
 /** The one validating constructor for image IDs; `null` when `s` is not one. */
 export function parseImageId(s: string): ImageId | null {
   return IMAGE_ID.test(s) ? (s as ImageId) : null;
+}
+
+/** The one validating constructor for deployment IDs; `null` when `s` is not one. */
+export function parseDeploymentId(s: string): DeploymentId | null {
+  return DEPLOYMENT_ID.test(s) ? (s as DeploymentId) : null;
 }
 
 /** Abbreviates a device ID for logs and tables (first 12 characters). */

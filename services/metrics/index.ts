@@ -65,6 +65,36 @@ export function createServiceMetrics(meter: Meter) {
       help: 'Partitions this shard currently owns.',
       labelNames: ['shard'],
     }),
+    rolloutDevices: meter.gauge({
+      name: 'sphere_rollout_devices',
+      help: 'Devices of a deployment by wave (0: not yet in a wave) and state (pending, downloading, installing, succeeded, failed, rolled_back).',
+      labelNames: ['deployment', 'wave', 'state'],
+    }),
+    rolloutState: meter.gauge({
+      name: 'sphere_rollout_state',
+      help: 'Rollout state of a deployment: 1 for the current state (scheduled, running, paused, waiting, halted, completed, cancelled), 0 otherwise.',
+      labelNames: ['deployment', 'state'],
+    }),
+    rolloutCurrentWave: meter.gauge({
+      name: 'sphere_rollout_current_wave',
+      help: 'The wave a deployment is in (1-based; 0 before start).',
+      labelNames: ['deployment'],
+    }),
+    rolloutWaveTransitions: meter.counter({
+      name: 'sphere_rollout_wave_transitions_total',
+      help: 'Waves opened, by deployment, wave and reason.',
+      labelNames: ['deployment', 'wave', 'reason'],
+    }),
+    updateInstalls: meter.counter({
+      name: 'sphere_update_installs_total',
+      help: 'Final update outcomes reported by devices and accepted, by result (succeeded, failed, rolled_back) and image kind (os, app).',
+      labelNames: ['result', 'kind'],
+    }),
+    updateReports: meter.counter({
+      name: 'sphere_update_reports_total',
+      help: 'Update reports received from devices, by result (ok|rejected) and reason code.',
+      labelNames: ['result', 'reason'],
+    }),
     inflight: meter.gauge({
       name: 'sphere_attestations_in_flight',
       help: 'Attestations accepted by partition actors and waiting for the crypto pool.',

@@ -1,4 +1,12 @@
-import type { DeviceGroupId, DeviceId, ProductId, TenantId } from '../../proto/codec/index.js';
+import type {
+  DeploymentId,
+  DeviceGroupId,
+  DeviceId,
+  ImageId,
+  ProductId,
+  TenantId,
+} from '../../proto/codec/index.js';
+import type { RolloutConfig } from '../rollouts/index.js';
 import type { OsFeed, UpdatePolicy } from '../registry/index.js';
 import type {
   Alert,
@@ -14,6 +22,7 @@ import type {
   Image,
   Product,
   UploadImageResponse,
+  Rollout as RolloutView,
 } from '../../proto/gen/sphere/operator/v1/operator.js';
 
 /** Who is calling, established from the bearer token. */
@@ -57,9 +66,31 @@ export interface OperatorBackend {
     deviceGroupId: DeviceGroupId,
     deviceIds: readonly DeviceId[],
   ): Promise<AssignDevicesResponse>;
+  createDeployment(tenantId: TenantId, request: DeploymentRequest): Promise<RolloutView>;
+  getDeployment(
+    tenantId: TenantId,
+    deploymentId: DeploymentId,
+    includeDevices: boolean,
+  ): Promise<RolloutView>;
+  controlDeployment(
+    tenantId: TenantId,
+    deploymentId: DeploymentId,
+    action: DeploymentAction,
+  ): Promise<RolloutView>;
   uploadImage(tenantId: TenantId, image: ImageUpload): UploadImageResponse;
   listImages(tenantId: TenantId): Image[];
 }
+
+/** A validated deployment request. */
+export interface DeploymentRequest {
+  readonly deviceGroupId: DeviceGroupId;
+  readonly imageId: ImageId;
+  readonly config: RolloutConfig;
+}
+
+/** Commands an operator can give a running deployment. */
+export const DEPLOYMENT_ACTIONS = ['pause', 'resume', 'cancel', 'retry-failed'] as const;
+export type DeploymentAction = (typeof DEPLOYMENT_ACTIONS)[number];
 
 /** A validated image upload. */
 export interface ImageUpload {

@@ -19,6 +19,10 @@ import type {
   ListImagesResponse,
   UploadImageRequest,
   UploadImageResponse,
+  ControlDeploymentResponse,
+  CreateDeploymentRequest,
+  CreateDeploymentResponse,
+  GetDeploymentResponse,
 } from '../../proto/gen/sphere/operator/v1/operator.js';
 import { ERROR_CODE_METADATA } from './errors.js';
 
@@ -55,6 +59,12 @@ export interface OperatorClient {
     image: Omit<UploadImageRequest, 'securityVersion'> & { securityVersion?: number },
   ): Promise<UploadImageResponse>;
   listImages(): Promise<ListImagesResponse>;
+  createDeployment(
+    d: Partial<CreateDeploymentRequest> &
+      Pick<CreateDeploymentRequest, 'deviceGroupId' | 'imageId' | 'waves'>,
+  ): Promise<CreateDeploymentResponse>;
+  getDeployment(deploymentId: string, includeDevices?: boolean): Promise<GetDeploymentResponse>;
+  controlDeployment(deploymentId: string, action: string): Promise<ControlDeploymentResponse>;
   /** The same connection with another token. */
   withToken(token: string): OperatorClient;
   close(): void;
@@ -113,6 +123,25 @@ export function createOperatorClient(
     uploadImage: (image) =>
       call<UploadImageResponse>((m, cb) => client.uploadImage({ securityVersion: 0, ...image }, m, cb)),
     listImages: () => call<ListImagesResponse>((m, cb) => client.listImages({}, m, cb)),
+    createDeployment: (d) =>
+      call<CreateDeploymentResponse>((m, cb) =>
+        client.createDeployment(
+          {
+            successThreshold: 1,
+            errorCount: 0,
+            errorShare: 0,
+            autoRollback: false,
+            pauseBetweenWavesMs: 0,
+            ...d,
+          },
+          m,
+          cb,
+        ),
+      ),
+    getDeployment: (deploymentId, includeDevices = false) =>
+      call<GetDeploymentResponse>((m, cb) => client.getDeployment({ deploymentId, includeDevices }, m, cb)),
+    controlDeployment: (deploymentId, action) =>
+      call<ControlDeploymentResponse>((m, cb) => client.controlDeployment({ deploymentId, action }, m, cb)),
     assignDevices: (deviceGroupId, deviceIds) =>
       call<AssignDevicesResponse>((m, cb) => client.assignDevices({ deviceGroupId, deviceIds }, m, cb)),
     withToken: (t) => createOperatorClient(address, t, client),

@@ -8,6 +8,8 @@ export const OPERATOR_ERRORS = {
   PAYLOAD_TOO_LARGE: 'PAYLOAD_TOO_LARGE',
   NOT_FOUND: 'NOT_FOUND',
   ALREADY_EXISTS: 'ALREADY_EXISTS',
+  /** The object is not in a state that allows the call (e.g. resume a rollout that is running). */
+  CONFLICT: 'CONFLICT',
   INTERNAL: 'INTERNAL',
 } as const;
 export type OperatorErrorCode = (typeof OPERATOR_ERRORS)[keyof typeof OPERATOR_ERRORS];
@@ -39,6 +41,8 @@ export function grpcStatusOf(code: OperatorErrorCode): status {
       return status.NOT_FOUND;
     case 'ALREADY_EXISTS':
       return status.ALREADY_EXISTS;
+    case 'CONFLICT':
+      return status.FAILED_PRECONDITION;
     case 'INTERNAL':
       return status.INTERNAL;
     default:

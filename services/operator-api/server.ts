@@ -16,19 +16,32 @@ import {
   ListProductsRequest,
   ListImagesRequest,
   UploadImageRequest,
+  ControlDeploymentRequest,
+  CreateDeploymentRequest,
+  GetDeploymentRequest,
 } from '../../proto/gen/sphere/operator/v1/operator.js';
 import {
   decodeStrict,
+  parseDeploymentId,
   parseDeviceGroupId,
   parseDeviceId,
+  parseImageId,
   parseProductId,
   PUBLIC_KEY_BYTES,
 } from '../../proto/codec/index.js';
 import { OS_FEEDS, UPDATE_POLICIES } from '../registry/index.js';
 import type { OsFeed, UpdatePolicy } from '../registry/index.js';
-import type { DeviceGroupId, DeviceId, MessageFns, ProductId } from '../../proto/codec/index.js';
+import type {
+  DeploymentId,
+  DeviceGroupId,
+  DeviceId,
+  MessageFns,
+  ProductId,
+} from '../../proto/codec/index.js';
+import { compileRolloutConfig } from '../rollouts/index.js';
 import type { ServiceMetrics } from '../metrics/index.js';
-import type { Caller, OperatorBackend } from './backend.js';
+import { DEPLOYMENT_ACTIONS } from './backend.js';
+import type { Caller, DeploymentAction, OperatorBackend } from './backend.js';
 import { ERROR_CODE_METADATA, OPERATOR_ERRORS, OperatorError, grpcStatusOf } from './errors.js';
 
 /** Largest request accepted (bytes); bigger ones get PAYLOAD_TOO_LARGE. */
@@ -59,6 +72,9 @@ const REQUESTS: { readonly [M in Method]: MessageFns<object> } = {
   assignDevices: AssignDevicesRequest,
   uploadImage: UploadImageRequest,
   listImages: ListImagesRequest,
+  createDeployment: CreateDeploymentRequest,
+  getDeployment: GetDeploymentRequest,
+  controlDeployment: ControlDeploymentRequest,
 };
 
 /** A request that failed to decode travels to the handler as this, never as an exception. */
@@ -85,6 +101,9 @@ const AUTH: { readonly [M in Method]: 'admin' | 'tenant' | 'public' } = {
   assignDevices: 'tenant',
   uploadImage: 'tenant',
   listImages: 'tenant',
+  createDeployment: 'tenant',
+  getDeployment: 'tenant',
+  controlDeployment: 'tenant',
 };
 
 function deviceIdOf(s: string, field: string): DeviceId {
@@ -104,6 +123,16 @@ function productIdOf(s: string): ProductId {
     throw new OperatorError(
       'MALFORMED_INPUT',
       `product_id must look like "p-" + 16 hex characters, got ${JSON.stringify(s.slice(0, 24))}`,
+    );
+  return id;
+}
+
+function deploymentIdOf(s: string): DeploymentId {
+  const id = parseDeploymentId(s);
+  if (id === null)
+    throw new OperatorError(
+      'MALFORMED_INPUT',
+      `deployment_id must look like "d-" + 16 hex characters, got ${JSON.stringify(s.slice(0, 24))}`,
     );
   return id;
 }
@@ -266,6 +295,47 @@ export function operatorImplementation(backend: OperatorBackend, metrics: Servic
     },
     listImages: (_req: ListImagesRequest, caller) => ({
       images: backend.listImages(tenantOf(caller).tenantId),
+    }),
+    createDeployment: async (req: CreateDeploymentRequest, caller) => {
+      const { tenantId } = tenantOf(caller);
+      const compiled = compileRolloutConfig({
+        waves: req.waves.map((w) =>
+          w.size?.$case === 'count' ? { count: w.size.value } : { share: w.size?.value ?? 0 },
+        ),
+        successThreshold: req.successThreshold,
+        errorThreshold: {
+          ...(req.errorCount > 0 ? { count: req.errorCount } : {}),
+          ...(req.errorShare > 0 ? { share: req.errorShare } : {}),
+        },
+        autoRollback: req.autoRollback,
+        pauseBetweenWavesMs: req.pauseBetweenWavesMs,
+      });
+      if (!compiled.ok)
+        throw new OperatorError('MALFORMED_INPUT', `${compiled.error.field}: ${compiled.error.message}`);
+      const imageId = parseImageId(req.imageId);
+      if (imageId === null)
+        throw new OperatorError('MALFORMED_INPUT', 'image_id must look like "i-" + 16 hex characters');
+      return {
+        rollout: await backend.createDeployment(tenantId, {
+          deviceGroupId: deviceGroupIdOf(req.deviceGroupId),
+          imageId,
+          config: compiled.value,
+        }),
+      };
+    },
+    getDeployment: async (req: GetDeploymentRequest, caller) => ({
+      rollout: await backend.getDeployment(
+        tenantOf(caller).tenantId,
+        deploymentIdOf(req.deploymentId),
+        req.includeDevices,
+      ),
+    }),
+    controlDeployment: async (req: ControlDeploymentRequest, caller) => ({
+      rollout: await backend.controlDeployment(
+        tenantOf(caller).tenantId,
+        deploymentIdOf(req.deploymentId),
+        oneOf<DeploymentAction>(req.action, DEPLOYMENT_ACTIONS, 'pause', 'action'),
+      ),
     }),
     assignDevices: (req: AssignDevicesRequest, caller) => {
       const { tenantId } = tenantOf(caller);

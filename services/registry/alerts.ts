@@ -17,6 +17,7 @@ export const ALERT_SEVERITY: Readonly<Record<RejectCode, Severity>> = {
   BELOW_MIN_VERSION: 'medium',
   DUPLICATE_IDENTITY: 'critical',
   CLOCK_SKEW: 'low',
+  UNKNOWN_DEPLOYMENT: 'low',
   OVERLOADED: 'low',
   INTERNAL: 'medium',
 };

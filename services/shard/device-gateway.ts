@@ -4,15 +4,17 @@ import {
   decodeAttestRequest,
   decodeChallengeRequest,
   decodeHeartbeat,
+  decodeUpdateReport,
   deviceSubjectAll,
   encodeAttestReply,
   encodeChallengeReply,
   partitionOf,
   partitionOfSubject,
 } from '../../proto/codec/index.js';
-import type { DeviceId, DeviceOp, Rejection } from '../../proto/codec/index.js';
+import type { DeploymentId, DeviceId, DeviceOp, Rejection } from '../../proto/codec/index.js';
 import type { ShardContext } from './context.js';
 import type { PartitionMessage } from './partition-actor.js';
+import type { DeploymentMessage } from './deployment-actor.js';
 
 /** Queue group shared by all shards, so each device request reaches exactly one of them. */
 export const SHARD_QUEUE = 'sphere-shards';
@@ -27,6 +29,7 @@ export function serveDevices(
   transport: Transport,
   ctx: ShardContext,
   partitionRef: (partition: number) => ActorRef<PartitionMessage> | undefined,
+  deploymentRef: (deploymentId: DeploymentId) => ActorRef<DeploymentMessage> | undefined,
 ): Subscription[] {
   const { metrics } = ctx;
 
@@ -135,5 +138,37 @@ export function serveDevices(
     { queue: SHARD_QUEUE },
   );
 
-  return [challenge, attest, heartbeat];
+  // Update reports feed the deployment's rollout engine, which ignores (and counts) reports from
+  // devices outside its population; binding reports to the attested identity is issue 5's.
+  const updateReport = transport.serve(
+    deviceSubjectAll('update-report'),
+    (m) => {
+      const decoded = decodeUpdateReport(m.data);
+      if (!decoded.ok) return refuse('update-report', '', decoded.error, m, () => new Uint8Array());
+      const r = decoded.value;
+      const ref = route(m, r.deviceId);
+      if (!('tell' in ref)) return refuse('update-report', r.deviceId, ref, m, () => new Uint8Array());
+      const deployment = deploymentRef(r.deploymentId);
+      if (deployment === undefined) {
+        metrics.updateReports.inc({ result: 'rejected', reason: REJECT_CODES.UNKNOWN_DEPLOYMENT });
+        return;
+      }
+      const accepted = deployment.tell({
+        type: 'deployment.apply',
+        msg: {
+          type: 'rollout.device-report',
+          deviceId: r.deviceId,
+          reportId: r.reportId,
+          outcome: r.outcome,
+          atMs: r.deviceTimeMs,
+        },
+      });
+      metrics.updateReports.inc(
+        accepted ? { result: 'ok', reason: 'OK' } : { result: 'rejected', reason: REJECT_CODES.OVERLOADED },
+      );
+    },
+    { queue: SHARD_QUEUE },
+  );
+
+  return [challenge, attest, heartbeat, updateReport];
 }

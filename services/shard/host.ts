@@ -8,6 +8,7 @@ import {
 } from '../../actors/runtime/index.js';
 import type {
   ActorHandle,
+  ActorRef,
   MetricsServer,
   PromMeter,
   Subscription,
@@ -16,6 +17,7 @@ import type {
 import { deviceIdFromPublicKey, publicKeyFromRaw } from '../../actors/crypto/index.js';
 import {
   DEFAULT_PARTITIONS,
+  parseDeploymentId,
   parseDeviceGroupId,
   parseDeviceId,
   parseImageId,
@@ -23,12 +25,13 @@ import {
   parseTenantId,
   partitionOf,
 } from '../../proto/codec/index.js';
-import type { DeviceId, TenantId } from '../../proto/codec/index.js';
+import type { DeploymentId, DeviceId, TenantId } from '../../proto/codec/index.js';
 import type {
   Device,
   DeviceGroup as DeviceGroupView,
   GetFleetStatsResponse,
   Image as ImageView,
+  Rollout as RolloutView,
   Product as ProductView,
 } from '../../proto/gen/sphere/operator/v1/operator.js';
 import { DEFAULT_POLICY, NonceBook, defaultReferenceValues } from '../attestation/index.js';
@@ -50,6 +53,10 @@ import {
 } from '../registry/index.js';
 import type { DeviceGroup, DeviceRecord, DeviceRegistry, ImageRecord, Product } from '../registry/index.js';
 import { createTufRepository, serveTufRepositories } from '../updates/tuf/index.js';
+import { initialRollout, rolloutGauges } from '../rollouts/index.js';
+import type { Rollout, RolloutMessage } from '../rollouts/index.js';
+import { deploymentDefinition } from './deployment-actor.js';
+import type { DeploymentMessage } from './deployment-actor.js';
 import type { TufHttpServer, TufRepository } from '../updates/tuf/index.js';
 import type { ShardContext } from './context.js';
 import { AdmissionControl } from './admission.js';
@@ -203,6 +210,32 @@ export async function startShard(opts: ShardOptions): Promise<Shard> {
     });
     return counts;
   };
+
+  /** Deployments by ID; each is an actor owning its rollout state. */
+  const deployments = new Map<
+    DeploymentId,
+    { tenantId: TenantId; groupId: string; ref: ActorRef<DeploymentMessage> }
+  >();
+  const deploymentOf = (tenantId: TenantId, id: DeploymentId): ActorRef<DeploymentMessage> => {
+    const d = deployments.get(id);
+    if (d === undefined || d.tenantId !== tenantId)
+      throw new OperatorError('NOT_FOUND', 'no such deployment in your tenant');
+    return d.ref;
+  };
+  const readDeployment = (ref: ActorRef<DeploymentMessage>): Promise<Rollout> =>
+    new Promise((resolve, reject) => {
+      if (!ref.tell({ type: 'deployment.read', reply: resolve }))
+        reject(new OperatorError('INTERNAL', 'deployment is unavailable; retry'));
+    });
+  const applyToDeployment = (ref: ActorRef<DeploymentMessage>, msg: RolloutMessage): Promise<void> =>
+    new Promise((resolve, reject) => {
+      const accepted = ref.tell({
+        type: 'deployment.apply',
+        msg,
+        reply: (e) => (e === null ? resolve() : reject(new OperatorError('CONFLICT', e.message))),
+      });
+      if (!accepted) reject(new OperatorError('INTERNAL', 'deployment is unavailable; retry'));
+    });
 
   const adminToken = opts.adminToken;
   const backend: OperatorBackend = {
@@ -374,6 +407,7 @@ export async function startShard(opts: ShardOptions): Promise<Shard> {
         throw new OperatorError('NOT_FOUND', 'no such device group in your tenant');
       }
       let assigned = 0;
+      const joined: string[] = [];
       const rejected: { deviceId: string; code: string; message: string }[] = [];
       await Promise.all(
         [...byPartition(deviceIds, (d) => d)].map(([p, ids]) =>
@@ -385,8 +419,10 @@ export async function startShard(opts: ShardOptions): Promise<Shard> {
             reply,
           })).then((outcomes) =>
             outcomes.forEach((ok, i) => {
-              if (ok) assigned++;
-              else
+              if (ok) {
+                assigned++;
+                joined.push(ids[i] ?? '');
+              } else
                 rejected.push({
                   deviceId: ids[i] ?? '',
                   code: 'NOT_FOUND',
@@ -396,7 +432,59 @@ export async function startShard(opts: ShardOptions): Promise<Shard> {
           ),
         ),
       );
+      // Devices joining a group mid-rollout are picked up by its deployments' current wave.
+      for (const d of deployments.values()) {
+        if (d.tenantId !== tenantId || d.groupId !== deviceGroupId) continue;
+        for (const deviceId of joined)
+          d.ref.tell({ type: 'deployment.apply', msg: { type: 'rollout.device-joined', deviceId } });
+      }
       return { assigned, rejected };
+    },
+    async createDeployment(tenantId, request) {
+      const group = products.group(tenantId, request.deviceGroupId);
+      if (group === undefined) throw new OperatorError('NOT_FOUND', 'no such device group in your tenant');
+      const image = images.list(tenantId).find((i) => i.id === request.imageId);
+      if (image === undefined)
+        throw new OperatorError('NOT_FOUND', 'no such image in your tenant; upload it first');
+      const id = newId('d-', parseDeploymentId);
+      const rollout = initialRollout({
+        deploymentId: id,
+        groupId: group.id,
+        image: {
+          imageId: image.id,
+          kind: image.kind,
+          version: image.version,
+          securityVersion: image.securityVersion,
+        },
+        config: request.config,
+      });
+      const ref = system.spawn(deploymentDefinition(rollout, { clock, metrics }));
+      deployments.set(id, { tenantId, groupId: group.id, ref });
+      const members: string[] = [];
+      await visitAll((devices) => {
+        for (const r of devices.values())
+          if (r.tenantId === tenantId && r.deviceGroupId === group.id) members.push(r.deviceId);
+      });
+      for (const deviceId of members)
+        ref.tell({ type: 'deployment.apply', msg: { type: 'rollout.device-joined', deviceId } });
+      await applyToDeployment(ref, { type: 'rollout.start' });
+      return rolloutView(await readDeployment(ref), false);
+    },
+    async getDeployment(tenantId, deploymentId, includeDevices) {
+      return rolloutView(await readDeployment(deploymentOf(tenantId, deploymentId)), includeDevices);
+    },
+    async controlDeployment(tenantId, deploymentId, action) {
+      const ref = deploymentOf(tenantId, deploymentId);
+      const msg: RolloutMessage =
+        action === 'pause'
+          ? { type: 'rollout.pause' }
+          : action === 'resume'
+            ? { type: 'rollout.resume' }
+            : action === 'cancel'
+              ? { type: 'rollout.cancel' }
+              : { type: 'rollout.retry-failed' };
+      await applyToDeployment(ref, msg);
+      return rolloutView(await readDeployment(ref), false);
     },
     uploadImage(tenantId, upload) {
       if (images.find(tenantId, upload.kind, upload.name, upload.version) !== undefined) {
@@ -474,7 +562,12 @@ export async function startShard(opts: ShardOptions): Promise<Shard> {
 
   try {
     transport = await connectNatsTransport({ servers: opts.nats, name: opts.shardId, meter });
-    subs = serveDevices(transport, ctx, (p) => actors[p]);
+    subs = serveDevices(
+      transport,
+      ctx,
+      (p) => actors[p],
+      (id) => deployments.get(id)?.ref,
+    );
     await transport.flush();
     grpc = await startOperatorServer({ host: opts.grpcHost, port: opts.grpcPort, backend, metrics });
     tufServer = await serveTufRepositories({
@@ -547,6 +640,29 @@ function deviceView(r: DeviceRecord, nowMs: number): Device {
     attestationsOk: r.attestationsOk,
     attestationsFailed: r.attestationsFailed,
     deviceGroupId: r.deviceGroupId ?? '',
+  };
+}
+
+function rolloutView(r: Rollout, includeDevices: boolean): RolloutView {
+  const waves = new Map<number, Record<string, number>>();
+  for (const d of rolloutGauges(r).devices) {
+    const w = waves.get(d.wave) ?? {};
+    w[d.state] = d.count;
+    waves.set(d.wave, w);
+  }
+  return {
+    deploymentId: r.deploymentId,
+    deviceGroupId: r.groupId,
+    imageId: r.image.imageId,
+    state: r.state,
+    currentWave: r.currentWave,
+    waves: [...waves].map(([wave, devicesByState]) => ({ wave, devicesByState })),
+    failures: r.failures,
+    attempted: r.attempted,
+    haltReason: r.halt?.reason ?? '',
+    devices: includeDevices
+      ? r.devices.map((d) => ({ deviceId: d.deviceId, wave: d.wave, state: d.state }))
+      : [],
   };
 }
 

@@ -16,6 +16,9 @@ import {
   CreateTenantRequest,
   ListDeviceGroupsRequest,
   UploadImageRequest,
+  ControlDeploymentRequest,
+  CreateDeploymentRequest,
+  GetDeploymentRequest,
   GetDeviceRequest,
   ListAlertsRequest,
   OperatorServiceService,
@@ -407,6 +410,30 @@ describe('operator api', () => {
               securityVersion: 0,
               content: Buffer.from('img'),
             }).finish(),
+          );
+        case 'createDeployment':
+          return Buffer.from(
+            CreateDeploymentRequest.encode({
+              deviceGroupId: 'g-0123456789abcdef',
+              imageId: 'i-0123456789abcdef',
+              waves: [{ size: { $case: 'share', value: 1 } }],
+              successThreshold: 1,
+              errorCount: 1,
+              errorShare: 0,
+              autoRollback: false,
+              pauseBetweenWavesMs: 0,
+            }).finish(),
+          );
+        case 'getDeployment':
+          return Buffer.from(
+            GetDeploymentRequest.encode({
+              deploymentId: 'd-0123456789abcdef',
+              includeDevices: true,
+            }).finish(),
+          );
+        case 'controlDeployment':
+          return Buffer.from(
+            ControlDeploymentRequest.encode({ deploymentId: 'd-0123456789abcdef', action: 'pause' }).finish(),
           );
         case 'getFleetStats':
         case 'getServiceInfo':

@@ -15,6 +15,7 @@ export const protobufPackage = "sphere.device.v1";
  *   sphere.dev.v1.challenge.<P>  request ChallengeRequest -> ChallengeReply
  *   sphere.dev.v1.attest.<P>     request AttestRequest    -> AttestReply
  *   sphere.dev.v1.heartbeat.<P>  publish Heartbeat (no reply)
+ *   sphere.dev.v1.update-report.<P>  publish UpdateReport (no reply)
  * Decoders are strict: unknown fields, wrong wire types and truncated bytes are rejected as
  * MALFORMED_INPUT.
  */
@@ -116,6 +117,21 @@ export interface AttestReply {
 export interface Heartbeat {
   deviceId: string;
   bootId: Uint8Array;
+  deviceTimeMs: number;
+  _unknownFields?: { [key: number]: Uint8Array[] } | undefined;
+}
+
+/**
+ * A device's progress on an update it was offered (see actors/update-agent). Report IDs are stable
+ * per (offer, attempt, outcome), so duplicates are recognised.
+ */
+export interface UpdateReport {
+  deviceId: string;
+  deploymentId: string;
+  reportId: string;
+  /** downloading, installing, succeeded, failed, rolled-back. */
+  outcome: string;
+  code: string;
   deviceTimeMs: number;
   _unknownFields?: { [key: number]: Uint8Array[] } | undefined;
 }
@@ -913,6 +929,114 @@ export const Heartbeat: MessageFns<Heartbeat> = {
         }
         case 3: {
           if (tag !== 24) {
+            break;
+          }
+
+          message.deviceTimeMs = longToNumber(reader.int64());
+          continue;
+        }
+      }
+      if ((tag & 7) === 4 || tag === 0) {
+        break;
+      }
+      const buf = reader.skip(tag & 7);
+
+      const list = message._unknownFields![tag];
+
+      if (list === undefined) {
+        message._unknownFields![tag] = [buf];
+      } else {
+        list.push(buf);
+      }
+    }
+    return message;
+  },
+};
+
+function createBaseUpdateReport(): UpdateReport {
+  return { deviceId: "", deploymentId: "", reportId: "", outcome: "", code: "", deviceTimeMs: 0, _unknownFields: {} };
+}
+
+export const UpdateReport: MessageFns<UpdateReport> = {
+  encode(message: UpdateReport, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.deviceId !== "") {
+      writer.uint32(10).string(message.deviceId);
+    }
+    if (message.deploymentId !== "") {
+      writer.uint32(18).string(message.deploymentId);
+    }
+    if (message.reportId !== "") {
+      writer.uint32(26).string(message.reportId);
+    }
+    if (message.outcome !== "") {
+      writer.uint32(34).string(message.outcome);
+    }
+    if (message.code !== "") {
+      writer.uint32(42).string(message.code);
+    }
+    if (message.deviceTimeMs !== 0) {
+      writer.uint32(48).int64(message.deviceTimeMs);
+    }
+    if (message._unknownFields !== undefined) {
+      for (const [key, values] of Object.entries(message._unknownFields)) {
+        const tag = parseInt(key, 10);
+        for (const value of values) {
+          writer.uint32(tag).raw(value);
+        }
+      }
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): UpdateReport {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const end = length === undefined ? reader.len : reader.pos + length;
+    const message = createBaseUpdateReport();
+    while (reader.pos < end) {
+      const tag = reader.uint32();
+      switch (tag >>> 3) {
+        case 1: {
+          if (tag !== 10) {
+            break;
+          }
+
+          message.deviceId = reader.string();
+          continue;
+        }
+        case 2: {
+          if (tag !== 18) {
+            break;
+          }
+
+          message.deploymentId = reader.string();
+          continue;
+        }
+        case 3: {
+          if (tag !== 26) {
+            break;
+          }
+
+          message.reportId = reader.string();
+          continue;
+        }
+        case 4: {
+          if (tag !== 34) {
+            break;
+          }
+
+          message.outcome = reader.string();
+          continue;
+        }
+        case 5: {
+          if (tag !== 42) {
+            break;
+          }
+
+          message.code = reader.string();
+          continue;
+        }
+        case 6: {
+          if (tag !== 48) {
             break;
           }
 

@@ -318,6 +318,97 @@ export interface ListImagesResponse {
   _unknownFields?: { [key: number]: Uint8Array[] } | undefined;
 }
 
+export interface Wave {
+  size?:
+    | //
+    /** Cumulative share of the group (0, 1]. */
+    { $case: "share"; value: number }
+    | //
+    /** Cumulative number of devices. */
+    { $case: "count"; value: number }
+    | undefined;
+  _unknownFields?: { [key: number]: Uint8Array[] } | undefined;
+}
+
+export interface CreateDeploymentRequest {
+  deviceGroupId: string;
+  imageId: string;
+  waves: Wave[];
+  /** Share of a wave's devices that must succeed before the next wave opens. */
+  successThreshold: number;
+  /** Halt when failures reach this count (0: not used) ... */
+  errorCount: number;
+  /** ... or this share of the devices attempted (0: not used). At least one is required. */
+  errorShare: number;
+  /** On halt, order the devices that succeeded back to their previous image. */
+  autoRollback: boolean;
+  pauseBetweenWavesMs: number;
+  _unknownFields?: { [key: number]: Uint8Array[] } | undefined;
+}
+
+export interface RolloutWave {
+  /** 0: devices not yet assigned to a wave. */
+  wave: number;
+  devicesByState: { [key: string]: number };
+  _unknownFields?: { [key: number]: Uint8Array[] } | undefined;
+}
+
+export interface RolloutWave_DevicesByStateEntry {
+  key: string;
+  value: number;
+  _unknownFields?: { [key: number]: Uint8Array[] } | undefined;
+}
+
+export interface RolloutDeviceStatus {
+  deviceId: string;
+  wave: number;
+  state: string;
+  _unknownFields?: { [key: number]: Uint8Array[] } | undefined;
+}
+
+export interface Rollout {
+  deploymentId: string;
+  deviceGroupId: string;
+  imageId: string;
+  /** scheduled, running, paused, waiting, halted, completed, cancelled. */
+  state: string;
+  currentWave: number;
+  waves: RolloutWave[];
+  failures: number;
+  attempted: number;
+  haltReason: string;
+  /** Only when asked for (include_devices). */
+  devices: RolloutDeviceStatus[];
+  _unknownFields?: { [key: number]: Uint8Array[] } | undefined;
+}
+
+export interface CreateDeploymentResponse {
+  rollout: Rollout | undefined;
+  _unknownFields?: { [key: number]: Uint8Array[] } | undefined;
+}
+
+export interface GetDeploymentRequest {
+  deploymentId: string;
+  includeDevices: boolean;
+  _unknownFields?: { [key: number]: Uint8Array[] } | undefined;
+}
+
+export interface GetDeploymentResponse {
+  rollout: Rollout | undefined;
+  _unknownFields?: { [key: number]: Uint8Array[] } | undefined;
+}
+
+export interface ControlDeploymentRequest {
+  deploymentId: string;
+  action: string;
+  _unknownFields?: { [key: number]: Uint8Array[] } | undefined;
+}
+
+export interface ControlDeploymentResponse {
+  rollout: Rollout | undefined;
+  _unknownFields?: { [key: number]: Uint8Array[] } | undefined;
+}
+
 function createBaseCreateTenantRequest(): CreateTenantRequest {
   return { name: "", _unknownFields: {} };
 }
@@ -3289,6 +3380,869 @@ export const ListImagesResponse: MessageFns<ListImagesResponse> = {
   },
 };
 
+function createBaseWave(): Wave {
+  return { size: undefined, _unknownFields: {} };
+}
+
+export const Wave: MessageFns<Wave> = {
+  encode(message: Wave, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    switch (message.size?.$case) {
+      case "share":
+        writer.uint32(9).double(message.size.value);
+        break;
+      case "count":
+        writer.uint32(16).uint32(message.size.value);
+        break;
+    }
+    if (message._unknownFields !== undefined) {
+      for (const [key, values] of Object.entries(message._unknownFields)) {
+        const tag = parseInt(key, 10);
+        for (const value of values) {
+          writer.uint32(tag).raw(value);
+        }
+      }
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): Wave {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const end = length === undefined ? reader.len : reader.pos + length;
+    const message = createBaseWave();
+    while (reader.pos < end) {
+      const tag = reader.uint32();
+      switch (tag >>> 3) {
+        case 1: {
+          if (tag !== 9) {
+            break;
+          }
+
+          message.size = { $case: "share", value: reader.double() };
+          continue;
+        }
+        case 2: {
+          if (tag !== 16) {
+            break;
+          }
+
+          message.size = { $case: "count", value: reader.uint32() };
+          continue;
+        }
+      }
+      if ((tag & 7) === 4 || tag === 0) {
+        break;
+      }
+      const buf = reader.skip(tag & 7);
+
+      const list = message._unknownFields![tag];
+
+      if (list === undefined) {
+        message._unknownFields![tag] = [buf];
+      } else {
+        list.push(buf);
+      }
+    }
+    return message;
+  },
+};
+
+function createBaseCreateDeploymentRequest(): CreateDeploymentRequest {
+  return {
+    deviceGroupId: "",
+    imageId: "",
+    waves: [],
+    successThreshold: 0,
+    errorCount: 0,
+    errorShare: 0,
+    autoRollback: false,
+    pauseBetweenWavesMs: 0,
+    _unknownFields: {},
+  };
+}
+
+export const CreateDeploymentRequest: MessageFns<CreateDeploymentRequest> = {
+  encode(message: CreateDeploymentRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.deviceGroupId !== "") {
+      writer.uint32(10).string(message.deviceGroupId);
+    }
+    if (message.imageId !== "") {
+      writer.uint32(18).string(message.imageId);
+    }
+    for (const v of message.waves) {
+      Wave.encode(v!, writer.uint32(26).fork()).join();
+    }
+    if (message.successThreshold !== 0) {
+      writer.uint32(33).double(message.successThreshold);
+    }
+    if (message.errorCount !== 0) {
+      writer.uint32(40).uint32(message.errorCount);
+    }
+    if (message.errorShare !== 0) {
+      writer.uint32(49).double(message.errorShare);
+    }
+    if (message.autoRollback !== false) {
+      writer.uint32(56).bool(message.autoRollback);
+    }
+    if (message.pauseBetweenWavesMs !== 0) {
+      writer.uint32(64).int64(message.pauseBetweenWavesMs);
+    }
+    if (message._unknownFields !== undefined) {
+      for (const [key, values] of Object.entries(message._unknownFields)) {
+        const tag = parseInt(key, 10);
+        for (const value of values) {
+          writer.uint32(tag).raw(value);
+        }
+      }
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): CreateDeploymentRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const end = length === undefined ? reader.len : reader.pos + length;
+    const message = createBaseCreateDeploymentRequest();
+    while (reader.pos < end) {
+      const tag = reader.uint32();
+      switch (tag >>> 3) {
+        case 1: {
+          if (tag !== 10) {
+            break;
+          }
+
+          message.deviceGroupId = reader.string();
+          continue;
+        }
+        case 2: {
+          if (tag !== 18) {
+            break;
+          }
+
+          message.imageId = reader.string();
+          continue;
+        }
+        case 3: {
+          if (tag !== 26) {
+            break;
+          }
+
+          message.waves.push(Wave.decode(reader, reader.uint32()));
+          continue;
+        }
+        case 4: {
+          if (tag !== 33) {
+            break;
+          }
+
+          message.successThreshold = reader.double();
+          continue;
+        }
+        case 5: {
+          if (tag !== 40) {
+            break;
+          }
+
+          message.errorCount = reader.uint32();
+          continue;
+        }
+        case 6: {
+          if (tag !== 49) {
+            break;
+          }
+
+          message.errorShare = reader.double();
+          continue;
+        }
+        case 7: {
+          if (tag !== 56) {
+            break;
+          }
+
+          message.autoRollback = reader.bool();
+          continue;
+        }
+        case 8: {
+          if (tag !== 64) {
+            break;
+          }
+
+          message.pauseBetweenWavesMs = longToNumber(reader.int64());
+          continue;
+        }
+      }
+      if ((tag & 7) === 4 || tag === 0) {
+        break;
+      }
+      const buf = reader.skip(tag & 7);
+
+      const list = message._unknownFields![tag];
+
+      if (list === undefined) {
+        message._unknownFields![tag] = [buf];
+      } else {
+        list.push(buf);
+      }
+    }
+    return message;
+  },
+};
+
+function createBaseRolloutWave(): RolloutWave {
+  return { wave: 0, devicesByState: {}, _unknownFields: {} };
+}
+
+export const RolloutWave: MessageFns<RolloutWave> = {
+  encode(message: RolloutWave, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.wave !== 0) {
+      writer.uint32(8).uint32(message.wave);
+    }
+    Object.entries(message.devicesByState).forEach(([key, value]) => {
+      RolloutWave_DevicesByStateEntry.encode({ key: key as any, value }, writer.uint32(18).fork()).join();
+    });
+    if (message._unknownFields !== undefined) {
+      for (const [key, values] of Object.entries(message._unknownFields)) {
+        const tag = parseInt(key, 10);
+        for (const value of values) {
+          writer.uint32(tag).raw(value);
+        }
+      }
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): RolloutWave {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const end = length === undefined ? reader.len : reader.pos + length;
+    const message = createBaseRolloutWave();
+    while (reader.pos < end) {
+      const tag = reader.uint32();
+      switch (tag >>> 3) {
+        case 1: {
+          if (tag !== 8) {
+            break;
+          }
+
+          message.wave = reader.uint32();
+          continue;
+        }
+        case 2: {
+          if (tag !== 18) {
+            break;
+          }
+
+          const entry2 = RolloutWave_DevicesByStateEntry.decode(reader, reader.uint32());
+          if (entry2.value !== undefined) {
+            message.devicesByState[entry2.key] = entry2.value;
+          }
+          continue;
+        }
+      }
+      if ((tag & 7) === 4 || tag === 0) {
+        break;
+      }
+      const buf = reader.skip(tag & 7);
+
+      const list = message._unknownFields![tag];
+
+      if (list === undefined) {
+        message._unknownFields![tag] = [buf];
+      } else {
+        list.push(buf);
+      }
+    }
+    return message;
+  },
+};
+
+function createBaseRolloutWave_DevicesByStateEntry(): RolloutWave_DevicesByStateEntry {
+  return { key: "", value: 0, _unknownFields: {} };
+}
+
+export const RolloutWave_DevicesByStateEntry: MessageFns<RolloutWave_DevicesByStateEntry> = {
+  encode(message: RolloutWave_DevicesByStateEntry, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.key !== "") {
+      writer.uint32(10).string(message.key);
+    }
+    if (message.value !== 0) {
+      writer.uint32(16).uint64(message.value);
+    }
+    if (message._unknownFields !== undefined) {
+      for (const [key, values] of Object.entries(message._unknownFields)) {
+        const tag = parseInt(key, 10);
+        for (const value of values) {
+          writer.uint32(tag).raw(value);
+        }
+      }
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): RolloutWave_DevicesByStateEntry {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const end = length === undefined ? reader.len : reader.pos + length;
+    const message = createBaseRolloutWave_DevicesByStateEntry();
+    while (reader.pos < end) {
+      const tag = reader.uint32();
+      switch (tag >>> 3) {
+        case 1: {
+          if (tag !== 10) {
+            break;
+          }
+
+          message.key = reader.string();
+          continue;
+        }
+        case 2: {
+          if (tag !== 16) {
+            break;
+          }
+
+          message.value = longToNumber(reader.uint64());
+          continue;
+        }
+      }
+      if ((tag & 7) === 4 || tag === 0) {
+        break;
+      }
+      const buf = reader.skip(tag & 7);
+
+      const list = message._unknownFields![tag];
+
+      if (list === undefined) {
+        message._unknownFields![tag] = [buf];
+      } else {
+        list.push(buf);
+      }
+    }
+    return message;
+  },
+};
+
+function createBaseRolloutDeviceStatus(): RolloutDeviceStatus {
+  return { deviceId: "", wave: 0, state: "", _unknownFields: {} };
+}
+
+export const RolloutDeviceStatus: MessageFns<RolloutDeviceStatus> = {
+  encode(message: RolloutDeviceStatus, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.deviceId !== "") {
+      writer.uint32(10).string(message.deviceId);
+    }
+    if (message.wave !== 0) {
+      writer.uint32(16).uint32(message.wave);
+    }
+    if (message.state !== "") {
+      writer.uint32(26).string(message.state);
+    }
+    if (message._unknownFields !== undefined) {
+      for (const [key, values] of Object.entries(message._unknownFields)) {
+        const tag = parseInt(key, 10);
+        for (const value of values) {
+          writer.uint32(tag).raw(value);
+        }
+      }
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): RolloutDeviceStatus {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const end = length === undefined ? reader.len : reader.pos + length;
+    const message = createBaseRolloutDeviceStatus();
+    while (reader.pos < end) {
+      const tag = reader.uint32();
+      switch (tag >>> 3) {
+        case 1: {
+          if (tag !== 10) {
+            break;
+          }
+
+          message.deviceId = reader.string();
+          continue;
+        }
+        case 2: {
+          if (tag !== 16) {
+            break;
+          }
+
+          message.wave = reader.uint32();
+          continue;
+        }
+        case 3: {
+          if (tag !== 26) {
+            break;
+          }
+
+          message.state = reader.string();
+          continue;
+        }
+      }
+      if ((tag & 7) === 4 || tag === 0) {
+        break;
+      }
+      const buf = reader.skip(tag & 7);
+
+      const list = message._unknownFields![tag];
+
+      if (list === undefined) {
+        message._unknownFields![tag] = [buf];
+      } else {
+        list.push(buf);
+      }
+    }
+    return message;
+  },
+};
+
+function createBaseRollout(): Rollout {
+  return {
+    deploymentId: "",
+    deviceGroupId: "",
+    imageId: "",
+    state: "",
+    currentWave: 0,
+    waves: [],
+    failures: 0,
+    attempted: 0,
+    haltReason: "",
+    devices: [],
+    _unknownFields: {},
+  };
+}
+
+export const Rollout: MessageFns<Rollout> = {
+  encode(message: Rollout, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.deploymentId !== "") {
+      writer.uint32(10).string(message.deploymentId);
+    }
+    if (message.deviceGroupId !== "") {
+      writer.uint32(18).string(message.deviceGroupId);
+    }
+    if (message.imageId !== "") {
+      writer.uint32(26).string(message.imageId);
+    }
+    if (message.state !== "") {
+      writer.uint32(34).string(message.state);
+    }
+    if (message.currentWave !== 0) {
+      writer.uint32(40).uint32(message.currentWave);
+    }
+    for (const v of message.waves) {
+      RolloutWave.encode(v!, writer.uint32(50).fork()).join();
+    }
+    if (message.failures !== 0) {
+      writer.uint32(56).uint64(message.failures);
+    }
+    if (message.attempted !== 0) {
+      writer.uint32(64).uint64(message.attempted);
+    }
+    if (message.haltReason !== "") {
+      writer.uint32(74).string(message.haltReason);
+    }
+    for (const v of message.devices) {
+      RolloutDeviceStatus.encode(v!, writer.uint32(82).fork()).join();
+    }
+    if (message._unknownFields !== undefined) {
+      for (const [key, values] of Object.entries(message._unknownFields)) {
+        const tag = parseInt(key, 10);
+        for (const value of values) {
+          writer.uint32(tag).raw(value);
+        }
+      }
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): Rollout {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const end = length === undefined ? reader.len : reader.pos + length;
+    const message = createBaseRollout();
+    while (reader.pos < end) {
+      const tag = reader.uint32();
+      switch (tag >>> 3) {
+        case 1: {
+          if (tag !== 10) {
+            break;
+          }
+
+          message.deploymentId = reader.string();
+          continue;
+        }
+        case 2: {
+          if (tag !== 18) {
+            break;
+          }
+
+          message.deviceGroupId = reader.string();
+          continue;
+        }
+        case 3: {
+          if (tag !== 26) {
+            break;
+          }
+
+          message.imageId = reader.string();
+          continue;
+        }
+        case 4: {
+          if (tag !== 34) {
+            break;
+          }
+
+          message.state = reader.string();
+          continue;
+        }
+        case 5: {
+          if (tag !== 40) {
+            break;
+          }
+
+          message.currentWave = reader.uint32();
+          continue;
+        }
+        case 6: {
+          if (tag !== 50) {
+            break;
+          }
+
+          message.waves.push(RolloutWave.decode(reader, reader.uint32()));
+          continue;
+        }
+        case 7: {
+          if (tag !== 56) {
+            break;
+          }
+
+          message.failures = longToNumber(reader.uint64());
+          continue;
+        }
+        case 8: {
+          if (tag !== 64) {
+            break;
+          }
+
+          message.attempted = longToNumber(reader.uint64());
+          continue;
+        }
+        case 9: {
+          if (tag !== 74) {
+            break;
+          }
+
+          message.haltReason = reader.string();
+          continue;
+        }
+        case 10: {
+          if (tag !== 82) {
+            break;
+          }
+
+          message.devices.push(RolloutDeviceStatus.decode(reader, reader.uint32()));
+          continue;
+        }
+      }
+      if ((tag & 7) === 4 || tag === 0) {
+        break;
+      }
+      const buf = reader.skip(tag & 7);
+
+      const list = message._unknownFields![tag];
+
+      if (list === undefined) {
+        message._unknownFields![tag] = [buf];
+      } else {
+        list.push(buf);
+      }
+    }
+    return message;
+  },
+};
+
+function createBaseCreateDeploymentResponse(): CreateDeploymentResponse {
+  return { rollout: undefined, _unknownFields: {} };
+}
+
+export const CreateDeploymentResponse: MessageFns<CreateDeploymentResponse> = {
+  encode(message: CreateDeploymentResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.rollout !== undefined) {
+      Rollout.encode(message.rollout, writer.uint32(10).fork()).join();
+    }
+    if (message._unknownFields !== undefined) {
+      for (const [key, values] of Object.entries(message._unknownFields)) {
+        const tag = parseInt(key, 10);
+        for (const value of values) {
+          writer.uint32(tag).raw(value);
+        }
+      }
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): CreateDeploymentResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const end = length === undefined ? reader.len : reader.pos + length;
+    const message = createBaseCreateDeploymentResponse();
+    while (reader.pos < end) {
+      const tag = reader.uint32();
+      switch (tag >>> 3) {
+        case 1: {
+          if (tag !== 10) {
+            break;
+          }
+
+          message.rollout = Rollout.decode(reader, reader.uint32());
+          continue;
+        }
+      }
+      if ((tag & 7) === 4 || tag === 0) {
+        break;
+      }
+      const buf = reader.skip(tag & 7);
+
+      const list = message._unknownFields![tag];
+
+      if (list === undefined) {
+        message._unknownFields![tag] = [buf];
+      } else {
+        list.push(buf);
+      }
+    }
+    return message;
+  },
+};
+
+function createBaseGetDeploymentRequest(): GetDeploymentRequest {
+  return { deploymentId: "", includeDevices: false, _unknownFields: {} };
+}
+
+export const GetDeploymentRequest: MessageFns<GetDeploymentRequest> = {
+  encode(message: GetDeploymentRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.deploymentId !== "") {
+      writer.uint32(10).string(message.deploymentId);
+    }
+    if (message.includeDevices !== false) {
+      writer.uint32(16).bool(message.includeDevices);
+    }
+    if (message._unknownFields !== undefined) {
+      for (const [key, values] of Object.entries(message._unknownFields)) {
+        const tag = parseInt(key, 10);
+        for (const value of values) {
+          writer.uint32(tag).raw(value);
+        }
+      }
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): GetDeploymentRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const end = length === undefined ? reader.len : reader.pos + length;
+    const message = createBaseGetDeploymentRequest();
+    while (reader.pos < end) {
+      const tag = reader.uint32();
+      switch (tag >>> 3) {
+        case 1: {
+          if (tag !== 10) {
+            break;
+          }
+
+          message.deploymentId = reader.string();
+          continue;
+        }
+        case 2: {
+          if (tag !== 16) {
+            break;
+          }
+
+          message.includeDevices = reader.bool();
+          continue;
+        }
+      }
+      if ((tag & 7) === 4 || tag === 0) {
+        break;
+      }
+      const buf = reader.skip(tag & 7);
+
+      const list = message._unknownFields![tag];
+
+      if (list === undefined) {
+        message._unknownFields![tag] = [buf];
+      } else {
+        list.push(buf);
+      }
+    }
+    return message;
+  },
+};
+
+function createBaseGetDeploymentResponse(): GetDeploymentResponse {
+  return { rollout: undefined, _unknownFields: {} };
+}
+
+export const GetDeploymentResponse: MessageFns<GetDeploymentResponse> = {
+  encode(message: GetDeploymentResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.rollout !== undefined) {
+      Rollout.encode(message.rollout, writer.uint32(10).fork()).join();
+    }
+    if (message._unknownFields !== undefined) {
+      for (const [key, values] of Object.entries(message._unknownFields)) {
+        const tag = parseInt(key, 10);
+        for (const value of values) {
+          writer.uint32(tag).raw(value);
+        }
+      }
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): GetDeploymentResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const end = length === undefined ? reader.len : reader.pos + length;
+    const message = createBaseGetDeploymentResponse();
+    while (reader.pos < end) {
+      const tag = reader.uint32();
+      switch (tag >>> 3) {
+        case 1: {
+          if (tag !== 10) {
+            break;
+          }
+
+          message.rollout = Rollout.decode(reader, reader.uint32());
+          continue;
+        }
+      }
+      if ((tag & 7) === 4 || tag === 0) {
+        break;
+      }
+      const buf = reader.skip(tag & 7);
+
+      const list = message._unknownFields![tag];
+
+      if (list === undefined) {
+        message._unknownFields![tag] = [buf];
+      } else {
+        list.push(buf);
+      }
+    }
+    return message;
+  },
+};
+
+function createBaseControlDeploymentRequest(): ControlDeploymentRequest {
+  return { deploymentId: "", action: "", _unknownFields: {} };
+}
+
+export const ControlDeploymentRequest: MessageFns<ControlDeploymentRequest> = {
+  encode(message: ControlDeploymentRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.deploymentId !== "") {
+      writer.uint32(10).string(message.deploymentId);
+    }
+    if (message.action !== "") {
+      writer.uint32(18).string(message.action);
+    }
+    if (message._unknownFields !== undefined) {
+      for (const [key, values] of Object.entries(message._unknownFields)) {
+        const tag = parseInt(key, 10);
+        for (const value of values) {
+          writer.uint32(tag).raw(value);
+        }
+      }
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ControlDeploymentRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const end = length === undefined ? reader.len : reader.pos + length;
+    const message = createBaseControlDeploymentRequest();
+    while (reader.pos < end) {
+      const tag = reader.uint32();
+      switch (tag >>> 3) {
+        case 1: {
+          if (tag !== 10) {
+            break;
+          }
+
+          message.deploymentId = reader.string();
+          continue;
+        }
+        case 2: {
+          if (tag !== 18) {
+            break;
+          }
+
+          message.action = reader.string();
+          continue;
+        }
+      }
+      if ((tag & 7) === 4 || tag === 0) {
+        break;
+      }
+      const buf = reader.skip(tag & 7);
+
+      const list = message._unknownFields![tag];
+
+      if (list === undefined) {
+        message._unknownFields![tag] = [buf];
+      } else {
+        list.push(buf);
+      }
+    }
+    return message;
+  },
+};
+
+function createBaseControlDeploymentResponse(): ControlDeploymentResponse {
+  return { rollout: undefined, _unknownFields: {} };
+}
+
+export const ControlDeploymentResponse: MessageFns<ControlDeploymentResponse> = {
+  encode(message: ControlDeploymentResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.rollout !== undefined) {
+      Rollout.encode(message.rollout, writer.uint32(10).fork()).join();
+    }
+    if (message._unknownFields !== undefined) {
+      for (const [key, values] of Object.entries(message._unknownFields)) {
+        const tag = parseInt(key, 10);
+        for (const value of values) {
+          writer.uint32(tag).raw(value);
+        }
+      }
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ControlDeploymentResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const end = length === undefined ? reader.len : reader.pos + length;
+    const message = createBaseControlDeploymentResponse();
+    while (reader.pos < end) {
+      const tag = reader.uint32();
+      switch (tag >>> 3) {
+        case 1: {
+          if (tag !== 10) {
+            break;
+          }
+
+          message.rollout = Rollout.decode(reader, reader.uint32());
+          continue;
+        }
+      }
+      if ((tag & 7) === 4 || tag === 0) {
+        break;
+      }
+      const buf = reader.skip(tag & 7);
+
+      const list = message._unknownFields![tag];
+
+      if (list === undefined) {
+        message._unknownFields![tag] = [buf];
+      } else {
+        list.push(buf);
+      }
+    }
+    return message;
+  },
+};
+
 export type OperatorServiceService = typeof OperatorServiceService;
 export const OperatorServiceService = {
   /** Creates a tenant with its own CA (chained to the service root). Admin only. */
@@ -3438,6 +4392,40 @@ export const OperatorServiceService = {
     responseSerialize: (value: ListImagesResponse): Buffer => Buffer.from(ListImagesResponse.encode(value).finish()),
     responseDeserialize: (value: Buffer): ListImagesResponse => ListImagesResponse.decode(value),
   },
+  /** Rolls an image out to a device group in waves (hawkBit-style success and error conditions). */
+  createDeployment: {
+    path: "/sphere.operator.v1.OperatorService/CreateDeployment",
+    requestStream: false,
+    responseStream: false,
+    requestSerialize: (value: CreateDeploymentRequest): Buffer =>
+      Buffer.from(CreateDeploymentRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): CreateDeploymentRequest => CreateDeploymentRequest.decode(value),
+    responseSerialize: (value: CreateDeploymentResponse): Buffer =>
+      Buffer.from(CreateDeploymentResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): CreateDeploymentResponse => CreateDeploymentResponse.decode(value),
+  },
+  getDeployment: {
+    path: "/sphere.operator.v1.OperatorService/GetDeployment",
+    requestStream: false,
+    responseStream: false,
+    requestSerialize: (value: GetDeploymentRequest): Buffer => Buffer.from(GetDeploymentRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): GetDeploymentRequest => GetDeploymentRequest.decode(value),
+    responseSerialize: (value: GetDeploymentResponse): Buffer =>
+      Buffer.from(GetDeploymentResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): GetDeploymentResponse => GetDeploymentResponse.decode(value),
+  },
+  /** pause, resume, cancel or retry-failed. */
+  controlDeployment: {
+    path: "/sphere.operator.v1.OperatorService/ControlDeployment",
+    requestStream: false,
+    responseStream: false,
+    requestSerialize: (value: ControlDeploymentRequest): Buffer =>
+      Buffer.from(ControlDeploymentRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): ControlDeploymentRequest => ControlDeploymentRequest.decode(value),
+    responseSerialize: (value: ControlDeploymentResponse): Buffer =>
+      Buffer.from(ControlDeploymentResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): ControlDeploymentResponse => ControlDeploymentResponse.decode(value),
+  },
 } as const;
 
 export interface OperatorServiceServer extends UntypedServiceImplementation {
@@ -3462,6 +4450,11 @@ export interface OperatorServiceServer extends UntypedServiceImplementation {
   /** Adds an OS or application image to the tenant's TUF repository (signed and published). */
   uploadImage: handleUnaryCall<UploadImageRequest, UploadImageResponse>;
   listImages: handleUnaryCall<ListImagesRequest, ListImagesResponse>;
+  /** Rolls an image out to a device group in waves (hawkBit-style success and error conditions). */
+  createDeployment: handleUnaryCall<CreateDeploymentRequest, CreateDeploymentResponse>;
+  getDeployment: handleUnaryCall<GetDeploymentRequest, GetDeploymentResponse>;
+  /** pause, resume, cancel or retry-failed. */
+  controlDeployment: handleUnaryCall<ControlDeploymentRequest, ControlDeploymentResponse>;
 }
 
 export interface OperatorServiceClient extends Client {
@@ -3681,6 +4674,53 @@ export interface OperatorServiceClient extends Client {
     metadata: Metadata,
     options: Partial<CallOptions>,
     callback: (error: ServiceError | null, response: ListImagesResponse) => void,
+  ): ClientUnaryCall;
+  /** Rolls an image out to a device group in waves (hawkBit-style success and error conditions). */
+  createDeployment(
+    request: CreateDeploymentRequest,
+    callback: (error: ServiceError | null, response: CreateDeploymentResponse) => void,
+  ): ClientUnaryCall;
+  createDeployment(
+    request: CreateDeploymentRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: CreateDeploymentResponse) => void,
+  ): ClientUnaryCall;
+  createDeployment(
+    request: CreateDeploymentRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: CreateDeploymentResponse) => void,
+  ): ClientUnaryCall;
+  getDeployment(
+    request: GetDeploymentRequest,
+    callback: (error: ServiceError | null, response: GetDeploymentResponse) => void,
+  ): ClientUnaryCall;
+  getDeployment(
+    request: GetDeploymentRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: GetDeploymentResponse) => void,
+  ): ClientUnaryCall;
+  getDeployment(
+    request: GetDeploymentRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: GetDeploymentResponse) => void,
+  ): ClientUnaryCall;
+  /** pause, resume, cancel or retry-failed. */
+  controlDeployment(
+    request: ControlDeploymentRequest,
+    callback: (error: ServiceError | null, response: ControlDeploymentResponse) => void,
+  ): ClientUnaryCall;
+  controlDeployment(
+    request: ControlDeploymentRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: ControlDeploymentResponse) => void,
+  ): ClientUnaryCall;
+  controlDeployment(
+    request: ControlDeploymentRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: ControlDeploymentResponse) => void,
   ): ClientUnaryCall;
 }
 

@@ -1,0 +1,111 @@
+import type { ActorDefinition } from '../../actors/runtime/index.js';
+import { ROLLOUT_STATES, rolloutGauges, transition } from '../rollouts/index.js';
+import type { Rollout, RolloutError, RolloutMessage } from '../rollouts/index.js';
+import type { ServiceMetrics } from '../metrics/index.js';
+import type { Clock } from '../../actors/runtime/index.js';
+
+/** Messages a deployment actor handles: the engine's, plus reads and commands with replies. */
+export type DeploymentMessage =
+  | {
+      readonly type: 'deployment.apply';
+      readonly msg: RolloutMessage;
+      readonly reply?: (r: RolloutError | null) => void;
+    }
+  | { readonly type: 'deployment.read'; readonly reply: (r: Rollout) => void }
+  | { readonly type: 'deployment.tick' };
+
+export interface DeploymentState {
+  readonly rollout: Rollout;
+  /** Devices offered the update and not yet told to roll back (what update checks will answer). */
+  readonly offered: ReadonlySet<string>;
+  readonly rollbacks: ReadonlySet<string>;
+}
+
+/**
+ * One deployment (rollout) of an image to a device group: applies the rollout engine's
+ * transitions one message at a time, keeps `sphere_rollout_*` gauges current, counts wave
+ * transitions and installs, and ticks itself while waiting between waves. State is in memory
+ * (JetStream persistence comes next: the engine's state is already plain JSON).
+ */
+export function deploymentDefinition(
+  initial: Rollout,
+  deps: { readonly clock: Clock; readonly metrics: ServiceMetrics },
+): ActorDefinition<DeploymentState, DeploymentMessage> {
+  const { clock, metrics } = deps;
+  const deployment = initial.deploymentId;
+
+  function publish(r: Rollout): void {
+    const g = rolloutGauges(r);
+    for (const d of g.devices) {
+      metrics.rolloutDevices.set({ deployment, wave: String(d.wave), state: d.state }, d.count);
+    }
+    for (const state of ROLLOUT_STATES)
+      metrics.rolloutState.set({ deployment, state }, state === g.state ? 1 : 0);
+    metrics.rolloutCurrentWave.set({ deployment }, g.currentWave);
+  }
+
+  return {
+    name: `deployment:${deployment}`,
+    init: () => {
+      publish(initial);
+      return { rollout: initial, offered: new Set(), rollbacks: new Set() };
+    },
+    receive(state, msg, ctx) {
+      switch (msg.type) {
+        case 'deployment.read':
+          msg.reply(state.rollout);
+          return state;
+        case 'deployment.tick':
+        case 'deployment.apply': {
+          const m: RolloutMessage =
+            msg.type === 'deployment.tick' ? { type: 'rollout.tick', nowMs: clock.now() } : msg.msg;
+          const before = state.rollout;
+          const stepped = transition(before, m, { nowMs: clock.now() });
+          if (!stepped.ok) {
+            if (msg.type === 'deployment.apply') msg.reply?.(stepped.error);
+            return state;
+          }
+          const [rollout, effects] = stepped.value;
+          const offered = new Set(state.offered);
+          const rollbacks = new Set(state.rollbacks);
+          for (const e of effects) {
+            switch (e.kind) {
+              case 'offer-update':
+                for (const id of e.deviceIds) offered.add(id);
+                break;
+              case 'order-rollback':
+                for (const id of e.deviceIds) rollbacks.add(id);
+                break;
+              case 'wave-opened':
+                metrics.rolloutWaveTransitions.inc({ deployment, wave: String(e.wave), reason: e.reason });
+                break;
+              case 'halted':
+              case 'completed':
+              case 'ignored':
+              case 'persist':
+                break;
+              default:
+                e satisfies never;
+            }
+          }
+          if (
+            m.type === 'rollout.device-report' &&
+            (m.outcome === 'succeeded' || m.outcome === 'failed' || m.outcome === 'rolled-back')
+          ) {
+            const accepted = !effects.some((e) => e.kind === 'ignored' && e.deviceId === m.deviceId);
+            if (accepted)
+              metrics.updateInstalls.inc({ result: m.outcome.replace('-', '_'), kind: rollout.image.kind });
+          }
+          if (rollout.waitUntilMs !== null && rollout.waitUntilMs !== before.waitUntilMs) {
+            ctx.schedule(Math.max(0, rollout.waitUntilMs - clock.now()), { type: 'deployment.tick' });
+          }
+          publish(rollout);
+          if (msg.type === 'deployment.apply') msg.reply?.(null);
+          return { rollout, offered, rollbacks };
+        }
+        default:
+          return msg satisfies never;
+      }
+    },
+  };
+}

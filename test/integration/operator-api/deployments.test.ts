@@ -1,0 +1,198 @@
+/**
+ * Deployments on a live shard: created over gRPC for a device group and an uploaded image, driven
+ * by device update reports published over real NATS, watched through GetDeployment and the
+ * shard's /metrics (sphere_rollout_*).
+ */
+import { describe, expect, it } from 'vitest';
+import { deviceSubject, encodeUpdateReport, partitionOf } from '../../../proto/codec/index.js';
+import type { DeploymentId, UpdateReportOutcome } from '../../../proto/codec/index.js';
+import {
+  PARTITIONS,
+  bootedDevice,
+  callError,
+  createTestTenant,
+  endorseAndClaim,
+  sampleValue,
+  uniqueSeed,
+  useShard,
+} from '../../fixtures/shard.js';
+import type { TestDevice, TestTenant } from '../../fixtures/shard.js';
+
+const env = useShard({ seed: 'deployments' });
+
+/** A tenant with `n` claimed devices in its product's Field Test group and one uploaded OS image. */
+async function fleet(
+  label: string,
+  n: number,
+): Promise<{ t: TestTenant; devices: TestDevice[]; groupId: string; imageId: string }> {
+  const { admin } = env();
+  const t = await createTestTenant(admin, label);
+  const devices = Array.from({ length: n }, (_, i) => bootedDevice(uniqueSeed(`${label}-${i}`)));
+  await endorseAndClaim(admin, t.client, devices);
+  const product = await t.client.createProduct(`${label} product`);
+  const group = product.deviceGroups.find((g) => g.name === 'Field Test');
+  if (group === undefined) throw new Error('no Field Test group');
+  await t.client.assignDevices(
+    group.deviceGroupId,
+    devices.map((d) => d.deviceId),
+  );
+  const image = await t.client.uploadImage({
+    kind: 'os',
+    name: 'azure-sphere-os',
+    version: '25.10',
+    securityVersion: 5,
+    content: Buffer.from(`${label}-os-image`),
+  });
+  return { t, devices, groupId: group.deviceGroupId, imageId: image.image?.imageId ?? '' };
+}
+
+let reportSeq = 0;
+/** Publishes an update report as the device would, and waits until the shard has seen it. */
+async function report(deviceId: string, deploymentId: string, outcome: UpdateReportOutcome): Promise<void> {
+  const { devices } = env();
+  const id = deviceId as TestDevice['deviceId'];
+  devices.publish(
+    deviceSubject('update-report', partitionOf(id, PARTITIONS)),
+    encodeUpdateReport({
+      deviceId: id,
+      deploymentId: deploymentId as DeploymentId,
+      reportId: `r-${++reportSeq}`,
+      outcome,
+      code: outcome === 'failed' ? 'INSTALL_FAILED' : '',
+      deviceTimeMs: Date.now(),
+    }),
+  );
+  await devices.flush();
+}
+
+/** Waits until GetDeployment satisfies `ready` (reports are asynchronous). */
+async function until<T>(read: () => Promise<T>, ready: (v: T) => boolean): Promise<T> {
+  for (let i = 0; i < 200; i++) {
+    const v = await read();
+    if (ready(v)) return v;
+    await new Promise((r) => setTimeout(r, 10));
+  }
+  return read();
+}
+
+describe('deployments', () => {
+  it('deployments - waves open as the previous wave succeeds, and the rollout completes', async () => {
+    const { t, devices, groupId, imageId } = await fleet('rollout-ok', 10);
+    const created = await t.client.createDeployment({
+      deviceGroupId: groupId,
+      imageId,
+      waves: [
+        { size: { $case: 'share', value: 0.2 } },
+        { size: { $case: 'share', value: 0.5 } },
+        { size: { $case: 'share', value: 1 } },
+      ],
+      successThreshold: 1,
+      errorCount: 3,
+    });
+    const id = created.rollout?.deploymentId ?? '';
+    expect(id).toMatch(/^d-[0-9a-f]{16}$/);
+    expect(created.rollout).toMatchObject({ state: 'running', currentWave: 1 });
+
+    for (const wave of [1, 2, 3]) {
+      const r = await t.client.getDeployment(id, true);
+      const offered = r.rollout?.devices.filter((d) => d.wave === wave).map((d) => d.deviceId) ?? [];
+      expect(offered.length, `wave ${wave}`).toBe([2, 3, 5][wave - 1]);
+      for (const deviceId of offered) {
+        await report(deviceId, id, 'downloading');
+        await report(deviceId, id, 'succeeded');
+      }
+    }
+    const done = await until(
+      () => t.client.getDeployment(id),
+      (r) => r.rollout?.state === 'completed',
+    );
+    expect(done.rollout).toMatchObject({ state: 'completed', currentWave: 3, failures: 0, attempted: 10 });
+
+    const text = await env().shard.meter.metricsText();
+    expect(sampleValue(text, 'sphere_rollout_state', { deployment: id, state: 'completed' })).toBe(1);
+    expect(sampleValue(text, 'sphere_rollout_current_wave', { deployment: id })).toBe(3);
+    expect(
+      sampleValue(text, 'sphere_rollout_devices', { deployment: id, wave: '2', state: 'succeeded' }),
+    ).toBe(3);
+    expect(
+      sampleValue(text, 'sphere_rollout_wave_transitions_total', {
+        deployment: id,
+        wave: '3',
+        reason: 'previous-wave-succeeded',
+      }),
+    ).toBe(1);
+    expect(devices).toHaveLength(10);
+  });
+
+  it('deployments - failures past the error budget halt the rollout and order rollbacks', async () => {
+    const { t, groupId, imageId } = await fleet('rollout-bad', 10);
+    const created = await t.client.createDeployment({
+      deviceGroupId: groupId,
+      imageId,
+      waves: [{ size: { $case: 'count', value: 4 } }, { size: { $case: 'share', value: 1 } }],
+      successThreshold: 0.75,
+      errorCount: 2,
+      autoRollback: true,
+    });
+    const id = created.rollout?.deploymentId ?? '';
+    const wave1 = (await t.client.getDeployment(id, true)).rollout?.devices.filter((d) => d.wave === 1) ?? [];
+    expect(wave1).toHaveLength(4);
+    const [a, b, c] = wave1.map((d) => d.deviceId);
+    await report(a ?? '', id, 'succeeded');
+    await report(b ?? '', id, 'failed');
+    await report(c ?? '', id, 'failed');
+    const halted = await until(
+      () => t.client.getDeployment(id, true),
+      (r) => r.rollout?.state === 'halted',
+    );
+    expect(halted.rollout).toMatchObject({ state: 'halted', failures: 2, haltReason: 'error-count' });
+    // No device beyond wave 1 was ever offered the image: the budget stopped the rollout.
+    expect(halted.rollout?.devices.filter((d) => d.wave > 1)).toEqual([]);
+    // Commands on a halted rollout are refused with a reason.
+    const refused = await callError(t.client.controlDeployment(id, 'resume'));
+    expect(refused.code).toBe('CONFLICT');
+    const text = await env().shard.meter.metricsText();
+    expect(sampleValue(text, 'sphere_rollout_state', { deployment: id, state: 'halted' })).toBe(1);
+    expect(
+      sampleValue(text, 'sphere_update_installs_total', { result: 'failed', kind: 'os' }),
+    ).toBeGreaterThanOrEqual(2);
+  });
+
+  it('deployments - pause and resume, joiners mid-rollout, and tenant scoping', async () => {
+    const { t, groupId, imageId } = await fleet('rollout-ops', 4);
+    const created = await t.client.createDeployment({
+      deviceGroupId: groupId,
+      imageId,
+      waves: [{ size: { $case: 'share', value: 0.5 } }, { size: { $case: 'share', value: 1 } }],
+      errorShare: 0.5,
+    });
+    const id = created.rollout?.deploymentId ?? '';
+    expect((await t.client.controlDeployment(id, 'pause')).rollout?.state).toBe('paused');
+    expect((await callError(t.client.controlDeployment(id, 'pause'))).code).toBe('CONFLICT');
+    expect((await t.client.controlDeployment(id, 'resume')).rollout?.state).toBe('running');
+
+    // A device assigned to the group during the rollout joins its population.
+    const late = bootedDevice(uniqueSeed('rollout-ops-late'));
+    await endorseAndClaim(env().admin, t.client, [late]);
+    await t.client.assignDevices(groupId, [late.deviceId]);
+    const joined = await until(
+      () => t.client.getDeployment(id, true),
+      (r) => (r.rollout?.devices.length ?? 0) === 5,
+    );
+    expect(joined.rollout?.devices.map((d) => d.deviceId)).toContain(late.deviceId);
+
+    const other = await createTestTenant(env().admin, 'rollout-ops-other');
+    expect((await callError(other.client.getDeployment(id))).code).toBe('NOT_FOUND');
+    expect((await callError(t.client.controlDeployment(id, 'reboot'))).code).toBe('MALFORMED_INPUT');
+    const bad = await callError(
+      t.client.createDeployment({
+        deviceGroupId: groupId,
+        imageId,
+        waves: [{ size: { $case: 'share', value: 0.5 } }],
+        errorCount: 1,
+      }),
+    );
+    expect(bad.code).toBe('MALFORMED_INPUT');
+    expect(bad.message).toContain('waves');
+  });
+});
