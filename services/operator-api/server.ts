@@ -117,36 +117,21 @@ function deviceIdOf(s: string, field: string): DeviceId {
   return id;
 }
 
-function productIdOf(s: string): ProductId {
-  const id = parseProductId(s);
-  if (id === null)
-    throw new OperatorError(
-      'MALFORMED_INPUT',
-      `product_id must look like "p-" + 16 hex characters, got ${JSON.stringify(s.slice(0, 24))}`,
-    );
-  return id;
-}
-
-function deploymentIdOf(s: string): DeploymentId {
-  const id = parseDeploymentId(s);
-  if (id === null)
-    throw new OperatorError(
-      'MALFORMED_INPUT',
-      `deployment_id must look like "d-" + 16 hex characters, got ${JSON.stringify(s.slice(0, 24))}`,
-    );
-  return id;
-}
-
-function deviceGroupIdOf(s: string): DeviceGroupId {
-  const id = parseDeviceGroupId(s);
+/** Parses a prefixed identifier field (`p-`, `g-`, `d-`, `i-` + 16 hex) or refuses naming the field. */
+function idOf<T>(s: string, parse: (s: string) => T | null, field: string, prefix: string): T {
+  const id = parse(s);
   if (id === null) {
     throw new OperatorError(
       'MALFORMED_INPUT',
-      `device_group_id must look like "g-" + 16 hex characters, got ${JSON.stringify(s.slice(0, 24))}`,
+      `${field} must look like "${prefix}" + 16 hex characters, got ${JSON.stringify(s.slice(0, 24))}`,
     );
   }
   return id;
 }
+
+const productIdOf = (s: string): ProductId => idOf(s, parseProductId, 'product_id', 'p-');
+const deploymentIdOf = (s: string): DeploymentId => idOf(s, parseDeploymentId, 'deployment_id', 'd-');
+const deviceGroupIdOf = (s: string): DeviceGroupId => idOf(s, parseDeviceGroupId, 'device_group_id', 'g-');
 
 /** A name field: trimmed, 1 to 128 characters. */
 function nameOf(s: string, field: string): string {
@@ -312,9 +297,7 @@ export function operatorImplementation(backend: OperatorBackend, metrics: Servic
       });
       if (!compiled.ok)
         throw new OperatorError('MALFORMED_INPUT', `${compiled.error.field}: ${compiled.error.message}`);
-      const imageId = parseImageId(req.imageId);
-      if (imageId === null)
-        throw new OperatorError('MALFORMED_INPUT', 'image_id must look like "i-" + 16 hex characters');
+      const imageId = idOf(req.imageId, parseImageId, 'image_id', 'i-');
       return {
         rollout: await backend.createDeployment(tenantId, {
           deviceGroupId: deviceGroupIdOf(req.deviceGroupId),

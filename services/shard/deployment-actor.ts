@@ -34,6 +34,20 @@ export function deploymentDefinition(
   const { clock, metrics } = deps;
   const deployment = initial.deploymentId;
 
+  // Gauges are a projection over every device (O(devices)); recomputing them per report made a
+  // large rollout quadratic. They are refreshed once per event-loop turn from the latest state.
+  let latest: Rollout = initial;
+  let publishQueued = false;
+  function publishSoon(r: Rollout): void {
+    latest = r;
+    if (publishQueued) return;
+    publishQueued = true;
+    setImmediate(() => {
+      publishQueued = false;
+      publish(latest);
+    });
+  }
+
   function publish(r: Rollout): void {
     const g = rolloutGauges(r);
     for (const d of g.devices) {
@@ -99,7 +113,7 @@ export function deploymentDefinition(
           if (rollout.waitUntilMs !== null && rollout.waitUntilMs !== before.waitUntilMs) {
             ctx.schedule(Math.max(0, rollout.waitUntilMs - clock.now()), { type: 'deployment.tick' });
           }
-          publish(rollout);
+          publishSoon(rollout);
           if (msg.type === 'deployment.apply') msg.reply?.(null);
           return { rollout, offered, rollbacks };
         }
