@@ -2,23 +2,44 @@
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
+import { parseDeploymentId } from '../proto/codec/index.js';
+import { OperatorCallError, createOperatorClient } from '../services/operator-api/index.js';
 import { ScenarioError, formatDuration, loadScenarioFile } from './scenario/index.js';
-import { renderSummaryTable, writeSummaryJson } from './report/index.js';
+import {
+  ROLLOUT_LEGEND,
+  RolloutWatchPrinter,
+  WATCH_EXIT,
+  renderSummaryTable,
+  runRolloutWatch,
+  writeSummaryJson,
+} from './report/index.js';
 import { runScenario } from './runner/index.js';
 
-/** Exit codes, k6-style: 99 means the run finished but a threshold or verdict failed. */
-export const EXIT = { ok: 0, error: 1, usage: 2, thresholds: 99, interrupted: 130 } as const;
+/**
+ * Exit codes, k6-style: 99 means the run finished but a threshold or verdict failed; 3 means a
+ * watched rollout ended halted or cancelled.
+ */
+export const EXIT = {
+  ok: 0,
+  error: 1,
+  usage: 2,
+  rolloutStopped: WATCH_EXIT.stopped,
+  thresholds: 99,
+  interrupted: 130,
+} as const;
 
 const HELP = `sphere: load-test an Azure Sphere style security service with a simulated fleet
 
 Usage:
   sphere run <scenario.yaml> --nats <url> --grpc <host:port> --admin-token-file <path> [options]
   sphere validate <scenario.yaml>
+  sphere rollout watch <deploymentId> --grpc <host:port> --token-file <path> [options]
   sphere <command> --help
 
 Commands:
-  run        run a scenario against a running stack; prints a live progress line and a summary
-  validate   check a scenario file and print what it resolves to
+  run            run a scenario against a running stack; prints a live progress line and a summary
+  validate       check a scenario file and print what it resolves to
+  rollout watch  follow a deployment wave by wave until it completes, halts or is cancelled
 
 Run options:
   --nats <url>                NATS server the devices connect to (required)
@@ -29,7 +50,8 @@ Run options:
   --no-progress               no live progress line
 
 Exit codes: 0 all thresholds and fault verdicts pass, 99 a threshold or verdict failed,
-1 error, 2 bad usage, 130 interrupted. The local stack (npm run quickstart) runs all of this for you.`;
+1 error, 2 bad usage, 130 interrupted; rollout watch: 0 completed, 3 halted or cancelled.
+The local stack (npm run quickstart) runs all of this for you.`;
 
 const RUN_HELP = `sphere run <scenario.yaml> --nats <url> --grpc <host:port> --admin-token-file <path>
   [--metrics-port <port>] [--out <dir>] [--no-progress]
@@ -42,6 +64,22 @@ const VALIDATE_HELP = `sphere validate <scenario.yaml>
 Checks the scenario and prints the fleet, stages and thresholds it resolves to. Exit 0 when valid,
 2 with every problem (field path and line) otherwise.`;
 
+const ROLLOUT_HELP = `sphere rollout watch <deploymentId> --grpc <host:port> --token-file <path>
+  [--interval <ms>]
+
+Follows a deployment over the operator API's WatchRollout stream: a header (deployment, image,
+state, current wave, failures/attempted, halt reason) and one progress bar per wave with its
+devices by state. On a terminal the display is redrawn in place; otherwise (a pipe, a CI log)
+each update is printed as its own block.
+
+Options:
+  --grpc <host:port>    the shard's operator API (required)
+  --token-file <path>   file with the tenant's API token (or --token / SPHERE_TOKEN)
+  --interval <ms>       least wall time between updates (server default 250, clamped to 50..60000)
+
+Exit codes: 0 the rollout completed, 3 it was halted or cancelled, 1 error (refused call,
+connection lost), 2 bad usage, 130 interrupted.`;
+
 async function main(argv: string[]): Promise<number> {
   const [command, ...rest] = argv;
   if (command === undefined || command === '--help' || command === '-h' || command === 'help') {
@@ -50,6 +88,7 @@ async function main(argv: string[]): Promise<number> {
   }
   if (command === 'validate') return validate(rest);
   if (command === 'run') return run(rest);
+  if (command === 'rollout') return rollout(rest);
   console.error(`sphere: unknown command "${command}"\n\n${HELP}`);
   return EXIT.usage;
 }
@@ -164,6 +203,87 @@ async function run(args: string[]): Promise<number> {
   console.log(`summary written to ${jsonPath}`);
   if (interrupted) return EXIT.interrupted;
   return summary.pass ? EXIT.ok : EXIT.thresholds;
+}
+
+async function rollout(args: string[]): Promise<number> {
+  const [sub, ...rest] = args;
+  if (sub === undefined || sub === '--help' || sub === '-h' || sub === 'help') {
+    console.log(ROLLOUT_HELP);
+    return sub === undefined ? EXIT.usage : EXIT.ok;
+  }
+  if (sub !== 'watch') {
+    console.error(`sphere rollout: unknown subcommand "${sub}"\n\n${ROLLOUT_HELP}`);
+    return EXIT.usage;
+  }
+  let parsed;
+  try {
+    parsed = parseArgs({
+      args: rest,
+      allowPositionals: true,
+      options: {
+        grpc: { type: 'string' },
+        'token-file': { type: 'string' },
+        token: { type: 'string' },
+        interval: { type: 'string' },
+        help: { type: 'boolean' },
+      },
+    });
+  } catch (e) {
+    console.error(`sphere rollout watch: ${e instanceof Error ? e.message : String(e)}\n\n${ROLLOUT_HELP}`);
+    return EXIT.usage;
+  }
+  const { values, positionals } = parsed;
+  if (values.help === true) {
+    console.log(ROLLOUT_HELP);
+    return EXIT.ok;
+  }
+  const problems: string[] = [];
+  const deploymentId = positionals[0];
+  if (deploymentId === undefined) problems.push('a deployment ID is required');
+  else if (parseDeploymentId(deploymentId) === null)
+    problems.push(`deployment ID must look like "d-" + 16 hex characters, got "${deploymentId}"`);
+  if (positionals.length > 1) problems.push(`one deployment ID at a time, got ${positionals.length}`);
+  if (values.grpc === undefined) problems.push('--grpc <host:port> is required');
+  let token = values.token ?? process.env['SPHERE_TOKEN'] ?? '';
+  if (values['token-file'] !== undefined) {
+    try {
+      token = readFileSync(values['token-file'], 'utf8').trim();
+    } catch (e) {
+      problems.push(`cannot read --token-file: ${e instanceof Error ? e.message : String(e)}`);
+    }
+  }
+  if (token === '') problems.push('a tenant API token is required: --token-file, --token or SPHERE_TOKEN');
+  const interval = values.interval === undefined ? 0 : Number(values.interval);
+  if (!(Number.isInteger(interval) && interval >= 0 && interval <= 0xffff_ffff))
+    problems.push(`--interval must be a whole number of milliseconds, got "${values.interval}"`);
+  if (problems.length > 0 || deploymentId === undefined || values.grpc === undefined) {
+    console.error(`sphere rollout watch: ${problems.join('; ')}\n\n${ROLLOUT_HELP}`);
+    return EXIT.usage;
+  }
+
+  const client = createOperatorClient(values.grpc, token);
+  const abort = new AbortController();
+  const onSignal = (): void => abort.abort();
+  process.once('SIGINT', onSignal);
+  process.once('SIGTERM', onSignal);
+  try {
+    console.log(ROLLOUT_LEGEND);
+    const outcome = await runRolloutWatch(
+      client.watchRollout(deploymentId, { minIntervalMs: interval, signal: abort.signal }),
+      new RolloutWatchPrinter(process.stdout),
+      () => abort.signal.aborted,
+    );
+    (outcome.exitCode === EXIT.error ? console.error : console.log)(outcome.message);
+    return outcome.exitCode;
+  } catch (e) {
+    if (!(e instanceof OperatorCallError)) throw e;
+    console.error(`sphere rollout watch: ${e.code}: ${e.message}`);
+    return EXIT.error;
+  } finally {
+    process.off('SIGINT', onSignal);
+    process.off('SIGTERM', onSignal);
+    client.close();
+  }
 }
 
 main(process.argv.slice(2)).then(

@@ -5,7 +5,7 @@
 export { securityCoreDefinition } from './actor.js';
 export { manufactureIdentity, publicIdentity } from './identity.js';
 export type { DevicePublicIdentity, ManufacturedIdentity } from './identity.js';
-export type { CoreMessage, CoreReply } from './messages.js';
+export type { CoreMessage, CoreReply, UpdateVerdict } from './messages.js';
 export { buildEvidence, recordBoot } from './logic.js';
 export type { CoreBootState, Extend } from './logic.js';
 export {

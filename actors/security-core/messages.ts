@@ -1,6 +1,17 @@
 import type { ActorRef } from '../runtime/index.js';
 import type { AttestRequestMsg, DeviceId } from '../../proto/codec/index.js';
 import type { ImageMeasurement } from './firmware.js';
+import type { TufErrorCode, TufUpdateFiles } from '../tuf/index.js';
+
+/** The core's verdict on an update: TUF metadata refreshed and the downloaded image checked. */
+export type UpdateVerdict =
+  | { readonly ok: true; readonly rootVersion: number }
+  | {
+      readonly ok: false;
+      readonly code: TufErrorCode;
+      readonly message: string;
+      readonly rootVersion: number;
+    };
 
 /** What the security core answers; the device's message union includes these. */
 export type CoreReply =
@@ -31,4 +42,18 @@ export type CoreMessage =
       readonly nonce: Uint8Array;
       readonly deviceTimeMs: number;
       readonly replyTo: ActorRef<CoreReply>;
+    }
+  /**
+   * Verify an update before it is installed (TUF 1.0 client workflow): refresh the trusted
+   * metadata with `metadata` (kept only if it verifies), then check the downloaded image's
+   * length and SHA-256 against the trusted targets and the anti-rollback floor.
+   */
+  | {
+      readonly type: 'core.verify-update';
+      readonly metadata: TufUpdateFiles;
+      readonly target: { readonly name: string; readonly length: number; readonly sha256: string };
+      /** The component's anti-rollback floor (e-fuses for the OS). */
+      readonly securityVersion: number;
+      readonly nowMs: number;
+      readonly reply: (verdict: UpdateVerdict) => void;
     };

@@ -364,6 +364,36 @@ export function verifyTarget(
   bytes: Uint8Array,
   deviceSecurityVersion: number,
 ): R<TufTargetInfo> {
+  return checkTarget(state, name, bytes.length, deviceSecurityVersion, (alg) => {
+    const h = HASHERS[alg];
+    return h === undefined ? undefined : bytesToHex(h(bytes));
+  });
+}
+
+/**
+ * {@link verifyTarget} for a device that hashed the image while downloading it (so it never
+ * holds the whole image in memory): the same checks, against its length and SHA-256 digest.
+ * Only the `sha256` entry can be checked, so it must be listed.
+ */
+export function verifyTargetDigest(
+  state: TufClientState,
+  name: string,
+  download: { readonly length: number; readonly sha256: string },
+  deviceSecurityVersion: number,
+): R<TufTargetInfo> {
+  return checkTarget(state, name, download.length, deviceSecurityVersion, (alg) =>
+    alg === 'sha256' ? download.sha256.toLowerCase() : undefined,
+  );
+}
+
+/** `digestOf(alg)`: the download's hex digest for `alg`, or undefined when it cannot be computed. */
+function checkTarget(
+  state: TufClientState,
+  name: string,
+  length: number,
+  deviceSecurityVersion: number,
+  digestOf: (alg: string) => string | undefined,
+): R<TufTargetInfo> {
   try {
     const targets = state.targets;
     if (targets === undefined) return fail(TUF_ERROR_CODES.NOT_READY, 'no trusted targets metadata');
@@ -387,18 +417,15 @@ export function verifyTarget(
     if (!Number.isSafeInteger(file.length) || file.length < 0) {
       return fail(TUF_ERROR_CODES.MALFORMED, `${name}: length is not a non-negative integer`);
     }
-    if (bytes.length !== file.length) {
-      return fail(
-        TUF_ERROR_CODES.LENGTH_MISMATCH,
-        `${name}: got ${bytes.length} bytes, listed ${file.length}`,
-      );
+    if (length !== file.length) {
+      return fail(TUF_ERROR_CODES.LENGTH_MISMATCH, `${name}: got ${length} bytes, listed ${file.length}`);
     }
     let checked = 0;
     for (const [alg, expected] of Object.entries(file.hashes)) {
-      const h = HASHERS[alg];
-      if (h === undefined) continue;
+      const actual = digestOf(alg);
+      if (actual === undefined) continue;
       checked += 1;
-      if (bytesToHex(h(bytes)) !== String(expected).toLowerCase()) {
+      if (actual !== String(expected).toLowerCase()) {
         return fail(TUF_ERROR_CODES.HASH_MISMATCH, `${name}: ${alg} mismatch`);
       }
     }

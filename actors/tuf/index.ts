@@ -7,6 +7,7 @@ export {
   createTufClientState,
   updateMetadata,
   verifyTarget,
+  verifyTargetDigest,
   type TufClientState,
   type TufError,
   type TufErrorCode,

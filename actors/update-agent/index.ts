@@ -1,8 +1,17 @@
 /**
  * The device update agent: A/B installs with resumable downloads, verification, health checks,
- * commit or rollback, anti-rollback, OS-before-apps and bounded deferral. Pure logic for now; the
- * shell that talks to the service arrives with rollouts.
+ * commit or rollback, anti-rollback, OS-before-apps and bounded deferral. `logic.ts` is pure;
+ * `actor.ts` is the shell that talks to the service over NATS and to the security core.
  */
+export { DEFAULT_UPDATE_SHELL_BEHAVIOUR, UPDATE_FAULTS, updateAgentDefinition } from './actor.js';
+export type {
+  UpdateAgentEvent,
+  UpdateAgentShellMessage,
+  UpdateAgentShellOptions,
+  UpdateAgentShellState,
+  UpdateFault,
+  UpdateShellBehaviour,
+} from './actor.js';
 export {
   DEFAULT_UPDATE_BEHAVIOUR,
   componentKey,

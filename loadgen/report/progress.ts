@@ -22,11 +22,23 @@ export interface ProgressSnapshot {
   readonly attestRatePerSec?: number;
   /** p99 attest latency so far in wall ms, `null` before the first reply. */
   readonly p99AttestMs: number | null;
+  /** Rollouts of the scenario, if any: shown compactly at the end of the line. */
+  readonly rollouts?: readonly ProgressRollout[];
+}
+
+/** A rollout as the progress line shows it: `bad-app halted 2/3`. */
+export interface ProgressRollout {
+  readonly name: string;
+  /** The deployment state, or `not-started`. */
+  readonly state: string;
+  readonly currentWave: number;
+  readonly totalWaves: number;
 }
 
 /**
  * One progress line, e.g.
- * `sim 12h/48h  25% | wall 15.0s | on 2,000/2,000 ok 1,960 fail 20 backoff 3 | 132/s | p99 41ms`.
+ * `sim 12h/48h  25% | wall 15.0s | on 2,000/2,000 ok 1,960 fail 20 backoff 3 | 132/s | p99 41ms`,
+ * followed by `| bad-app halted 2/3, good-app running 1/3` when the snapshot has rollouts.
  * No colour, no control characters; at most `width` characters (default 100).
  */
 export function formatProgressLine(snapshot: ProgressSnapshot, width = 100): string {
@@ -46,7 +58,10 @@ export function formatProgressLine(snapshot: ProgressSnapshot, width = 100): str
     ` | wall ${formatDuration(snapshot.wallElapsedMs)}` +
     ` | on ${n(devices.powered)}/${n(devices.total)} ok ${n(devices.attested)} fail ${n(devices.failed)}` +
     ` backoff ${n(devices.backoff)}` +
-    ` | ${rate < 10 ? rate.toFixed(1) : n(rate)} att/s | p99 ${p99}`;
+    ` | ${rate < 10 ? rate.toFixed(1) : n(rate)} att/s | p99 ${p99}` +
+    (snapshot.rollouts === undefined || snapshot.rollouts.length === 0
+      ? ''
+      : ` | ${snapshot.rollouts.map((r) => `${r.name} ${r.state} ${r.currentWave}/${r.totalWaves}`).join(', ')}`);
   return line.length <= width ? line : `${line.slice(0, width - 1)}…`;
 }
 
@@ -101,6 +116,15 @@ export class ProgressPrinter {
     if (this.#lastPrintedAt !== null && now - this.#lastPrintedAt < this.#intervalMs) return;
     this.#lastPrintedAt = now;
     this.#stream.write(`${formatProgressLine(snapshot, this.#width())}\n`);
+  }
+
+  /**
+   * Make room for a log line: on a TTY the line being rewritten is erased (the next `update`
+   * draws it again), so text written next starts on a clean line. Otherwise a no-op.
+   */
+  clear(): void {
+    if (this.#tty && this.#pending) this.#stream.write('\r\x1b[2K');
+    this.#pending = false;
   }
 
   /** Finish: print the final snapshot (if given) as a complete line and leave the cursor on a fresh line. */

@@ -8,13 +8,16 @@ import { FAULT_PROFILES, formatDuration } from '../scenario/index.js';
 import type {
   ConnectionConfig,
   FaultProfile,
+  ImageSpec,
   LatencyStats,
+  ObservedMetrics,
+  RolloutExpectation,
   ScenarioStage,
   ThresholdReport,
 } from '../scenario/index.js';
 
-/** Version of the JSON layout; bumped on incompatible changes. */
-export const SUMMARY_VERSION = 1;
+/** Version of the JSON layout; bumped on incompatible changes (2: `rollouts`). */
+export const SUMMARY_VERSION = 2;
 
 /** What ran, for how long, and whether it stopped early. */
 export interface RunInfo {
@@ -93,6 +96,96 @@ export interface FaultSummaryRow {
   readonly pass: boolean;
 }
 
+/** Devices of one rollout wave by rollout device state (`pending` ... `succeeded`, `failed`, `rolled_back`). */
+export interface RolloutWaveSummary {
+  /** 1-based; 0 holds the devices not yet assigned to a wave. */
+  readonly wave: number;
+  readonly devicesByState: Readonly<Record<string, number>>;
+}
+
+/** How one rollout of the scenario ended, from the service's last view of its deployment. */
+export interface RolloutSummary {
+  readonly name: string;
+  /** `null` when no deployment was created (the run ended before `startAtMs`, or creation failed). */
+  readonly deploymentId: string | null;
+  readonly image: Pick<ImageSpec, 'id' | 'kind' | 'name' | 'version'>;
+  readonly group: string;
+  /** Devices the run assigned to the group. */
+  readonly devices: number;
+  /** Simulated ms after the run start at which the deployment was due. */
+  readonly startAtMs: number;
+  /** The deployment's state (`running`, `waiting`, `halted`, `completed` ...) or `not-started`. */
+  readonly state: string;
+  /** Wave reached (0 before the first opens). */
+  readonly currentWave: number;
+  readonly totalWaves: number;
+  readonly waves: readonly RolloutWaveSummary[];
+  readonly failures: number;
+  readonly attempted: number;
+  /** `error-count`, `error-share` or `success-threshold-unmet` once halted, else `null`. */
+  readonly haltReason: string | null;
+  readonly expect: RolloutExpectation | null;
+  /** Whether the final state is `expect`; `null` without an expectation. */
+  readonly expectationMet: boolean | null;
+  /** Why the deployment could not be created or read, else `null`. */
+  readonly error: string | null;
+}
+
+/** The state a rollout summary reports when its deployment was never created. */
+export const ROLLOUT_NOT_STARTED = 'not-started';
+
+/** Whether a rollout that ended in `state` meets `expect` (`null` when there is none). */
+export function rolloutExpectationMet(expect: RolloutExpectation | null, state: string): boolean | null {
+  return expect === null ? null : state === expect;
+}
+
+/** Final device outcomes of a rollout, summed over its waves. */
+export function rolloutOutcomes(rollout: Pick<RolloutSummary, 'waves'>): {
+  succeeded: number;
+  failed: number;
+  rolledBack: number;
+} {
+  let succeeded = 0;
+  let failed = 0;
+  let rolledBack = 0;
+  for (const wave of rollout.waves) {
+    succeeded += wave.devicesByState['succeeded'] ?? 0;
+    failed += wave.devicesByState['failed'] ?? 0;
+    rolledBack += wave.devicesByState['rolled_back'] ?? 0;
+  }
+  return { succeeded, failed, rolledBack };
+}
+
+/**
+ * Threshold observations of the rollout metrics: `rollouts_completed` and `rollouts_halted`
+ * (final states), `rollout_expectations_met` (share of the rollouts with an `expect` that met it)
+ * and `update_success_rate` (succeeded over succeeded + failed + rolled back, all rollouts).
+ * Empty without rollouts; a rate with no denominator is left out (no data).
+ */
+export function rolloutMetrics(rollouts: readonly RolloutSummary[]): ObservedMetrics {
+  if (rollouts.length === 0) return {};
+  let succeeded = 0;
+  let final = 0;
+  for (const rollout of rollouts) {
+    const outcomes = rolloutOutcomes(rollout);
+    succeeded += outcomes.succeeded;
+    final += outcomes.succeeded + outcomes.failed + outcomes.rolledBack;
+  }
+  const judged = rollouts.filter((r) => r.expectationMet !== null);
+  return {
+    rollouts_completed: { count: rollouts.filter((r) => r.state === 'completed').length },
+    rollouts_halted: { count: rollouts.filter((r) => r.state === 'halted').length },
+    ...(judged.length === 0
+      ? {}
+      : {
+          rollout_expectations_met: {
+            rate: judged.filter((r) => r.expectationMet === true).length / judged.length,
+          },
+        }),
+    ...(final === 0 ? {} : { update_success_rate: { rate: succeeded / final } }),
+  };
+}
+
 /** A class of run errors (not service rejections): timeouts, disconnects, crashes. */
 export interface ErrorSummary {
   readonly message: string;
@@ -109,9 +202,11 @@ export interface RunSummary {
   readonly latency: LatencySummary;
   /** One row per profile with devices, in `FAULT_PROFILE_LIST` order. */
   readonly faults: readonly FaultSummaryRow[];
+  /** One entry per scenario rollout, in file order (empty without rollouts). */
+  readonly rollouts: readonly RolloutSummary[];
   readonly thresholds: ThresholdReport;
   readonly errors: readonly ErrorSummary[];
-  /** Thresholds and fault rows all pass and the run was not aborted. */
+  /** Thresholds, fault rows and rollout expectations all pass and the run was not aborted. */
   readonly pass: boolean;
 }
 
@@ -144,9 +239,14 @@ export function faultSummaryRow(
   return { profile, ...observed, expectedCodes: contract.expectedCodes, pass: rejectedOk && attestedOk };
 }
 
-/** Overall verdict: not aborted, every threshold and every fault row passes. */
+/** Overall verdict: not aborted, every threshold and fault row passes, every rollout expectation holds. */
 export function summaryPasses(summary: Omit<RunSummary, 'pass'>): boolean {
-  return summary.run.aborted === null && summary.thresholds.pass && summary.faults.every((row) => row.pass);
+  return (
+    summary.run.aborted === null &&
+    summary.thresholds.pass &&
+    summary.faults.every((row) => row.pass) &&
+    summary.rollouts.every((rollout) => rollout.expectationMet !== false)
+  );
 }
 
 /**
@@ -189,7 +289,7 @@ const FAIL = '✗';
 
 /**
  * Render the summary as a plain terminal report: header with the verdict, stages, devices,
- * attestations, latency percentiles, fault profiles, thresholds and errors, with aligned columns
+ * attestations, latency percentiles, fault profiles, rollouts, thresholds and errors, with aligned columns
  * and ✓/✗ marks. Lines fit in `width` (default 100) columns. Colour only if `options.color`
  * (default: stdout is a TTY and `NO_COLOR` is unset); without colour the output is pure text.
  */
@@ -332,6 +432,42 @@ export function renderSummaryTable(summary: RunSummary, options: RenderOptions =
         width,
       ).map((line) => colorMarks(line, mark)),
     );
+  }
+
+  if (summary.rollouts.length > 0) {
+    out.push('', bold('Rollouts'));
+    out.push(
+      ...table(
+        [
+          { header: '  rollout', align: 'left', max: 30, flex: true },
+          { header: 'image', align: 'left', max: 30, flex: true },
+          { header: 'state', align: 'left', max: 30, flex: true },
+          { header: 'wave', align: 'right' },
+          { header: 'ok', align: 'right' },
+          { header: 'failed', align: 'right' },
+          { header: 'rolled back', align: 'right' },
+          { header: 'halt reason', align: 'left', max: 30, flex: true },
+        ],
+        summary.rollouts.map((r) => {
+          const outcomes = rolloutOutcomes(r);
+          const mark = r.expectationMet === null ? '·' : r.expectationMet ? PASS : FAIL;
+          return [
+            `${mark} ${r.name}`,
+            `${r.image.name} ${r.image.version}`,
+            r.expectationMet === false ? `${r.state} (expected ${r.expect ?? '-'})` : r.state,
+            `${r.currentWave}/${r.totalWaves}`,
+            count(outcomes.succeeded),
+            count(outcomes.failed),
+            count(outcomes.rolledBack),
+            r.haltReason ?? (r.error === null ? '' : 'error (below)'),
+          ];
+        }),
+        width,
+      ).map((line) => colorMarks(line, mark)),
+    );
+    for (const r of summary.rollouts) {
+      if (r.error !== null) out.push(truncate(`  ${r.name}: ${r.error}`, width));
+    }
   }
 
   out.push('', bold('Thresholds'));

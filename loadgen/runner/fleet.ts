@@ -10,8 +10,14 @@ import {
   tamperedKernelDigest,
 } from '../../actors/security-core/index.js';
 import type { ManufacturedIdentity } from '../../actors/security-core/index.js';
+import { DEFAULT_UPDATE_SHELL_BEHAVIOUR, updateAgentDefinition } from '../../actors/update-agent/index.js';
+import type { InstalledImage, UpdateShellBehaviour } from '../../actors/update-agent/index.js';
+import { imageDefective } from '../scenario/index.js';
 import type { ConnectionConfig, DevicePlan, Scenario } from '../scenario/index.js';
 import type { DeviceTrack, RunRecorder } from './recorder.js';
+
+/** Name of the OS component in update offers and checks (Azure Sphere OS images). */
+export const OS_IMAGE_NAME = 'azure-sphere-os';
 
 /** Identities by seed: a cloned twin gets the very same identity object as its original. */
 export function manufactureFleet(plans: readonly DevicePlan[]): ManufacturedIdentity[] {
@@ -70,17 +76,24 @@ export class FleetLinks {
     await Promise.all(this.#shared);
   }
 
+  /** Device `index`'s link; its actors (device, update agent) share the connection it opens. */
   linkFor(index: number): DeviceLink {
     if (this.#mode.mode === 'shared') {
       const t = this.#shared[index % this.#shared.length];
       if (t === undefined) throw new Error('shared connection pool is empty');
       return { connect: () => t };
     }
+    let own: Promise<Transport> | null = null;
     return {
       connect: () => {
-        const t = this.#open(`device-${index}`);
-        this.#own.push(t);
-        return t;
+        if (own === null) {
+          const t = this.#open(`device-${index}`);
+          // A failed connect is retried with a fresh connection next time.
+          t.catch(() => (own = null));
+          this.#own.push(t);
+          own = t;
+        }
+        return own;
       },
     };
   }
@@ -95,7 +108,31 @@ export class FleetLinks {
   }
 }
 
-/** Spawns a security core and a device actor per plan; returns the device refs in plan order. */
+/** What a planned device runs at manufacture, as its update agent sees it. */
+export function installedImages(plan: DevicePlan): InstalledImage[] {
+  return [
+    { kind: 'os', name: OS_IMAGE_NAME, version: plan.osVersion, securityVersion: plan.securityVersion },
+    ...plan.apps.map((a) => ({ kind: 'app' as const, name: a.name, version: a.version, securityVersion: 1 })),
+  ];
+}
+
+/** The update agent's knobs from the scenario (simulated ms). */
+export function updateBehaviour(scenario: Scenario): UpdateShellBehaviour {
+  const u = scenario.updates;
+  return {
+    ...DEFAULT_UPDATE_SHELL_BEHAVIOUR,
+    checkEveryMs: u.checkEveryMs,
+    chunkBytes: u.chunkBytes,
+    slowLinkBytesPerSecond: u.slowLinkBytesPerSecond,
+    retry: scenario.device.retry,
+  };
+}
+
+/**
+ * Spawns a security core and a device actor per plan, and an update agent per device when the
+ * scenario rolls out updates (`updateRoot`: the tenant's TUF root, provisioned into every core);
+ * returns the device refs in plan order.
+ */
 export function spawnFleet(opts: {
   system: ActorSystem;
   scenario: Scenario;
@@ -104,27 +141,68 @@ export function spawnFleet(opts: {
   links: FleetLinks;
   recorder: RunRecorder;
   partitions: number;
+  updateRoot: Uint8Array | null;
 }): ActorRef<DeviceMessage>[] {
-  const { scenario, recorder } = opts;
+  const { scenario, recorder, updateRoot } = opts;
   const d = scenario.device;
   const wallNow = () => performance.now();
+  const updates = updateRoot === null ? null : updateBehaviour(scenario);
   return opts.plans.map((plan, i) => {
     const identity = opts.identities[i];
     if (identity === undefined) throw new Error(`no identity for device ${i}`);
     const track: DeviceTrack = recorder.track(i);
-    const core = opts.system.spawn(securityCoreDefinition(`core:${i}`, identity));
-    return opts.system.spawn(
+    const link = opts.links.linkFor(i);
+    const core = opts.system.spawn(
+      securityCoreDefinition(`core:${i}`, identity, updateRoot === null ? {} : { updateRoot }),
+    );
+    let device: ActorRef<DeviceMessage> | null = null;
+    const agent =
+      updates === null
+        ? null
+        : opts.system.spawn(
+            updateAgentDefinition({
+              name: `agent:${i}`,
+              deviceId: identity.deviceId,
+              installed: installedImages(plan),
+              fault: plan.updateFault,
+              defective: (offer) => {
+                const image = scenario.images.find(
+                  (m) => m.kind === offer.kind && m.name === offer.name && m.version === offer.version,
+                );
+                return (
+                  image !== undefined &&
+                  imageDefective(scenario.seed, identity.deviceId, image.id, image.defectRate)
+                );
+              },
+              behaviour: updates,
+              core,
+              device: () => device,
+              link,
+              partitions: opts.partitions,
+              requestTimeoutMs: d.requestTimeoutMs,
+              observe: (event) => recorder.observeUpdate(track, event),
+            }),
+          );
+    device = opts.system.spawn(
       deviceDefinition({
         name: `device:${i}`,
         profile: deviceProfile(plan, identity),
         behaviour: d,
         core,
-        link: opts.links.linkFor(i),
+        link,
         partitions: opts.partitions,
         requestTimeoutMs: d.requestTimeoutMs,
-        observe: (profile, event) => recorder.observe(track, profile, event),
+        observe: (profile, event) => {
+          recorder.observe(track, profile, event);
+          if (agent === null) return;
+          // The agent checks for updates after the first attestation of every boot.
+          if (event.kind === 'attested') agent.tell({ type: 'agent.device-attested' });
+          else if (event.kind === 'phase' && event.to === 'booting')
+            agent.tell({ type: 'agent.device-booted' });
+        },
         wallNow,
       }),
     );
+    return device;
   });
 }

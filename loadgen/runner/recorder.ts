@@ -1,5 +1,6 @@
 import type { DeviceEvent, DevicePhase, DeviceProfile } from '../../actors/device/index.js';
 import type { Meter } from '../../actors/runtime/index.js';
+import type { UpdateAgentEvent } from '../../actors/update-agent/index.js';
 import { FAULT_PROFILES, LatencyRecorder } from '../scenario/index.js';
 import type { DevicePlan } from '../scenario/index.js';
 
@@ -14,6 +15,20 @@ export interface DeviceTrack {
   readonly codes: Map<string, number>;
   ok: number;
   failed: number;
+  /** Final update outcome per deployment, as the device reported it (`outcome:code`). */
+  readonly updates: Map<string, string>;
+}
+
+/** What the run learned about updates from the devices' side. */
+export interface UpdateObservations {
+  checks: number;
+  checksFailed: number;
+  /** Image bytes the devices received. */
+  bytes: number;
+  /** Acknowledged reports by `outcome` (and `outcome:code` for failures). */
+  readonly reports: Record<string, number>;
+  /** Reports the service did not acknowledge yet (repeated later). */
+  reportRetries: number;
 }
 
 /**
@@ -28,6 +43,13 @@ export class RunRecorder {
   readonly byCode: Record<string, number> = {};
   readonly errors = new Map<string, number>();
   readonly tracks: DeviceTrack[];
+  readonly updates: UpdateObservations = {
+    checks: 0,
+    checksFailed: 0,
+    bytes: 0,
+    reports: {},
+    reportRetries: 0,
+  };
   healthyOk = 0;
   healthyFailed = 0;
   attestations = 0;
@@ -43,6 +65,7 @@ export class RunRecorder {
       codes: new Map(),
       ok: 0,
       failed: 0,
+      updates: new Map(),
     }));
     this.#metrics = {
       attestations: meter.counter({
@@ -54,6 +77,15 @@ export class RunRecorder {
         name: 'sphere_loadgen_attest_latency_seconds',
         help: 'Wall time from challenge request to certificates, as a device sees it.',
         buckets: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5],
+      }),
+      updateBytes: meter.counter({
+        name: 'sphere_loadgen_update_bytes_total',
+        help: 'Image bytes received by devices of this loadgen.',
+      }),
+      updateReports: meter.counter({
+        name: 'sphere_loadgen_update_reports_total',
+        help: 'Update reports acknowledged by the service, by outcome and code.',
+        labelNames: ['outcome', 'code'],
       }),
       phases: meter.gauge({
         name: 'sphere_loadgen_devices',
@@ -115,6 +147,37 @@ export class RunRecorder {
       }
       case 'clock-resynced':
         return;
+      default:
+        event satisfies never;
+    }
+  }
+
+  observeUpdate(track: DeviceTrack, event: UpdateAgentEvent): void {
+    const u = this.updates;
+    switch (event.kind) {
+      case 'check':
+        u.checks++;
+        if (!event.ok) u.checksFailed++;
+        return;
+      case 'chunk':
+        u.bytes += event.bytes;
+        this.#metrics.updateBytes.inc(event.bytes);
+        return;
+      case 'report': {
+        if (!event.acked) {
+          u.reportRetries++;
+          return;
+        }
+        const key = event.code === '' ? event.outcome : `${event.outcome}:${event.code}`;
+        u.reports[key] = (u.reports[key] ?? 0) + 1;
+        this.#metrics.updateReports.inc({
+          outcome: event.outcome,
+          code: event.code === '' ? 'OK' : event.code,
+        });
+        if (event.outcome !== 'downloading' && event.outcome !== 'installing')
+          track.updates.set(event.deploymentId, key);
+        return;
+      }
       default:
         event satisfies never;
     }

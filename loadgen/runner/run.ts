@@ -3,11 +3,19 @@ import type { MetricsServer } from '../../actors/runtime/index.js';
 import { createOperatorClient } from '../../services/operator-api/index.js';
 import { FAULT_PROFILES, FAULT_PROFILE_LIST, evaluateThresholds, planFleet } from '../scenario/index.js';
 import type { Scenario } from '../scenario/index.js';
-import { ProgressPrinter, SUMMARY_VERSION, faultSummaryRow, summaryPasses } from '../report/index.js';
+import {
+  ProgressPrinter,
+  SUMMARY_VERSION,
+  faultSummaryRow,
+  rolloutMetrics,
+  summaryPasses,
+} from '../report/index.js';
 import type { ProgressSnapshot, RunSummary } from '../report/index.js';
 import { FleetLinks, manufactureFleet, spawnFleet } from './fleet.js';
 import { enrollFleet, serviceClock } from './setup.js';
 import { RunRecorder } from './recorder.js';
+import { prepareRollouts } from './rollouts.js';
+import type { RolloutRun } from './rollouts.js';
 
 export interface RunOptions {
   readonly scenario: Scenario;
@@ -25,9 +33,10 @@ export interface RunOptions {
 
 /**
  * Runs a scenario against a live service: creates a tenant, endorses and claims the fleet
- * (except `unendorsed` devices), spawns a security core and a device actor per device, powers
- * them on per the stages, runs for the scenario's simulated duration, then summarizes and
- * evaluates thresholds and fault-profile verdicts.
+ * (except `unendorsed` devices), prepares the scenario's rollouts (product, groups, images; see
+ * rollouts.ts), spawns a security core and a device actor per device, powers them on per the
+ * stages, creates each deployment at its start time, runs for the scenario's simulated duration,
+ * then summarizes and evaluates thresholds, fault-profile verdicts and rollout expectations.
  */
 export async function runScenario(opts: RunOptions): Promise<RunSummary> {
   const { scenario, log } = opts;
@@ -38,6 +47,8 @@ export async function runScenario(opts: RunOptions): Promise<RunSummary> {
   let metricsServer: MetricsServer | null = null;
   let links: FleetLinks | null = null;
   let system: ActorSystem | null = null;
+  let rollouts: RolloutRun | null = null;
+  let progressLine: ProgressPrinter | null = null;
   try {
     const info = await admin.getServiceInfo();
     if (Math.abs(info.timeScale - scenario.timeScale) > 1e-9) {
@@ -58,6 +69,18 @@ export async function runScenario(opts: RunOptions): Promise<RunSummary> {
 
     const tenant = await enrollFleet(admin, `${scenario.name}-${startedAt.toISOString()}`, plans, identities);
     log(`tenant ${tenant.tenantId}: endorsed and claimed ${tenant.enrolled.toLocaleString('en-US')} devices`);
+    rollouts = await prepareRollouts({
+      client: admin.withToken(tenant.apiToken),
+      scenario,
+      plans,
+      deviceIds: identities.map((id) => id.deviceId),
+      // Rollouts log mid-run: erase the live progress line first.
+      log: (line) => {
+        progressLine?.clear();
+        log(line);
+      },
+      tuf: { baseUrl: info.tufBaseUrl, tenantId: tenant.tenantId },
+    });
 
     const clock = serviceClock(info);
     const runStartSim = clock.now();
@@ -82,12 +105,15 @@ export async function runScenario(opts: RunOptions): Promise<RunSummary> {
       links,
       recorder,
       partitions: info.partitions,
+      updateRoot: rollouts?.updateRoot ?? null,
     });
     plans.forEach((p, i) =>
       clock.setTimeout(() => devices[i]?.tell({ type: 'device.power-on' }), p.powerOnAtMs),
     );
+    rollouts?.start(clock, runStartSim);
 
     const printer = opts.progress ? new ProgressPrinter() : null;
+    progressLine = printer;
     const snapshot = (): ProgressSnapshot => {
       const now = clock.now();
       let powered = 0;
@@ -105,6 +131,7 @@ export async function runScenario(opts: RunOptions): Promise<RunSummary> {
         devices: { total: plans.length, powered, attested: recorder.attestedAt(now), failed, backoff },
         attestations: recorder.attestations,
         p99AttestMs: recorder.attestLatency.count > 0 ? recorder.attestLatency.percentile(99) : null,
+        ...(rollouts === null ? {} : { rollouts: rollouts.progress() }),
       };
     };
     const ticker = printer === null ? null : setInterval(() => printer.update(snapshot()), 1000);
@@ -115,6 +142,7 @@ export async function runScenario(opts: RunOptions): Promise<RunSummary> {
     if (ticker !== null) clearInterval(ticker);
     const end = snapshot();
     printer?.done(end);
+    const rolloutSummaries = (await rollouts?.finish()) ?? [];
 
     await system.shutdown();
     system = null;
@@ -168,6 +196,7 @@ export async function runScenario(opts: RunOptions): Promise<RunSummary> {
       attestations_ok: { count: recorder.byResult['ok'] ?? 0 },
       attestations_failed: { count: failedAttempts },
       transport_errors: { count: transportErrors },
+      ...rolloutMetrics(rolloutSummaries),
     });
     const partial: Omit<RunSummary, 'pass'> = {
       version: SUMMARY_VERSION,
@@ -201,11 +230,16 @@ export async function runScenario(opts: RunOptions): Promise<RunSummary> {
       },
       latency: { challenge: recorder.challengeLatency.stats(), attest: recorder.attestLatency.stats() },
       faults,
+      rollouts: rolloutSummaries,
       thresholds,
-      errors: [...recorder.errors].map(([message, count]) => ({ message, count })),
+      errors: [...recorder.errors, ...(rollouts?.errors ?? [])].map(([message, count]) => ({
+        message,
+        count,
+      })),
     };
     return { ...partial, pass: summaryPasses(partial) };
   } finally {
+    rollouts?.stop();
     await system?.shutdown();
     await links?.close();
     await metricsServer?.close();

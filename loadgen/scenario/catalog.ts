@@ -1,6 +1,7 @@
 /**
  * Facts about the simulated world that scenarios refer to by name: the OS versions the security
- * service knows and the fault profiles a share of the fleet can be given.
+ * service knows, the fault profiles a share of the fleet can be given, and the update faults of
+ * device update agents.
  */
 
 /**
@@ -103,4 +104,45 @@ export const FAULT_PROFILE_LIST = Object.keys(FAULT_PROFILES) as readonly FaultP
 /** True if `value` names a fault profile. */
 export function isFaultProfile(value: string): value is FaultProfile {
   return Object.hasOwn(FAULT_PROFILES, value);
+}
+
+/**
+ * Update faults: how a healthy device's update agent misbehaves (`updates.faults` in a scenario).
+ * Devices with an update fault never have a fault profile from {@link FAULT_PROFILES}.
+ *
+ * - `outcome`: what the device reports for an update to a non-defective image (`succeeded` for
+ *   faults the agent recovers from), with the `code` it attaches to a failure, if any.
+ */
+export const UPDATE_FAULTS = {
+  installFails: {
+    description: 'installing the image to the inactive slot fails',
+    outcome: 'failed',
+    code: 'INSTALL_FAILED',
+  },
+  bootLoop: {
+    description: 'every new image fails to boot, so the device falls back to the previous slot',
+    outcome: 'rolled-back',
+    code: 'BOOT_FAILED',
+  },
+  powerLossMidDownload: {
+    description: 'loses power mid-download, reboots and resumes from the last complete chunk',
+    outcome: 'succeeded',
+    code: null,
+  },
+  slowLink: {
+    description: 'downloads at updates.slowLinkBytesPerSecond (simulated)',
+    outcome: 'succeeded',
+    code: null,
+  },
+} as const;
+
+/** An update fault name, e.g. `"bootLoop"`. */
+export type UpdateFault = keyof typeof UPDATE_FAULTS;
+
+/** Update fault names in declaration order (the order reports use). */
+export const UPDATE_FAULT_LIST = Object.keys(UPDATE_FAULTS) as readonly UpdateFault[];
+
+/** True if `value` names an update fault. */
+export function isUpdateFault(value: string): value is UpdateFault {
+  return Object.hasOwn(UPDATE_FAULTS, value);
 }

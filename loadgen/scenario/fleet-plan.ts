@@ -3,8 +3,8 @@
  * fault it has and when it powers on. Planning is a pure function of the scenario: the same
  * scenario (and seed) always gives the same plans, on any machine.
  */
-import { OS_VERSIONS } from './catalog.js';
-import type { FaultProfile, OsVersion } from './catalog.js';
+import { OS_VERSIONS, UPDATE_FAULT_LIST } from './catalog.js';
+import type { FaultProfile, OsVersion, UpdateFault } from './catalog.js';
 import { createRng } from './rng.js';
 import type { Rng } from './rng.js';
 import type { AppSpec, Scenario } from './schema.js';
@@ -30,6 +30,13 @@ export interface DevicePlan {
   readonly twinOf?: number;
   /** Initial device clock offset in simulated ms: non-zero only for `wrongClock` devices. */
   readonly clockOffsetMs: number;
+  /** How the device's update agent misbehaves; only healthy devices (`fault === null`) have one. */
+  readonly updateFault: UpdateFault | null;
+  /**
+   * The device group (a `RolloutSpec.group`) the run assigns the device to before any rollout,
+   * or `null`. Only healthy devices are assigned; each device is in at most one group.
+   */
+  readonly rolloutGroup: string | null;
 }
 
 /**
@@ -45,9 +52,14 @@ export interface DevicePlan {
  *   window (sorted, so power-on order follows index), a ramp at exact `1/rate` spacing.
  * - `wrongClock` devices start with a clock ahead or behind by 1x..2x of
  *   `max(1 day, 2 × service.maxClockSkew)`.
+ * - Update faults (`updates.faults`) go to a seeded shuffle of the healthy devices (no fault
+ *   profile). Rollout groups take disjoint seeded sets of healthy devices, `devices` of each group,
+ *   groups in order of their first rollout; rollouts to one group share its devices. The two
+ *   draws are independent, so a group gets its share of update faults.
  *
  * Randomness comes from independent forks of `createRng(scenario.seed)` ("faults", "os",
- * "stage/<i>", "clock"), so changing one aspect of a scenario does not reshuffle the others.
+ * "stage/<i>", "clock", "update-faults", "rollout-groups"), so changing one aspect of a scenario
+ * does not reshuffle the others.
  */
 export function planFleet(scenario: Scenario): DevicePlan[] {
   const { fleet } = scenario;
@@ -63,6 +75,13 @@ export function planFleet(scenario: Scenario): DevicePlan[] {
   const versions: OsVersion[] = [];
   for (const share of fleet.osMix) for (let i = 0; i < share.count; i++) versions.push(share.version);
   shuffle(versions, rng.fork('os'));
+
+  const healthy: number[] = [];
+  faults.forEach((fault, index) => {
+    if (fault === null) healthy.push(index);
+  });
+  const updateFaults = assignUpdateFaults(scenario, healthy, rng.fork('update-faults'));
+  const groups = assignRolloutGroups(scenario, healthy, rng.fork('rollout-groups'));
 
   const powerOn = powerOnTimes(scenario, rng);
   const clockRng = rng.fork('clock');
@@ -104,10 +123,48 @@ export function planFleet(scenario: Scenario): DevicePlan[] {
       powerOnAtMs: timing.atMs,
       stage: timing.stage,
       clockOffsetMs,
+      updateFault: updateFaults[index] ?? null,
+      rolloutGroup: groups[index] ?? null,
       ...(twinOf === undefined ? {} : { twinOf }),
     };
   }
   return plans;
+}
+
+/** Update fault per device index: the scenario's counts over a seeded shuffle of `healthy`. */
+function assignUpdateFaults(
+  scenario: Scenario,
+  healthy: readonly number[],
+  rng: Rng,
+): (UpdateFault | null)[] {
+  const deck: (UpdateFault | null)[] = [];
+  for (const fault of UPDATE_FAULT_LIST) {
+    for (let i = 0; i < scenario.updates.faults[fault]; i++) deck.push(fault);
+  }
+  if (deck.length === 0) return [];
+  while (deck.length < healthy.length) deck.push(null);
+  shuffle(deck, rng);
+  const out: (UpdateFault | null)[] = [];
+  healthy.forEach((index, k) => {
+    out[index] = deck[k] ?? null;
+  });
+  return out;
+}
+
+/** Rollout group per device index: consecutive slices of a seeded shuffle of `healthy`. */
+function assignRolloutGroups(scenario: Scenario, healthy: readonly number[], rng: Rng): (string | null)[] {
+  const sizes = new Map<string, number>();
+  for (const rollout of scenario.rollouts)
+    if (!sizes.has(rollout.group)) sizes.set(rollout.group, rollout.devices);
+  if (sizes.size === 0) return [];
+  const order = [...healthy];
+  shuffle(order, rng);
+  const out: (string | null)[] = [];
+  let next = 0;
+  for (const [group, devices] of sizes) {
+    for (let k = 0; k < devices && next < order.length; k++) out[order[next++] as number] = group;
+  }
+  return out;
 }
 
 /** Power-on time and stage for each device index. */

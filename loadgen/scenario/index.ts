@@ -1,6 +1,7 @@
 /**
  * Scenarios: what a load/chaos run does, as a YAML file compiled once into a typed config, plus
- * the per-device fleet plan, k6-style thresholds and a mergeable latency histogram.
+ * the per-device fleet plan, update images derived from the seed, k6-style thresholds and a
+ * mergeable latency histogram.
  */
 export { apportion } from './apportion.js';
 export {
@@ -8,12 +9,15 @@ export {
   FAULT_PROFILE_LIST,
   OS_VERSIONS,
   OS_VERSION_LIST,
+  UPDATE_FAULTS,
+  UPDATE_FAULT_LIST,
   belowMinimumVersion,
   compareVersions,
   isFaultProfile,
   isOsVersion,
+  isUpdateFault,
 } from './catalog.js';
-export type { FaultProfile, OsVersion } from './catalog.js';
+export type { FaultProfile, OsVersion, UpdateFault } from './catalog.js';
 export {
   DURATION_UNITS,
   DurationError,
@@ -27,6 +31,7 @@ export { ScenarioError, formatPath, formatScenarioIssues } from './errors.js';
 export type { ScenarioIssue } from './errors.js';
 export { planFleet } from './fleet-plan.js';
 export type { DevicePlan } from './fleet-plan.js';
+export { imageContent, imageDefective } from './images.js';
 export {
   LATENCY_RELATIVE_ERROR,
   LatencyRecorder,
@@ -38,8 +43,15 @@ export { loadScenarioFile, parseScenarioYaml } from './load.js';
 export { locateIssues, locatePath } from './locate.js';
 export {
   CONNECTION_MODES,
+  DEFAULT_GROUP_NAMES,
+  IMAGE_KINDS,
+  MAX_CHUNK_BYTES,
   MAX_FLEET_SIZE,
   MAX_HOSTILE_SHARE,
+  MAX_IMAGE_BYTES,
+  MAX_UPDATE_FAULT_SHARE,
+  MIN_CHUNK_BYTES,
+  ROLLOUT_EXPECTATIONS,
   SCENARIO_DEFAULTS,
   STAGE_KINDS,
   compileScenario,
@@ -49,13 +61,20 @@ export type {
   AppSpec,
   ConnectionConfig,
   DeviceConfig,
+  DeviceGroupSpec,
   FleetConfig,
+  ImageSpec,
   OsShare,
+  RolloutExpectation,
+  RolloutSpec,
   Scenario,
   ScenarioSource,
   ScenarioStage,
   ServiceConfig,
+  UpdatesConfig,
 } from './schema.js';
+export { SIZE_UNITS, SizeError, formatSize, parseSize } from './size.js';
+export type { SizeUnit } from './size.js';
 export {
   METRIC_KINDS,
   THRESHOLD_METRICS,

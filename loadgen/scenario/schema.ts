@@ -9,6 +9,10 @@
  * read are themselves valid.
  */
 import type { DeviceBehaviour } from '../../actors/device/index.js';
+import { DEFAULT_DEVICE_GROUPS, OS_FEEDS, UPDATE_POLICIES } from '../../services/registry/products.js';
+import type { OsFeed, UpdatePolicy } from '../../services/registry/products.js';
+import { compileRolloutConfig } from '../../services/rollouts/config.js';
+import type { RolloutConfigInput, WaveSpec } from '../../services/rollouts/config.js';
 import { z } from 'zod';
 import { apportion } from './apportion.js';
 import {
@@ -16,11 +20,13 @@ import {
   FAULT_PROFILE_LIST,
   OS_VERSIONS,
   OS_VERSION_LIST,
+  UPDATE_FAULT_LIST,
   belowMinimumVersion,
   isOsVersion,
 } from './catalog.js';
-import type { FaultProfile, OsVersion } from './catalog.js';
+import type { FaultProfile, OsVersion, UpdateFault } from './catalog.js';
 import { describeValue, formatDuration, parseDuration, parseRate } from './duration.js';
+import { formatSize, parseSize } from './size.js';
 import { ScenarioError } from './errors.js';
 import type { ScenarioIssue } from './errors.js';
 import { locateIssues } from './locate.js';
@@ -45,6 +51,10 @@ export const SCENARIO_DEFAULTS = {
     renewBefore: '1h',
   },
   service: { nonceTtl: '5m', certificateLifetime: '24h', minSecurityVersion: 3, maxClockSkew: '5m' },
+  updates: { checkEvery: '20h', chunkSize: '64KiB', slowLinkBytesPerSecond: '2KiB' },
+  image: { kind: 'app', appSecurityVersion: 1, defectRate: 0 },
+  group: { osFeed: 'RETAIL', updatePolicy: 'ACCEPT_ALL' },
+  rollout: { startAt: '0s', pauseBetweenWaves: '0s', autoRollback: false },
 } as const;
 
 /** Largest fleet a scenario may describe. */
@@ -52,6 +62,32 @@ export const MAX_FLEET_SIZE = 1_000_000;
 
 /** Hostile devices may make up at most this share of the fleet. */
 export const MAX_HOSTILE_SHARE = 0.5;
+
+/** Devices with an update fault may make up at most this share of the fleet. */
+export const MAX_UPDATE_FAULT_SHARE = 0.5;
+
+/** Smallest and largest `updates.chunkSize`. */
+export const MIN_CHUNK_BYTES = 4 * 1024;
+export const MAX_CHUNK_BYTES = 512 * 1024;
+
+/** Largest image: the operator API's limit on UploadImage content (`MAX_IMAGE_BYTES` there). */
+export const MAX_IMAGE_BYTES = 4 * 1024 * 1024 - 64 * 1024;
+
+/** Names of the five device groups every product gets (`groups` may add more). */
+export const DEFAULT_GROUP_NAMES: readonly string[] = DEFAULT_DEVICE_GROUPS.map((g) => g.name);
+
+/** What a rollout's `expect` may assert about its final state. */
+export const ROLLOUT_EXPECTATIONS = ['completed', 'halted'] as const;
+
+/** `completed` or `halted`. */
+export type RolloutExpectation = (typeof ROLLOUT_EXPECTATIONS)[number];
+
+/** Image kinds. */
+export const IMAGE_KINDS = ['app', 'os'] as const;
+
+/** Image names and versions the operator API accepts (UploadImage). */
+const IMAGE_NAME = /^[a-z0-9][a-z0-9-]{0,63}$/;
+const IMAGE_VERSION = /^[0-9A-Za-z][0-9A-Za-z.+-]{0,31}$/;
 
 // ---------------------------------------------------------------------------------------------
 // Compiled form
@@ -135,6 +171,63 @@ export interface ServiceConfig {
   readonly maxClockSkewMs: number;
 }
 
+/** The device update agent's behaviour (times simulated). */
+export interface UpdatesConfig {
+  /** Devices check for updates after their first attestation at boot, then this often. */
+  readonly checkEveryMs: number;
+  /** Download chunk size, {@link MIN_CHUNK_BYTES}..{@link MAX_CHUNK_BYTES}. */
+  readonly chunkBytes: number;
+  /** Download speed of `slowLink` devices (simulated bytes per second). */
+  readonly slowLinkBytesPerSecond: number;
+  /**
+   * Devices per update fault (every fault present, 0 when unused). Only healthy devices (no
+   * fault profile) get one; the sum is at most {@link MAX_UPDATE_FAULT_SHARE} of the fleet.
+   */
+  readonly faults: Readonly<Record<UpdateFault, number>>;
+}
+
+/** An image the run uploads; its content is `imageContent(scenario.seed, image)`. */
+export interface ImageSpec {
+  /** How rollouts refer to it; unique within the scenario. */
+  readonly id: string;
+  readonly kind: 'app' | 'os';
+  readonly name: string;
+  readonly version: string;
+  /** Anti-rollback security version (apps default to 1; OS images must give it). */
+  readonly securityVersion: number;
+  readonly sizeBytes: number;
+  /** Share [0, 1] of devices on which the image is defective (see `imageDefective`). */
+  readonly defectRate: number;
+}
+
+/** A device group the run creates in addition to the product's five default groups. */
+export interface DeviceGroupSpec {
+  readonly name: string;
+  readonly osFeed: OsFeed;
+  readonly updatePolicy: UpdatePolicy;
+}
+
+/** A rollout the run creates as a deployment at `startAtMs`. */
+export interface RolloutSpec {
+  /** Unique within the scenario. */
+  readonly name: string;
+  /** An `ImageSpec.id`. */
+  readonly imageId: string;
+  /** A default group name ({@link DEFAULT_GROUP_NAMES}) or a `DeviceGroupSpec.name`. */
+  readonly group: string;
+  /**
+   * Devices assigned to `group` (healthy devices only). Rollouts to the same group share its
+   * devices, so they have the same count; different groups get disjoint devices.
+   */
+  readonly devices: number;
+  /** Simulated ms after the run starts, before `durationMs`. */
+  readonly startAtMs: number;
+  /** What CreateDeployment gets; `compileRolloutConfig(config)` accepts it. */
+  readonly config: RolloutConfigInput;
+  /** The final state the run asserts (a verdict like fault profiles), or `null`. */
+  readonly expect: RolloutExpectation | null;
+}
+
 /** A compiled scenario: fully filled, validated, every unit normalised. */
 export interface Scenario {
   readonly name: string;
@@ -154,6 +247,14 @@ export interface Scenario {
   readonly stages: readonly ScenarioStage[];
   readonly device: DeviceConfig;
   readonly service: ServiceConfig;
+  /** Device update agents (defaults when the file has no `updates`). */
+  readonly updates: UpdatesConfig;
+  /** Custom device groups (empty when the file has none). */
+  readonly groups: readonly DeviceGroupSpec[];
+  /** Images the run uploads (empty when none). */
+  readonly images: readonly ImageSpec[];
+  /** Rollouts in file order (empty when none). */
+  readonly rollouts: readonly RolloutSpec[];
   readonly thresholds: readonly Threshold[];
 }
 
@@ -208,14 +309,16 @@ function durationField(options: { required?: boolean; positive?: boolean } = {})
 
 const rateField = (options: { required?: boolean } = {}) => field(parseRate, options);
 
-/** A fault assignment: a share of the fleet in [0, 1), or an exact `{ count: N }`. */
+/** A fault assignment: a share of the fleet in [0, 1) (`0.01` or `"1%"`), or an exact `{ count: N }`. */
 type FaultAmount = { readonly share: number } | { readonly count: number };
 
 function parseFaultAmount(value: unknown): FaultAmount {
-  const expected = 'expected a share of the fleet in [0, 1) like 0.005, or { count: N }';
-  if (typeof value === 'number') {
-    if (!(value >= 0 && value < 1)) throw new FieldError(`${expected}, got ${describeValue(value)}`);
-    return { share: value };
+  const expected = 'expected a share of the fleet in [0, 1) like 0.005 or "0.5%", or { count: N }';
+  const percent = typeof value === 'string' ? /^\s*(\d+(?:\.\d+)?|\.\d+)\s*%\s*$/.exec(value) : null;
+  const share = typeof value === 'number' ? value : percent === null ? undefined : Number(percent[1]) / 100;
+  if (share !== undefined) {
+    if (!(share >= 0 && share < 1)) throw new FieldError(`${expected}, got ${describeValue(value)}`);
+    return { share };
   }
   if (typeof value === 'object' && value !== null && !Array.isArray(value)) {
     for (const key of Object.keys(value)) {
@@ -258,6 +361,128 @@ function parseWallTimeout(value: unknown): number {
   const ms = parseDuration(value);
   if (ms <= 0) throw new FieldError(`must be longer than 0, got ${describeValue(value)}`);
   return ms;
+}
+
+/** A share written as a number (`0.95`) or a percentage (`"95%"`); `zero`: whether 0 is allowed. */
+function parseShare(value: unknown, zero: boolean): number {
+  let share = NaN;
+  if (typeof value === 'number') share = value;
+  else if (typeof value === 'string') {
+    const match = /^\s*(\d+(?:\.\d+)?|\.\d+)\s*%\s*$/.exec(value);
+    if (match !== null) share = Number(match[1]) / 100;
+  }
+  if (!(share <= 1 && (zero ? share >= 0 : share > 0))) {
+    throw new FieldError(
+      `expected a share in ${zero ? '[0, 1]' : '(0, 1]'} like 0.95 or "95%", got ${describeValue(value)}`,
+    );
+  }
+  return share;
+}
+
+/** `{ count: N }` with N a whole number >= `min`; `allowed` are the keys the mapping may have. */
+function parseCountObject(value: object, min: number, allowed: readonly string[]): number | undefined {
+  for (const key of Object.keys(value)) {
+    if (!allowed.includes(key)) {
+      const only = allowed.map((k) => `"${k}"`).join(' or ');
+      throw new FieldError(`unknown key "${key}" (only ${only} is allowed)`, [key]);
+    }
+  }
+  const count = (value as { count?: unknown }).count;
+  if (count === undefined) return undefined;
+  if (typeof count !== 'number' || !Number.isSafeInteger(count) || count < min) {
+    throw new FieldError(`expected a whole number of devices (${min} or more), got ${describeValue(count)}`, [
+      'count',
+    ]);
+  }
+  return count;
+}
+
+/**
+ * Rollout `devices`: a device count (`400` or `{ count: 400 }`, like stage `devices`) or a share
+ * of the healthy devices (`"50%"`, or a fraction below 1 like `0.5`).
+ */
+function parseDeviceSelection(value: unknown): FaultAmount {
+  if (typeof value === 'object' && value !== null && !Array.isArray(value)) {
+    const count = parseCountObject(value, 1, ['count']);
+    if (count === undefined) throw new FieldError('required', ['count']);
+    return { count };
+  }
+  if (typeof value === 'number' && Number.isSafeInteger(value) && value >= 1) return { count: value };
+  const expected =
+    'expected a device count like 400 or { count: 400 }, or a share of the healthy devices like "50%"';
+  if (typeof value === 'number' && value > 1) throw new FieldError(`${expected}, got ${value}`);
+  try {
+    return { share: parseShare(value, false) };
+  } catch {
+    throw new FieldError(`${expected}, got ${describeValue(value)}`);
+  }
+}
+
+/** One rollout wave: a cumulative share (`"25%"`, `0.25`, `{ share: 0.25 }`) or `{ count: N }`. */
+function parseWave(value: unknown): WaveSpec {
+  const expected = 'expected a cumulative share like "25%" or 0.25, or { count: N }';
+  if (typeof value === 'object' && value !== null && !Array.isArray(value)) {
+    const count = parseCountObject(value, 1, ['count', 'share']);
+    const share = (value as { share?: unknown }).share;
+    if ((count === undefined) === (share === undefined)) {
+      throw new FieldError('needs exactly one of count or share');
+    }
+    if (count !== undefined) return { count };
+    try {
+      return { share: parseShare(share, false) };
+    } catch (error) {
+      throw new FieldError((error as Error).message, ['share']);
+    }
+  }
+  if (typeof value === 'number' && value > 1) {
+    throw new FieldError(`${expected}, got ${value} (write { count: ${value} } for ${value} devices)`);
+  }
+  try {
+    return { share: parseShare(value, false) };
+  } catch {
+    throw new FieldError(`${expected}, got ${describeValue(value)}`);
+  }
+}
+
+function parseChunkSize(value: unknown): number {
+  const bytes = parseSize(value);
+  if (bytes < MIN_CHUNK_BYTES || bytes > MAX_CHUNK_BYTES) {
+    throw new FieldError(
+      `must be between ${formatSize(MIN_CHUNK_BYTES)} and ${formatSize(MAX_CHUNK_BYTES)}, got ${describeValue(value)}`,
+    );
+  }
+  return bytes;
+}
+
+function parseBytesPerSecond(value: unknown): number {
+  const bytes = parseSize(value);
+  if (bytes <= 0) throw new FieldError(`must be more than 0 bytes per second, got ${describeValue(value)}`);
+  return bytes;
+}
+
+function parseImageSize(value: unknown): number {
+  const bytes = parseSize(value);
+  if (bytes < 1 || bytes > MAX_IMAGE_BYTES) {
+    throw new FieldError(
+      `must be between 1 byte and ${formatSize(MAX_IMAGE_BYTES)} (the operator API's limit), got ${describeValue(value)}`,
+    );
+  }
+  return bytes;
+}
+
+function parseImageName(value: unknown): string {
+  if (typeof value === 'string' && IMAGE_NAME.test(value)) return value;
+  throw new FieldError(
+    `expected 1 to 64 characters of a-z, 0-9 and "-", starting with a letter or digit, got ${describeValue(value)}`,
+  );
+}
+
+function parseImageVersion(value: unknown): string {
+  if (typeof value === 'string' && IMAGE_VERSION.test(value)) return value;
+  const hint = typeof value === 'number' ? ' (quote it in YAML)' : '';
+  throw new FieldError(
+    `expected a version of 1 to 32 characters of A-Z, a-z, 0-9, ".", "+" and "-", got ${describeValue(value)}${hint}`,
+  );
 }
 
 const osMixSchema = z.record(z.string(), z.number().min(0).max(1)).superRefine((mix, ctx) => {
@@ -329,6 +554,39 @@ const stageSchema = z
     }
   });
 
+const imageSchema = z.strictObject({
+  id: z.string().min(1),
+  kind: z.enum(IMAGE_KINDS).optional(),
+  name: field(parseImageName, { required: true }),
+  version: field(parseImageVersion, { required: true }),
+  securityVersion: z.number().int().min(0).max(0xffff_ffff).optional(),
+  size: field(parseImageSize, { required: true }),
+  defectRate: field((value) => parseShare(value, true)),
+});
+
+const groupSchema = z.strictObject({
+  name: z.string().min(1).max(128),
+  osFeed: z.enum(OS_FEEDS).optional(),
+  updatePolicy: z.enum(UPDATE_POLICIES).optional(),
+});
+
+const rolloutSchema = z.strictObject({
+  name: z.string().min(1),
+  image: z.string().min(1),
+  group: z.string().min(1),
+  devices: field(parseDeviceSelection),
+  startAt: durationField(),
+  waves: z.array(field(parseWave, { required: true })).min(1),
+  successThreshold: field((value) => parseShare(value, true), { required: true }),
+  errorCondition: z.strictObject({
+    count: z.number().int().min(1).optional(),
+    share: field((value) => parseShare(value, false)),
+  }),
+  pauseBetweenWaves: durationField(),
+  autoRollback: z.boolean().optional(),
+  expect: z.enum(ROLLOUT_EXPECTATIONS).optional(),
+});
+
 /**
  * The zod schema of a scenario as written (YAML or JSON). Strict: an unknown key anywhere is an
  * error. Its output still has optional fields; {@link compileScenario} fills them.
@@ -387,6 +645,24 @@ export const scenarioInputSchema = z.strictObject({
       maxClockSkew: durationField(),
     })
     .optional(),
+  updates: z
+    .strictObject({
+      checkEvery: durationField({ positive: true }),
+      chunkSize: field(parseChunkSize),
+      faults: z
+        .strictObject(
+          Object.fromEntries(UPDATE_FAULT_LIST.map((fault) => [fault, field(parseFaultAmount)])) as Record<
+            UpdateFault,
+            ReturnType<typeof field<FaultAmount>>
+          >,
+        )
+        .optional(),
+      slowLinkBytesPerSecond: field(parseBytesPerSecond),
+    })
+    .optional(),
+  groups: z.array(groupSchema).optional(),
+  images: z.array(imageSchema).optional(),
+  rollouts: z.array(rolloutSchema).optional(),
   thresholds: thresholdsSchema.optional(),
 });
 
@@ -458,6 +734,8 @@ function resolve(input: ScenarioInput, issues: ScenarioIssue[]): Scenario | unde
   const fleet = resolveFleet(input, service, add);
   const connections = resolveConnections(input, add);
   const stages = resolveStages(input, fleet.size, durationMs, add);
+  const updates = resolveUpdates(input, fleet, add);
+  const { groups, images, rollouts } = resolveRollouts(input, fleet, durationMs, add);
 
   const thresholds = input.thresholds ?? [];
   if (fleet.hostileDevices === 0 && thresholds.some((t) => t.metric === 'hostile_rejected_rate')) {
@@ -465,6 +743,20 @@ function resolve(input: ScenarioInput, issues: ScenarioIssue[]): Scenario | unde
       ['thresholds', 'hostile_rejected_rate'],
       'the fleet has no hostile devices (fleet.faults assigns none), so this threshold has no data; remove it or add faults',
     );
+  }
+  for (const metric of new Set(thresholds.map((t) => t.metric))) {
+    if (!(ROLLOUT_METRICS as readonly string[]).includes(metric)) continue;
+    if (rollouts.length === 0) {
+      add(
+        ['thresholds', metric],
+        'the scenario has no rollouts, so this threshold has no data; remove it or add rollouts',
+      );
+    } else if (metric === 'rollout_expectations_met' && rollouts.every((r) => r.expect === null)) {
+      add(
+        ['thresholds', metric],
+        'no rollout has an "expect", so this threshold has no data; remove it or add expect to a rollout',
+      );
+    }
   }
 
   if (issues.length > before) return undefined;
@@ -480,9 +772,21 @@ function resolve(input: ScenarioInput, issues: ScenarioIssue[]): Scenario | unde
     stages,
     device,
     service,
+    updates,
+    groups,
+    images,
+    rollouts,
     thresholds,
   };
 }
+
+/** Threshold metrics that measure rollouts (they need at least one rollout). */
+const ROLLOUT_METRICS = [
+  'rollouts_completed',
+  'rollouts_halted',
+  'rollout_expectations_met',
+  'update_success_rate',
+] as const;
 
 type AddIssue = (path: (string | number)[], message: string) => void;
 
@@ -531,50 +835,321 @@ function resolveFleet(input: ScenarioInput, service: ServiceConfig, add: AddIssu
 }
 
 function resolveFaults(input: ScenarioInput, add: AddIssue): Record<FaultProfile, number> {
-  const size = input.fleet.size;
-  const written: Partial<Record<FaultProfile, FaultAmount | undefined>> = input.fleet.faults ?? {};
-  const counts = Object.fromEntries(FAULT_PROFILE_LIST.map((p) => [p, 0])) as Record<FaultProfile, number>;
-  const shared: FaultProfile[] = [];
+  return resolveAmounts({
+    keys: FAULT_PROFILE_LIST,
+    written: input.fleet.faults ?? {},
+    size: input.fleet.size,
+    path: ['fleet', 'faults'],
+    what: 'hostile devices',
+    maxShare: MAX_HOSTILE_SHARE,
+    pairs: (profile) => FAULT_PROFILES[profile].pairs,
+    add,
+  });
+}
+
+/**
+ * Resolve `{ key: share | { count } }` to device counts. Counts are taken as written; shares of
+ * `size` are rounded by largest remainder together with the devices left over, so rounding is exact
+ * overall. The total may be at most `maxShare` of `size`. Paired keys get even counts.
+ */
+function resolveAmounts<K extends string>(opts: {
+  keys: readonly K[];
+  written: Partial<Record<K, FaultAmount | undefined>>;
+  size: number;
+  path: (string | number)[];
+  what: string;
+  maxShare: number;
+  pairs: (key: K) => boolean;
+  add: AddIssue;
+}): Record<K, number> {
+  const { keys, written, size, path, add } = opts;
+  const counts = Object.fromEntries(keys.map((key) => [key, 0])) as Record<K, number>;
+  const shared: K[] = [];
   let explicit = 0;
   let quotaTotal = 0;
-  for (const profile of FAULT_PROFILE_LIST) {
-    const amount = written[profile];
+  for (const key of keys) {
+    const amount = written[key];
     if (amount === undefined) continue;
     if ('count' in amount) {
-      counts[profile] = amount.count;
+      counts[key] = amount.count;
       explicit += amount.count;
-      if (FAULT_PROFILES[profile].pairs && amount.count % 2 !== 0) {
+      if (opts.pairs(key) && amount.count % 2 !== 0) {
         add(
-          ['fleet', 'faults', profile, 'count'],
-          `${profile} devices come in pairs that share one identity, so the count must be even, got ${amount.count}`,
+          [...path, key, 'count'],
+          `${key} devices come in pairs that share one identity, so the count must be even, got ${amount.count}`,
         );
       }
     } else {
-      shared.push(profile);
+      shared.push(key);
       quotaTotal += amount.share * size;
     }
   }
-  const limit = Math.floor(size * MAX_HOSTILE_SHARE);
+  const limit = Math.floor(size * opts.maxShare);
   if (explicit + quotaTotal > limit + 1e-9) {
     const total = Number((explicit + quotaTotal).toFixed(2));
-    add(
-      ['fleet', 'faults'],
-      `${total} hostile devices is more than half of the fleet (at most ${limit} of ${size})`,
-    );
+    add(path, `${total} ${opts.what} is more than half of the fleet (at most ${limit} of ${size})`);
     return counts;
   }
-  // Largest remainder over the share profiles plus "healthy", so rounding is exact overall.
-  const weights = shared.map((profile) => {
-    const amount = written[profile];
+  // Largest remainder over the share keys plus "the rest", so rounding is exact overall.
+  const weights = shared.map((key) => {
+    const amount = written[key];
     return amount !== undefined && 'share' in amount ? amount.share * size : 0;
   });
   const parts = apportion(size - explicit, [...weights, size - explicit - quotaTotal]);
-  shared.forEach((profile, i) => {
+  shared.forEach((key, i) => {
     const part = parts[i] ?? 0;
-    // Pairs: an odd share-derived count gives its last device back to the healthy devices.
-    counts[profile] = FAULT_PROFILES[profile].pairs ? part - (part % 2) : part;
+    // Pairs: an odd share-derived count gives its last device back to the rest.
+    counts[key] = opts.pairs(key) ? part - (part % 2) : part;
   });
   return counts;
+}
+
+function resolveUpdates(input: ScenarioInput, fleet: FleetConfig, add: AddIssue): UpdatesConfig {
+  const written = input.updates;
+  const d = SCENARIO_DEFAULTS.updates;
+  const faults = resolveAmounts({
+    keys: UPDATE_FAULT_LIST,
+    written: written?.faults ?? {},
+    size: fleet.size,
+    path: ['updates', 'faults'],
+    what: 'devices with update faults',
+    maxShare: MAX_UPDATE_FAULT_SHARE,
+    pairs: () => false,
+    add,
+  });
+  // Hostile devices and update faults are each at most half of the fleet, so the update faults
+  // always fit on the healthy devices (planFleet gives them only to devices without a profile).
+  return {
+    checkEveryMs: written?.checkEvery ?? parseDuration(d.checkEvery),
+    chunkBytes: written?.chunkSize ?? parseSize(d.chunkSize),
+    slowLinkBytesPerSecond: written?.slowLinkBytesPerSecond ?? parseSize(d.slowLinkBytesPerSecond),
+    faults,
+  };
+}
+
+/** Maps a `compileRolloutConfig` error field (`waves[2].share`, `errorThreshold.count`...) to the rollout's keys. */
+function rolloutConfigPath(field: string): (string | number)[] {
+  const wave = /^waves\[(\d+)\]/.exec(field);
+  if (wave !== null) return ['waves', Number(wave[1])];
+  if (field.startsWith('errorThreshold')) {
+    const sub = field.split('.')[1];
+    return sub === undefined ? ['errorCondition'] : ['errorCondition', sub];
+  }
+  if (field === 'pauseBetweenWavesMs') return ['pauseBetweenWaves'];
+  if (field === 'config') return [];
+  return [field];
+}
+
+function resolveRollouts(
+  input: ScenarioInput,
+  fleet: FleetConfig,
+  durationMs: number,
+  add: AddIssue,
+): { groups: DeviceGroupSpec[]; images: ImageSpec[]; rollouts: RolloutSpec[] } {
+  const d = SCENARIO_DEFAULTS;
+
+  const images: ImageSpec[] = [];
+  const imageIndex = new Map<string, number>();
+  const targetIndex = new Map<string, number>();
+  (input.images ?? []).forEach((written, i) => {
+    const kind = written.kind ?? d.image.kind;
+    const name = written.name ?? '';
+    const version = written.version ?? '';
+    const sameId = imageIndex.get(written.id);
+    if (sameId !== undefined)
+      add(['images', i, 'id'], `duplicate image id "${written.id}" (also images[${sameId}])`);
+    else imageIndex.set(written.id, i);
+    const target = `${kind} ${name} ${version}`;
+    const sameTarget = targetIndex.get(target);
+    if (sameTarget !== undefined) {
+      add(
+        ['images', i, 'version'],
+        `images[${sameTarget}] is also the ${kind} image ${name} ${version}; the service keeps one image per kind, name and version`,
+      );
+    } else targetIndex.set(target, i);
+    if (kind === 'os' && written.securityVersion === undefined) {
+      add(
+        ['images', i, 'securityVersion'],
+        'required for os images (the anti-rollback version devices check)',
+      );
+    }
+    images.push({
+      id: written.id,
+      kind,
+      name,
+      version,
+      securityVersion: written.securityVersion ?? d.image.appSecurityVersion,
+      sizeBytes: written.size ?? 0,
+      defectRate: written.defectRate ?? d.image.defectRate,
+    });
+  });
+
+  const groups: DeviceGroupSpec[] = [];
+  (input.groups ?? []).forEach((written, i) => {
+    if (DEFAULT_GROUP_NAMES.includes(written.name)) {
+      add(
+        ['groups', i, 'name'],
+        `"${written.name}" is one of the product's default groups, which exist already (${DEFAULT_GROUP_NAMES.join(', ')})`,
+      );
+    } else if (groups.some((g) => g.name === written.name)) {
+      add(['groups', i, 'name'], `duplicate group name "${written.name}"`);
+    } else {
+      groups.push({
+        name: written.name,
+        osFeed: written.osFeed ?? d.group.osFeed,
+        updatePolicy: written.updatePolicy ?? d.group.updatePolicy,
+      });
+    }
+  });
+  const policies = new Map<string, UpdatePolicy>([
+    ...DEFAULT_DEVICE_GROUPS.map((g): [string, UpdatePolicy] => [g.name, g.updatePolicy]),
+    ...groups.map((g): [string, UpdatePolicy] => [g.name, g.updatePolicy]),
+  ]);
+
+  const written = input.rollouts ?? [];
+  const sizes = groupSizes(written, fleet.size - fleet.hostileDevices, add);
+  const rollouts: RolloutSpec[] = [];
+  const names = new Map<string, number>();
+  written.forEach((r, i) => {
+    const at = (...path: (string | number)[]): (string | number)[] => ['rollouts', i, ...path];
+    const sameName = names.get(r.name);
+    if (sameName !== undefined)
+      add(at('name'), `duplicate rollout name "${r.name}" (also rollouts[${sameName}])`);
+    else names.set(r.name, i);
+
+    const image = images.find((candidate) => candidate.id === r.image);
+    if (image === undefined) {
+      const ids = images.map((candidate) => candidate.id);
+      const suggestion = closest(r.image, ids);
+      const hint = suggestion === undefined ? '' : ` (did you mean "${suggestion}"?)`;
+      add(
+        at('image'),
+        `unknown image "${r.image}"${hint}; ${ids.length === 0 ? 'the scenario has no images' : `images: ${ids.join(', ')}`}`,
+      );
+    }
+    const policy = policies.get(r.group);
+    if (policy === undefined) {
+      const known = [...policies.keys()];
+      const suggestion = closest(r.group, known);
+      const hint = suggestion === undefined ? '' : ` (did you mean "${suggestion}"?)`;
+      const custom = groups.length === 0 ? '' : `; groups: ${groups.map((g) => g.name).join(', ')}`;
+      add(
+        at('group'),
+        `unknown device group "${r.group}"${hint}; default groups: ${DEFAULT_GROUP_NAMES.join(', ')}${custom}`,
+      );
+    } else if (policy === 'SYSTEM_ONLY' && image?.kind === 'app') {
+      add(
+        at('group'),
+        `"${r.group}" has update policy SYSTEM_ONLY (OS updates only), so its devices never install the app image "${image.id}"`,
+      );
+    }
+
+    const startAtMs = r.startAt ?? parseDuration(d.rollout.startAt);
+    if (startAtMs >= durationMs) {
+      add(
+        at('startAt'),
+        `the rollout starts at ${formatDuration(startAtMs)} but the run lasts ${formatDuration(durationMs)}`,
+      );
+    }
+
+    const { count, share } = r.errorCondition;
+    const config: RolloutConfigInput = {
+      waves: r.waves.map((wave) => wave ?? { share: 1 }),
+      successThreshold: r.successThreshold ?? 0,
+      errorThreshold: {
+        ...(count === undefined ? {} : { count }),
+        ...(share === undefined ? {} : { share }),
+      },
+      autoRollback: r.autoRollback ?? d.rollout.autoRollback,
+      pauseBetweenWavesMs: Math.round(r.pauseBetweenWaves ?? parseDuration(d.rollout.pauseBetweenWaves)),
+    };
+    const compiled = compileRolloutConfig(config);
+    if (!compiled.ok) {
+      const { field, message } = compiled.error;
+      add(
+        at(...rolloutConfigPath(field)),
+        message.startsWith(`${field}: `) ? message.slice(field.length + 2) : message,
+      );
+    }
+
+    rollouts.push({
+      name: r.name,
+      imageId: r.image,
+      group: r.group,
+      devices: sizes.get(r.group) ?? 0,
+      startAtMs,
+      config,
+      expect: r.expect ?? null,
+    });
+  });
+  return { groups, images, rollouts };
+}
+
+/**
+ * Devices per rollout group. Rollouts to one group share its devices, so the counts they give
+ * must agree; a share is of the `healthy` devices (rounded down). Groups whose rollouts give no
+ * count split the healthy devices the others leave, evenly.
+ */
+function groupSizes(
+  rollouts: NonNullable<ScenarioInput['rollouts']>,
+  healthy: number,
+  add: AddIssue,
+): Map<string, number> {
+  const order: string[] = [];
+  const firstRollout = new Map<string, number>();
+  const explicit = new Map<string, { count: number; index: number }>();
+  rollouts.forEach((r, i) => {
+    if (!firstRollout.has(r.group)) {
+      order.push(r.group);
+      firstRollout.set(r.group, i);
+    }
+    if (r.devices === undefined) return;
+    const count = 'count' in r.devices ? r.devices.count : Math.floor(r.devices.share * healthy + 1e-9);
+    if (count === 0) {
+      add(
+        ['rollouts', i, 'devices'],
+        `this share of the ${healthy} healthy devices rounds down to no device`,
+      );
+      return;
+    }
+    const prior = explicit.get(r.group);
+    if (prior === undefined) explicit.set(r.group, { count, index: i });
+    else if (prior.count !== count) {
+      add(
+        ['rollouts', i, 'devices'],
+        `rollouts to the same group share its devices: rollouts[${prior.index}] assigns ${prior.count} devices to "${r.group}", this one ${count}`,
+      );
+    }
+  });
+  const sizes = new Map<string, number>();
+  let taken = 0;
+  for (const [group, { count }] of explicit) {
+    sizes.set(group, count);
+    taken += count;
+  }
+  if (taken > healthy) {
+    add(
+      ['rollouts'],
+      `rollout groups take ${taken} devices but the fleet has only ${healthy} healthy devices (no fault profile)`,
+    );
+    return sizes;
+  }
+  const rest = order.filter((group) => !explicit.has(group));
+  const parts = apportion(
+    healthy - taken,
+    rest.map(() => 1),
+  );
+  rest.forEach((group, k) => {
+    const part = parts[k] ?? 0;
+    sizes.set(group, part);
+    if (part === 0) {
+      add(
+        ['rollouts', firstRollout.get(group) ?? 0],
+        `group "${group}" gets the healthy devices other groups leave, but they take all ${healthy}; give this rollout "devices"`,
+      );
+    }
+  });
+  return sizes;
 }
 
 function resolveConnections(input: ScenarioInput, add: AddIssue): ConnectionConfig {

@@ -43,6 +43,17 @@ export const THRESHOLD_METRICS = {
   attestations_ok: { kind: 'count', description: 'accepted attestations (all devices)' },
   attestations_failed: { kind: 'count', description: 'rejected or failed attestations (all devices)' },
   transport_errors: { kind: 'count', description: 'NATS timeouts, no responders and disconnects' },
+  rollouts_completed: { kind: 'count', description: 'rollouts whose deployment ended completed' },
+  rollouts_halted: { kind: 'count', description: 'rollouts whose deployment ended halted' },
+  rollout_expectations_met: {
+    kind: 'rate',
+    description: 'share of the rollouts with an "expect" whose final state is the expected one',
+  },
+  update_success_rate: {
+    kind: 'rate',
+    description:
+      'succeeded / (succeeded + failed + rolled back) over the final outcomes of every device in every rollout',
+  },
 } as const satisfies Record<string, { kind: MetricKind; description: string }>;
 
 /** A metric name a threshold can use. */

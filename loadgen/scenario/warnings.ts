@@ -23,7 +23,9 @@ export interface ScenarioWarning {
  *   time, so healthy devices may fail with NONCE_STALE or CLOCK_SKEW from latency alone;
  * - `service.certificateLifetime` shorter than `device.attestEvery`, so certificates lapse
  *   between attestations;
- * - `device.attestEvery` longer than the run, so no device re-attests.
+ * - `device.attestEvery` longer than the run, so no device re-attests;
+ * - a rollout starting less than `updates.checkEvery` before the end of the run, so some of its
+ *   devices may never check for updates while it runs.
  */
 export function scenarioWarnings(scenario: Scenario): ScenarioWarning[] {
   const out: ScenarioWarning[] = [];
@@ -62,5 +64,13 @@ export function scenarioWarnings(scenario: Scenario): ScenarioWarning[] {
       message: `some devices will not re-attest: the last power on is at ${formatDuration(lastPowerOn)}, attestEvery is ${formatDuration(device.attestEveryMs)} and the run lasts ${formatDuration(scenario.durationMs)}`,
     });
   }
+  scenario.rollouts.forEach((rollout, i) => {
+    const left = scenario.durationMs - rollout.startAtMs;
+    if (left >= scenario.updates.checkEveryMs) return;
+    out.push({
+      path: `rollouts[${i}].startAt`,
+      message: `rollout "${rollout.name}" starts ${formatDuration(left)} before the run ends, but devices check for updates only every ${formatDuration(scenario.updates.checkEveryMs)} (updates.checkEvery), so some may never see it`,
+    });
+  });
   return out;
 }

@@ -5,7 +5,12 @@ import {
   ChallengeRequest,
   Evidence,
   Heartbeat,
+  ChunkReply,
+  ChunkRequest,
+  UpdateCheckReply,
+  UpdateCheckRequest,
   UpdateReport,
+  UpdateReportReply,
 } from '../gen/sphere/device/v1/device.js';
 import type { ErrorInfo } from '../gen/sphere/device/v1/device.js';
 import { decodeStrict, encodeMessage } from './strict.js';
@@ -22,6 +27,15 @@ export const DEVICE_LIMITS = {
   evidence: 6144,
   heartbeat: 256,
   updateReport: 512,
+  updateCheckRequest: 4096,
+  /** TUF metadata grows with a tenant's images; NATS' default max payload is 1 MiB. */
+  updateCheckReply: 768 * 1024,
+  chunkRequest: 512,
+  /** Largest chunk a device may ask for (the reply adds a few bytes of framing). */
+  maxChunk: 512 * 1024,
+  maxInstalled: 32,
+  maxOffers: 16,
+  maxRoots: 16,
   reply: 16384,
   maxMeasurements: 40,
   maxStageName: 64,
@@ -329,7 +343,7 @@ export function decodeUpdateReport(bytes: Uint8Array): DecodeResult<UpdateReport
     const deviceId = parseDeviceId(g.deviceId);
     if (deviceId === null) return deviceIdProblem(g.deviceId);
     const deploymentId = parseDeploymentId(g.deploymentId);
-    if (deploymentId === null) return 'deployment_id must look like "d-" + 16 hex characters';
+    if (deploymentId === null) return deploymentIdProblem(g.deploymentId);
     if (g.reportId.length === 0 || g.reportId.length > 128) return 'report_id must be 1 to 128 characters';
     const outcome = UPDATE_REPORT_OUTCOMES.find((o) => o === g.outcome);
     if (outcome === undefined) return `outcome must be one of ${UPDATE_REPORT_OUTCOMES.join(', ')}`;
@@ -342,5 +356,221 @@ export function decodeUpdateReport(bytes: Uint8Array): DecodeResult<UpdateReport
       code: g.code,
       deviceTimeMs: g.deviceTimeMs,
     };
+  });
+}
+
+/** One component a device runs; `kind` is `os` or `app`. */
+export interface InstalledComponentMsg {
+  readonly kind: 'os' | 'app';
+  readonly name: string;
+  readonly version: string;
+  readonly securityVersion: number;
+}
+
+export interface UpdateCheckRequestMsg {
+  readonly deviceId: DeviceId;
+  readonly trustedRootVersion: number;
+  readonly installed: readonly InstalledComponentMsg[];
+  readonly deviceTimeMs: number;
+}
+
+export interface UpdateOfferMsg extends InstalledComponentMsg {
+  readonly deploymentId: DeploymentId;
+  readonly targetName: string;
+  readonly length: number;
+  readonly chunkSize: number;
+}
+
+/** Exact TUF JSON bytes, as signed. */
+export interface TufMetadataMsg {
+  readonly roots: readonly Uint8Array[];
+  readonly timestamp: Uint8Array;
+  readonly snapshot: Uint8Array;
+  readonly targets: Uint8Array;
+}
+
+export interface UpdateCheckMsg {
+  readonly offers: readonly UpdateOfferMsg[];
+  readonly rollbacks: readonly DeploymentId[];
+  readonly metadata: TufMetadataMsg;
+}
+
+export interface ChunkRequestMsg {
+  readonly deviceId: DeviceId;
+  readonly deploymentId: DeploymentId;
+  readonly offset: number;
+  readonly length: number;
+}
+
+export interface ChunkMsg {
+  readonly offset: number;
+  readonly data: Uint8Array;
+}
+
+const COMPONENT_KINDS = ['os', 'app'] as const;
+const NAME = /^[a-z0-9][a-z0-9._-]{0,63}$/;
+const VERSION = /^[0-9A-Za-z][0-9A-Za-z.+-]{0,31}$/;
+
+function componentProblem(
+  where: string,
+  c: { kind: string; name: string; version: string },
+): string | undefined {
+  if (!COMPONENT_KINDS.some((k) => k === c.kind)) return `${where}.kind must be "os" or "app"`;
+  if (!NAME.test(c.name)) return `${where}.name must be 1 to 64 characters of a-z, 0-9, ".", "_" and "-"`;
+  if (!VERSION.test(c.version)) return `${where}.version must be 1 to 32 characters like "1.2.0"`;
+  return undefined;
+}
+
+function deploymentIdProblem(s: string): string {
+  return `deployment_id must look like "d-" + 16 hex characters, got "${s.slice(0, 24)}"`;
+}
+
+export function encodeUpdateCheckRequest(m: UpdateCheckRequestMsg): Uint8Array {
+  return encodeMessage(UpdateCheckRequest, {
+    deviceId: m.deviceId,
+    trustedRootVersion: m.trustedRootVersion,
+    installed: m.installed.map((c) => ({ ...c })),
+    deviceTimeMs: ms(m.deviceTimeMs),
+  });
+}
+
+export function decodeUpdateCheckRequest(bytes: Uint8Array): DecodeResult<UpdateCheckRequestMsg> {
+  return decodeWith(
+    UpdateCheckRequest,
+    bytes,
+    DEVICE_LIMITS.updateCheckRequest,
+    'UpdateCheckRequest',
+    (g) => {
+      const deviceId = parseDeviceId(g.deviceId);
+      if (deviceId === null) return deviceIdProblem(g.deviceId);
+      if (g.installed.length > DEVICE_LIMITS.maxInstalled)
+        return `installed must hold at most ${DEVICE_LIMITS.maxInstalled} components, got ${g.installed.length}`;
+      const installed: InstalledComponentMsg[] = [];
+      for (const [i, c] of g.installed.entries()) {
+        const p = componentProblem(`installed[${i}]`, c);
+        if (p !== undefined) return p;
+        installed.push({
+          kind: c.kind === 'os' ? 'os' : 'app',
+          name: c.name,
+          version: c.version,
+          securityVersion: c.securityVersion,
+        });
+      }
+      return { deviceId, trustedRootVersion: g.trustedRootVersion, installed, deviceTimeMs: g.deviceTimeMs };
+    },
+  );
+}
+
+export function encodeUpdateCheckReply(r: Reply<UpdateCheckMsg>): Uint8Array {
+  return encodeMessage(UpdateCheckReply, {
+    result: r.ok
+      ? {
+          $case: 'check',
+          value: {
+            offers: r.value.offers.map((o) => ({ ...o })),
+            rollbacks: [...r.value.rollbacks],
+            metadata: { ...r.value.metadata, roots: [...r.value.metadata.roots] },
+          },
+        }
+      : { $case: 'error', value: toErrorInfo(r.error) },
+  });
+}
+
+export function decodeUpdateCheckReply(bytes: Uint8Array): DecodeResult<Reply<UpdateCheckMsg>> {
+  return decodeWith(UpdateCheckReply, bytes, DEVICE_LIMITS.updateCheckReply, 'UpdateCheckReply', (g) => {
+    const result = g.result;
+    if (result === undefined) return 'result is missing';
+    if (result.$case === 'error') return { ok: false, error: fromErrorInfo(result.value) };
+    const c = result.value;
+    if (c.offers.length > DEVICE_LIMITS.maxOffers)
+      return `offers must hold at most ${DEVICE_LIMITS.maxOffers}`;
+    const offers: UpdateOfferMsg[] = [];
+    for (const [i, o] of c.offers.entries()) {
+      const p = componentProblem(`offers[${i}]`, o);
+      if (p !== undefined) return p;
+      const deploymentId = parseDeploymentId(o.deploymentId);
+      if (deploymentId === null) return `offers[${i}].${deploymentIdProblem(o.deploymentId)}`;
+      if (o.chunkSize === 0 || o.chunkSize > DEVICE_LIMITS.maxChunk)
+        return `offers[${i}].chunk_size must be 1 to ${DEVICE_LIMITS.maxChunk}`;
+      offers.push({
+        kind: o.kind === 'os' ? 'os' : 'app',
+        name: o.name,
+        version: o.version,
+        securityVersion: o.securityVersion,
+        deploymentId,
+        targetName: o.targetName,
+        length: o.length,
+        chunkSize: o.chunkSize,
+      });
+    }
+    const rollbacks: DeploymentId[] = [];
+    for (const [i, s] of c.rollbacks.entries()) {
+      const id = parseDeploymentId(s);
+      if (id === null) return `rollbacks[${i}]: ${deploymentIdProblem(s)}`;
+      rollbacks.push(id);
+    }
+    const md = c.metadata;
+    if (md === undefined) return 'metadata is missing';
+    if (md.roots.length > DEVICE_LIMITS.maxRoots)
+      return `metadata.roots must hold at most ${DEVICE_LIMITS.maxRoots}`;
+    return {
+      ok: true,
+      value: {
+        offers,
+        rollbacks,
+        metadata: { roots: md.roots, timestamp: md.timestamp, snapshot: md.snapshot, targets: md.targets },
+      },
+    };
+  });
+}
+
+export function encodeChunkRequest(m: ChunkRequestMsg): Uint8Array {
+  return encodeMessage(ChunkRequest, { ...m });
+}
+
+export function decodeChunkRequest(bytes: Uint8Array): DecodeResult<ChunkRequestMsg> {
+  return decodeWith(ChunkRequest, bytes, DEVICE_LIMITS.chunkRequest, 'ChunkRequest', (g) => {
+    const deviceId = parseDeviceId(g.deviceId);
+    if (deviceId === null) return deviceIdProblem(g.deviceId);
+    const deploymentId = parseDeploymentId(g.deploymentId);
+    if (deploymentId === null) return deploymentIdProblem(g.deploymentId);
+    if (g.length === 0 || g.length > DEVICE_LIMITS.maxChunk)
+      return `length must be 1 to ${DEVICE_LIMITS.maxChunk} bytes, got ${g.length}`;
+    if (!Number.isSafeInteger(g.offset)) return 'offset is out of range';
+    return { deviceId, deploymentId, offset: g.offset, length: g.length };
+  });
+}
+
+export function encodeChunkReply(r: Reply<ChunkMsg>): Uint8Array {
+  return encodeMessage(ChunkReply, {
+    result: r.ok
+      ? { $case: 'chunk', value: { ...r.value } }
+      : { $case: 'error', value: toErrorInfo(r.error) },
+  });
+}
+
+export function decodeChunkReply(bytes: Uint8Array): DecodeResult<Reply<ChunkMsg>> {
+  return decodeWith(ChunkReply, bytes, DEVICE_LIMITS.maxChunk + 1024, 'ChunkReply', (g) => {
+    const result = g.result;
+    if (result === undefined) return 'result is missing';
+    if (result.$case === 'error') return { ok: false, error: fromErrorInfo(result.value) };
+    return { ok: true, value: { offset: result.value.offset, data: result.value.data } };
+  });
+}
+
+export function encodeUpdateReportReply(r: Reply<{ reportId: string }>): Uint8Array {
+  return encodeMessage(UpdateReportReply, {
+    result: r.ok
+      ? { $case: 'ack', value: { reportId: r.value.reportId } }
+      : { $case: 'error', value: toErrorInfo(r.error) },
+  });
+}
+
+export function decodeUpdateReportReply(bytes: Uint8Array): DecodeResult<Reply<{ reportId: string }>> {
+  return decodeWith(UpdateReportReply, bytes, DEVICE_LIMITS.reply, 'UpdateReportReply', (g) => {
+    const result = g.result;
+    if (result === undefined) return 'result is missing';
+    if (result.$case === 'error') return { ok: false, error: fromErrorInfo(result.value) };
+    return { ok: true, value: { reportId: result.value.reportId } };
   });
 }

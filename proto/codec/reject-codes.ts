@@ -16,6 +16,12 @@ export const REJECT_CODES = {
   DUPLICATE_IDENTITY: 'DUPLICATE_IDENTITY',
   CLOCK_SKEW: 'CLOCK_SKEW',
   UNKNOWN_DEPLOYMENT: 'UNKNOWN_DEPLOYMENT',
+  /** A chunk of a deployment's image asked by a device the deployment did not offer it to. */
+  NOT_OFFERED: 'NOT_OFFERED',
+  /** A chunk request outside the image (offset or length past its end). */
+  OUT_OF_RANGE: 'OUT_OF_RANGE',
+  /** Alerts only: a device refused an update's metadata or image (the alert's evidence.code says why). */
+  UPDATE_VERIFICATION_FAILED: 'UPDATE_VERIFICATION_FAILED',
   OVERLOADED: 'OVERLOADED',
   INTERNAL: 'INTERNAL',
 } as const;

@@ -1,7 +1,14 @@
 import type { DeviceId } from './ids.js';
 
 /** Device-facing operations; each has its own subject per partition. */
-export const DEVICE_OPS = ['challenge', 'attest', 'heartbeat', 'update-report'] as const;
+export const DEVICE_OPS = [
+  'challenge',
+  'attest',
+  'heartbeat',
+  'update-check',
+  'update-chunk',
+  'update-report',
+] as const;
 export type DeviceOp = (typeof DEVICE_OPS)[number];
 
 /** Default number of partitions the device space is split into. Fixed for the life of a fleet. */

@@ -44,6 +44,11 @@ export function createServiceMetrics(meter: Meter) {
       help: 'Devices by the OS version of their last attestation.',
       labelNames: ['os_version'],
     }),
+    devicesByApp: meter.gauge({
+      name: 'sphere_devices_by_app_version',
+      help: 'Devices by application and version, as reported in their last update check.',
+      labelNames: ['app', 'version'],
+    }),
     alerts: meter.counter({
       name: 'sphere_alerts_total',
       help: 'Alerts raised to tenants, by type (reject code) and severity.',
@@ -80,6 +85,11 @@ export function createServiceMetrics(meter: Meter) {
       help: 'The wave a deployment is in (1-based; 0 before start).',
       labelNames: ['deployment'],
     }),
+    rolloutWatchers: meter.gauge({
+      name: 'sphere_rollout_watchers',
+      help: 'Open WatchRollout streams of a deployment.',
+      labelNames: ['deployment'],
+    }),
     rolloutWaveTransitions: meter.counter({
       name: 'sphere_rollout_wave_transitions_total',
       help: 'Waves opened, by deployment, wave and reason.',
@@ -92,8 +102,27 @@ export function createServiceMetrics(meter: Meter) {
     }),
     updateReports: meter.counter({
       name: 'sphere_update_reports_total',
-      help: 'Update reports received from devices, by result (ok|rejected) and reason code.',
+      help: "Update reports received from devices, by result (ok|rejected) and reason code (the device's code for failures, OK otherwise).",
       labelNames: ['result', 'reason'],
+    }),
+    updateChecks: meter.counter({
+      name: 'sphere_update_checks_total',
+      help: 'Update checks answered, by result (offered: at least one image offered, none, rejected) and reason code.',
+      labelNames: ['result', 'reason'],
+    }),
+    updateChunks: meter.counter({
+      name: 'sphere_update_chunks_total',
+      help: 'Image chunk requests answered, by result (ok|rejected) and reason code.',
+      labelNames: ['result', 'reason'],
+    }),
+    updateBytesServed: meter.counter({
+      name: 'sphere_update_bytes_served_total',
+      help: 'Image bytes served to devices in update chunks.',
+    }),
+    updateRefusals: meter.counter({
+      name: 'sphere_update_refusals_total',
+      help: "Updates devices refused after verifying them (TUF metadata or image), by the device's code (TUF_ROLLBACK, TUF_EXPIRED, TUF_MIX_AND_MATCH, TUF_BAD_SIGNATURE, TUF_HASH_MISMATCH, TUF_LENGTH_MISMATCH, TUF_SECURITY_VERSION_ROLLBACK, ...).",
+      labelNames: ['code'],
     }),
     inflight: meter.gauge({
       name: 'sphere_attestations_in_flight',

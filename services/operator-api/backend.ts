@@ -77,6 +77,18 @@ export interface OperatorBackend {
     deploymentId: DeploymentId,
     action: DeploymentAction,
   ): Promise<RolloutView>;
+  /**
+   * Watches a deployment: `onChange` receives the current view (without devices) soon after the
+   * call, then the newest view after changes (at most once per event-loop turn, in order, never
+   * older than a view already delivered). Throws NOT_FOUND synchronously for another tenant's or
+   * an unknown deployment. The returned function unsubscribes (idempotent); nothing is delivered
+   * after it returns. `onChange` must not throw and should be cheap: it runs in the shard's turn.
+   */
+  watchDeployment(
+    tenantId: TenantId,
+    deploymentId: DeploymentId,
+    onChange: (view: RolloutView) => void,
+  ): () => void;
   uploadImage(tenantId: TenantId, image: ImageUpload): UploadImageResponse;
   listImages(tenantId: TenantId): Image[];
 }

@@ -1,5 +1,5 @@
-import { Metadata, credentials } from '@grpc/grpc-js';
-import type { ServiceError } from '@grpc/grpc-js';
+import { Metadata, credentials, status } from '@grpc/grpc-js';
+import type { ClientReadableStream, ServiceError } from '@grpc/grpc-js';
 import { OperatorServiceClient } from '../../proto/gen/sphere/operator/v1/operator.js';
 import type {
   ClaimDevicesResponse,
@@ -23,6 +23,8 @@ import type {
   CreateDeploymentRequest,
   CreateDeploymentResponse,
   GetDeploymentResponse,
+  Rollout,
+  WatchRolloutResponse,
 } from '../../proto/gen/sphere/operator/v1/operator.js';
 import { ERROR_CODE_METADATA } from './errors.js';
 
@@ -37,6 +39,20 @@ export class OperatorCallError extends Error {
   ) {
     super(message, options);
   }
+}
+
+/** One WatchRollout message: the rollout's state and its place in the stream (1 = the first). */
+export interface RolloutUpdate {
+  readonly sequence: number;
+  readonly rollout: Rollout;
+}
+
+/** Options of {@link OperatorClient.watchRollout}. */
+export interface WatchRolloutOptions {
+  /** Least wall ms between messages (the server clamps it; default 250). */
+  readonly minIntervalMs?: number;
+  /** Cancels the stream; the iteration then ends without an error. */
+  readonly signal?: AbortSignal;
 }
 
 /** Promise-based operator client bound to one bearer token. */
@@ -65,6 +81,13 @@ export interface OperatorClient {
   ): Promise<CreateDeploymentResponse>;
   getDeployment(deploymentId: string, includeDevices?: boolean): Promise<GetDeploymentResponse>;
   controlDeployment(deploymentId: string, action: string): Promise<ControlDeploymentResponse>;
+  /**
+   * Streams a deployment's state: the current one first, then changes, ending after a final
+   * state (completed, halted, cancelled). A refusal or a broken stream throws
+   * {@link OperatorCallError}. Leaving the loop early (`break`, `return`, a throw) or aborting
+   * `signal` cancels the call on the server.
+   */
+  watchRollout(deploymentId: string, opts?: WatchRolloutOptions): AsyncIterable<RolloutUpdate>;
   /** The same connection with another token. */
   withToken(token: string): OperatorClient;
   close(): void;
@@ -83,19 +106,61 @@ export function createOperatorClient(
   const md = new Metadata();
   if (token !== '') md.set('authorization', `Bearer ${token}`);
   type Callback<Res> = (e: ServiceError | null, r: Res) => void;
+  /** A failed call as an OperatorCallError carrying the service's `sphere-error-code`. */
+  const callErrorOf = (e: ServiceError): OperatorCallError => {
+    const code = e.metadata?.get(ERROR_CODE_METADATA)[0];
+    return new OperatorCallError(
+      e.code,
+      typeof code === 'string' ? code : 'UNKNOWN',
+      e.details || e.message,
+      {
+        cause: e,
+      },
+    );
+  };
   /** Adapts one generated unary method (invoked by `invoke` with metadata and callback) to a promise. */
   const call = <Res>(invoke: (md: Metadata, cb: Callback<Res>) => unknown): Promise<Res> =>
     new Promise((resolve, reject) =>
       invoke(md, (e, r) => {
         if (e === null) return resolve(r);
-        const code = e.metadata?.get(ERROR_CODE_METADATA)[0];
-        reject(
-          new OperatorCallError(e.code, typeof code === 'string' ? code : 'UNKNOWN', e.details || e.message, {
-            cause: e,
-          }),
-        );
+        reject(callErrorOf(e));
       }),
     );
+  async function* watchRollout(
+    deploymentId: string,
+    opts: WatchRolloutOptions = {},
+  ): AsyncGenerator<RolloutUpdate, void, undefined> {
+    const { signal } = opts;
+    // A function, not a narrowed property: the signal can be aborted while we wait.
+    const aborted = (): boolean => signal?.aborted === true;
+    if (aborted()) return;
+    const stream: ClientReadableStream<WatchRolloutResponse> = client.watchRollout(
+      { deploymentId, minIntervalMs: opts.minIntervalMs ?? 0 },
+      md,
+    );
+    const cancel = (): void => stream.cancel();
+    signal?.addEventListener('abort', cancel, { once: true });
+    try {
+      for await (const chunk of stream) {
+        const msg = chunk as WatchRolloutResponse;
+        if (msg.rollout === undefined)
+          throw new OperatorCallError(
+            status.INTERNAL,
+            'INTERNAL',
+            `message ${msg.sequence} carries no rollout`,
+          );
+        yield { sequence: msg.sequence, rollout: msg.rollout };
+      }
+    } catch (e) {
+      // Our own cancellation ends the iteration quietly; everything else is the caller's problem.
+      if (aborted()) return;
+      throw isServiceError(e) ? callErrorOf(e) : e;
+    } finally {
+      signal?.removeEventListener('abort', cancel);
+      // Releases the server's watcher when the consumer stops early; a no-op after the status.
+      stream.cancel();
+    }
+  }
   return {
     createTenant: (name) => call<CreateTenantResponse>((m, cb) => client.createTenant({ name }, m, cb)),
     registerEndorsements: (keys) =>
@@ -142,9 +207,14 @@ export function createOperatorClient(
       call<GetDeploymentResponse>((m, cb) => client.getDeployment({ deploymentId, includeDevices }, m, cb)),
     controlDeployment: (deploymentId, action) =>
       call<ControlDeploymentResponse>((m, cb) => client.controlDeployment({ deploymentId, action }, m, cb)),
+    watchRollout,
     assignDevices: (deviceGroupId, deviceIds) =>
       call<AssignDevicesResponse>((m, cb) => client.assignDevices({ deviceGroupId, deviceIds }, m, cb)),
     withToken: (t) => createOperatorClient(address, t, client),
     close: () => client.close(),
   };
+}
+
+function isServiceError(e: unknown): e is ServiceError {
+  return e instanceof Error && typeof (e as Partial<ServiceError>).code === 'number' && 'metadata' in e;
 }

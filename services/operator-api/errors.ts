@@ -10,6 +10,8 @@ export const OPERATOR_ERRORS = {
   ALREADY_EXISTS: 'ALREADY_EXISTS',
   /** The object is not in a state that allows the call (e.g. resume a rollout that is running). */
   CONFLICT: 'CONFLICT',
+  /** The shard is shutting down; a stream it ends with this can be opened again (elsewhere). */
+  UNAVAILABLE: 'UNAVAILABLE',
   INTERNAL: 'INTERNAL',
 } as const;
 export type OperatorErrorCode = (typeof OPERATOR_ERRORS)[keyof typeof OPERATOR_ERRORS];
@@ -43,6 +45,8 @@ export function grpcStatusOf(code: OperatorErrorCode): status {
       return status.ALREADY_EXISTS;
     case 'CONFLICT':
       return status.FAILED_PRECONDITION;
+    case 'UNAVAILABLE':
+      return status.UNAVAILABLE;
     case 'INTERNAL':
       return status.INTERNAL;
     default:

@@ -12,4 +12,14 @@ export { ERROR_CODE_METADATA, OPERATOR_ERRORS, OperatorError, grpcStatusOf } fro
 export type { OperatorErrorCode } from './errors.js';
 export type { AlertPageQuery, Caller, ImageUpload, OperatorBackend } from './backend.js';
 export { OperatorCallError, createOperatorClient } from './client.js';
-export type { OperatorClient } from './client.js';
+export type { OperatorClient, RolloutUpdate, WatchRolloutOptions } from './client.js';
+export {
+  WATCH_DEFAULT_INTERVAL_MS,
+  WATCH_FINAL_STATES,
+  WATCH_MAX_INTERVAL_MS,
+  WATCH_MIN_INTERVAL_MS,
+  WatchPump,
+  isWatchFinalState,
+  watchIntervalOf,
+} from './watch.js';
+export type { WatchSink, WatchTimers } from './watch.js';

@@ -1,5 +1,13 @@
+import { setMaxListeners } from 'node:events';
 import { Metadata, Server, ServerCredentials, status } from '@grpc/grpc-js';
-import type { sendUnaryData, ServerUnaryCall, ServiceDefinition, UntypedHandleCall } from '@grpc/grpc-js';
+import type {
+  sendUnaryData,
+  ServerUnaryCall,
+  ServerWritableStream,
+  ServiceDefinition,
+  StatusObject,
+  UntypedHandleCall,
+} from '@grpc/grpc-js';
 import {
   ClaimDevicesRequest,
   CreateTenantRequest,
@@ -19,6 +27,11 @@ import {
   ControlDeploymentRequest,
   CreateDeploymentRequest,
   GetDeploymentRequest,
+  WatchRolloutRequest,
+} from '../../proto/gen/sphere/operator/v1/operator.js';
+import type {
+  Rollout as RolloutView,
+  WatchRolloutResponse,
 } from '../../proto/gen/sphere/operator/v1/operator.js';
 import {
   decodeStrict,
@@ -43,6 +56,8 @@ import type { ServiceMetrics } from '../metrics/index.js';
 import { DEPLOYMENT_ACTIONS } from './backend.js';
 import type { Caller, DeploymentAction, OperatorBackend } from './backend.js';
 import { ERROR_CODE_METADATA, OPERATOR_ERRORS, OperatorError, grpcStatusOf } from './errors.js';
+import { WatchPump, isWatchFinalState, watchIntervalOf } from './watch.js';
+import type { WatchSink } from './watch.js';
 
 /** Largest request accepted (bytes); bigger ones get PAYLOAD_TOO_LARGE. */
 export const MAX_REQUEST_BYTES = 4 * 1024 * 1024;
@@ -55,6 +70,9 @@ const IMAGE_VERSION = /^[0-9A-Za-z][0-9A-Za-z.+-]{0,31}$/;
 export const MAX_BATCH = 20_000;
 
 type Method = keyof typeof OperatorServiceService;
+/** Server-streaming methods; every other method is unary. */
+type StreamMethod = 'watchRollout';
+type UnaryMethod = Exclude<Method, StreamMethod>;
 
 /** Request types per method, for strict decoding. */
 const REQUESTS: { readonly [M in Method]: MessageFns<object> } = {
@@ -75,6 +93,7 @@ const REQUESTS: { readonly [M in Method]: MessageFns<object> } = {
   createDeployment: CreateDeploymentRequest,
   getDeployment: GetDeploymentRequest,
   controlDeployment: ControlDeploymentRequest,
+  watchRollout: WatchRolloutRequest,
 };
 
 /** A request that failed to decode travels to the handler as this, never as an exception. */
@@ -104,6 +123,7 @@ const AUTH: { readonly [M in Method]: 'admin' | 'tenant' | 'public' } = {
   createDeployment: 'tenant',
   getDeployment: 'tenant',
   controlDeployment: 'tenant',
+  watchRollout: 'tenant',
 };
 
 function deviceIdOf(s: string, field: string): DeviceId {
@@ -162,8 +182,12 @@ function tenantOf(caller: Caller): Caller & { kind: 'tenant' } {
  * `authorization: Bearer <token>`, validated, answered with a typed error on failure
  * (gRPC status + `sphere-error-code` metadata) and counted.
  */
-export function operatorImplementation(backend: OperatorBackend, metrics: ServiceMetrics) {
-  const handlers: Record<Method, (req: never, caller: Caller) => Promise<object> | object> = {
+export function operatorImplementation(
+  backend: OperatorBackend,
+  metrics: ServiceMetrics,
+  opts: { readonly shutdown?: AbortSignal } = {},
+) {
+  const handlers: Record<UnaryMethod, (req: never, caller: Caller) => Promise<object> | object> = {
     createTenant: (req: CreateTenantRequest) => {
       const name = req.name.trim();
       if (name.length < 1 || name.length > 128)
@@ -337,7 +361,7 @@ export function operatorImplementation(backend: OperatorBackend, metrics: Servic
   };
 
   const impl: Record<string, UntypedHandleCall> = {};
-  for (const method of Object.keys(handlers) as Method[]) {
+  for (const method of Object.keys(handlers) as UnaryMethod[]) {
     impl[method] = (call: ServerUnaryCall<unknown, unknown>, callback: sendUnaryData<unknown>) => {
       const started = performance.now();
       const finish = (code: string, err: OperatorError | null, value?: object) => {
@@ -347,9 +371,7 @@ export function operatorImplementation(backend: OperatorBackend, metrics: Servic
           (performance.now() - started) / 1000,
         );
         if (err === null) return callback(null, value);
-        const md = new Metadata();
-        md.set(ERROR_CODE_METADATA, err.code);
-        callback({ code: grpcStatusOf(err.code), details: err.message, metadata: md });
+        callback(errorStatus(err));
       };
       const run = async (): Promise<object> => {
         const req = call.request;
@@ -360,17 +382,110 @@ export function operatorImplementation(backend: OperatorBackend, metrics: Servic
       run().then(
         (value) => finish('OK', null, value),
         (e: unknown) => {
-          const err =
-            e instanceof OperatorError
-              ? e
-              : new OperatorError('INTERNAL', 'internal error; the shard log has details', { cause: e });
-          if (!(e instanceof OperatorError)) console.error(`[operator-api] ${method} failed:`, e);
+          const err = operatorErrorOf(e, method);
           finish(err.code, err);
         },
       );
     };
   }
+  impl['watchRollout'] = watchRolloutHandler(backend, metrics, opts.shutdown);
   return impl;
+}
+
+/** An OperatorError as is; anything else is a bug, logged here and answered as INTERNAL. */
+function operatorErrorOf(e: unknown, method: Method): OperatorError {
+  if (e instanceof OperatorError) return e;
+  console.error(`[operator-api] ${method} failed:`, e);
+  return new OperatorError('INTERNAL', 'internal error; the shard log has details', { cause: e });
+}
+
+/** The status a refusal is answered with: gRPC code, the message, `sphere-error-code` metadata. */
+function errorStatus(err: OperatorError): Partial<StatusObject> & { code: status } {
+  const md = new Metadata();
+  md.set(ERROR_CODE_METADATA, err.code);
+  return { code: grpcStatusOf(err.code), details: err.message, metadata: md };
+}
+
+/**
+ * WatchRollout: validated and authenticated like a unary call (a refusal is the stream's status,
+ * with `sphere-error-code`), then a {@link WatchPump} feeds the stream from the deployment's
+ * watcher. Every way the stream can end (final state sent, client cancel, stream error, shard
+ * shutdown) goes through one `finish`, which unsubscribes the watcher, stops the pump and counts
+ * the call once; `requestLatency` measures the time to the first message.
+ */
+function watchRolloutHandler(backend: OperatorBackend, metrics: ServiceMetrics, shutdown?: AbortSignal) {
+  const method = 'watchRollout' satisfies StreamMethod;
+  return (call: ServerWritableStream<unknown, WatchRolloutResponse>): void => {
+    const started = performance.now();
+    let observed = false;
+    const observeLatency = (): void => {
+      if (observed) return;
+      observed = true;
+      metrics.requestLatency.observe({ transport: 'grpc', op: method }, (performance.now() - started) / 1000);
+    };
+    let unsubscribe = (): void => undefined;
+    let pump: WatchPump<RolloutView> | null = null;
+    let finished = false;
+    /** Ends the watch once; `err` becomes the stream's status, `null` leaves the stream to the caller. */
+    const finish = (code: string, err: OperatorError | null): boolean => {
+      if (finished) return false;
+      finished = true;
+      unsubscribe();
+      pump?.stop();
+      shutdown?.removeEventListener('abort', onShutdown);
+      metrics.grpcRequests.inc({ method, code });
+      if (err !== null) {
+        observeLatency();
+        // grpc-js turns an 'error' event on a server stream into its final status.
+        call.emit('error', errorStatus(err));
+      }
+      return true;
+    };
+    const onShutdown = (): void => {
+      finish('UNAVAILABLE', new OperatorError('UNAVAILABLE', 'the shard is shutting down; watch again'));
+    };
+    call.on('cancelled', () => finish('CANCELLED', null));
+    // A failed write; grpc-js already ends the call with a status of its own.
+    call.on('error', () => finish('INTERNAL', null));
+    // Destroyed some other way: whatever happened, the watcher must not outlive the stream.
+    call.on('close', () => finish('CANCELLED', null));
+    if (call.cancelled) {
+      finish('CANCELLED', null);
+      return;
+    }
+
+    const sink: WatchSink<RolloutView> = {
+      write: (rollout, sequence) => {
+        observeLatency();
+        return call.write({ sequence, rollout } satisfies WatchRolloutResponse);
+      },
+      onDrain: (resume) => call.once('drain', resume),
+      end: () => {
+        if (finish('OK', null)) call.end();
+      },
+    };
+    try {
+      const req = call.request;
+      if (isUndecodable(req)) throw req.undecodable;
+      const { tenantId } = tenantOf(authenticate(backend, call.metadata, AUTH[method]));
+      const { deploymentId, minIntervalMs } = req as WatchRolloutRequest;
+      const id = deploymentIdOf(deploymentId);
+      if (shutdown?.aborted === true)
+        throw new OperatorError('UNAVAILABLE', 'the shard is shutting down; watch again');
+      const p = new WatchPump<RolloutView>(sink, {
+        minIntervalMs: watchIntervalOf(minIntervalMs),
+        isFinal: (view) => isWatchFinalState(view.state),
+      });
+      pump = p;
+      unsubscribe = backend.watchDeployment(tenantId, id, (view) => p.offer(view));
+      // Defensive: a backend that delivered a final state synchronously has already finished us.
+      if (finished) unsubscribe();
+      else shutdown?.addEventListener('abort', onShutdown, { once: true });
+    } catch (e) {
+      const err = operatorErrorOf(e, method);
+      finish(err.code, err);
+    }
+  };
 }
 
 function authenticate(backend: OperatorBackend, md: Metadata, need: 'admin' | 'tenant' | 'public'): Caller {
@@ -423,7 +538,15 @@ export async function startOperatorServer(opts: {
   const host = opts.host ?? '127.0.0.1';
   // gRPC's own limit sits above ours so that oversize requests get our typed, counted answer.
   const server = new Server({ 'grpc.max_receive_message_length': MAX_REQUEST_BYTES * 2 });
-  server.addService(defensiveDefinition(), operatorImplementation(opts.backend, opts.metrics));
+  // Aborted on close: open WatchRollout streams end with UNAVAILABLE instead of holding the
+  // graceful shutdown until it is forced.
+  const shutdown = new AbortController();
+  // One listener per open watch; Node would warn of a leak past 10 (they are removed as watches end).
+  setMaxListeners(0, shutdown.signal);
+  server.addService(
+    defensiveDefinition(),
+    operatorImplementation(opts.backend, opts.metrics, { shutdown: shutdown.signal }),
+  );
   const port = await new Promise<number>((resolve, reject) =>
     server.bindAsync(`${host}:${opts.port}`, ServerCredentials.createInsecure(), (e, p) =>
       e ? reject(e) : resolve(p),
@@ -434,6 +557,7 @@ export async function startOperatorServer(opts: {
     address: `${host}:${port}`,
     close: () =>
       new Promise<void>((resolve) => {
+        shutdown.abort();
         const force = setTimeout(() => {
           server.forceShutdown();
           resolve();

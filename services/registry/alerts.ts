@@ -18,6 +18,9 @@ export const ALERT_SEVERITY: Readonly<Record<RejectCode, Severity>> = {
   DUPLICATE_IDENTITY: 'critical',
   CLOCK_SKEW: 'low',
   UNKNOWN_DEPLOYMENT: 'low',
+  NOT_OFFERED: 'medium',
+  OUT_OF_RANGE: 'low',
+  UPDATE_VERIFICATION_FAILED: 'critical',
   OVERLOADED: 'low',
   INTERNAL: 'medium',
 };

@@ -33,6 +33,8 @@ export interface DeviceRecord {
   lastSeenMs: number;
   attestationsOk: number;
   attestationsFailed: number;
+  /** Application versions by name, from the device's last update check. */
+  apps: Readonly<Record<string, string>>;
 }
 
 export const DEVICE_STATES = ['UNCLAIMED', 'CLAIMED', 'ATTESTED', 'FAILED', 'EXPIRED'] as const;
@@ -75,6 +77,7 @@ export class DeviceRegistry {
       lastSeenMs: 0,
       attestationsOk: 0,
       attestationsFailed: 0,
+      apps: {},
     });
     return true;
   }

@@ -12,7 +12,55 @@ export type DeploymentMessage =
       readonly reply?: (r: RolloutError | null) => void;
     }
   | { readonly type: 'deployment.read'; readonly reply: (r: Rollout) => void }
+  /** Hands a watcher already added to the deployment's {@link RolloutWatchers} the current state. */
+  | { readonly type: 'deployment.watch'; readonly listener: RolloutListener }
   | { readonly type: 'deployment.tick' };
+
+/** Receives a deployment's rollout state; must not throw and should be cheap (it runs in the actor's turn). */
+export type RolloutListener = (rollout: Rollout) => void;
+
+/**
+ * The watchers (WatchRollout streams) of one deployment. The shard holds it next to the actor's
+ * ref so that adding and removing a watcher are synchronous and never depend on the mailbox
+ * having room (a full mailbox must not leak a watcher); the actor only reads it. `onSize` sees
+ * the count after every change (the shard exports it as a gauge).
+ */
+export class RolloutWatchers {
+  readonly #listeners = new Set<RolloutListener>();
+  readonly #onSize: (n: number) => void;
+
+  constructor(onSize: (n: number) => void = () => undefined) {
+    this.#onSize = onSize;
+  }
+
+  get size(): number {
+    return this.#listeners.size;
+  }
+
+  /** Adds `listener`; the returned function removes it (idempotent). */
+  add(listener: RolloutListener): () => void {
+    this.#listeners.add(listener);
+    this.#onSize(this.#listeners.size);
+    return () => {
+      if (this.#listeners.delete(listener)) this.#onSize(this.#listeners.size);
+    };
+  }
+
+  /** Calls every watcher; one that throws is logged and cannot break the others or the actor. */
+  notify(rollout: Rollout): void {
+    for (const listener of [...this.#listeners]) this.notifyOne(listener, rollout);
+  }
+
+  /** Calls `listener` if it is still watching (it may have left while a message waited). */
+  notifyOne(listener: RolloutListener, rollout: Rollout): void {
+    if (!this.#listeners.has(listener)) return;
+    try {
+      listener(rollout);
+    } catch (e) {
+      console.error(`deployment ${rollout.deploymentId}: a watcher failed:`, e);
+    }
+  }
+}
 
 export interface DeploymentState {
   readonly rollout: Rollout;
@@ -29,13 +77,17 @@ export interface DeploymentState {
  */
 export function deploymentDefinition(
   initial: Rollout,
-  deps: { readonly clock: Clock; readonly metrics: ServiceMetrics },
+  deps: { readonly clock: Clock; readonly metrics: ServiceMetrics; readonly watchers: RolloutWatchers },
 ): ActorDefinition<DeploymentState, DeploymentMessage> {
-  const { clock, metrics } = deps;
+  const { clock, metrics, watchers } = deps;
   const deployment = initial.deploymentId;
 
   // Gauges are a projection over every device (O(devices)); recomputing them per report made a
-  // large rollout quadratic. They are refreshed once per event-loop turn from the latest state.
+  // large rollout quadratic. They are refreshed once per event-loop turn from the latest state, and
+  // watchers are told in the same place, so a burst of reports costs them one view, not one each.
+  // `latest` is always the actor's current state, so whatever order snapshots (`deployment.watch`)
+  // and these notifications arrive in, a watcher never sees a state older than one it has seen
+  // (unless a supervisor restart really did reset the state).
   let latest: Rollout = initial;
   let publishQueued = false;
   function publishSoon(r: Rollout): void {
@@ -45,6 +97,7 @@ export function deploymentDefinition(
     setImmediate(() => {
       publishQueued = false;
       publish(latest);
+      watchers.notify(latest);
     });
   }
 
@@ -61,13 +114,19 @@ export function deploymentDefinition(
   return {
     name: `deployment:${deployment}`,
     init: () => {
+      // Also after a supervisor restart, which resets the state: watchers learn of the reset.
+      latest = initial;
       publish(initial);
+      watchers.notify(initial);
       return { rollout: initial, offered: new Set(), rollbacks: new Set() };
     },
     receive(state, msg, ctx) {
       switch (msg.type) {
         case 'deployment.read':
           msg.reply(state.rollout);
+          return state;
+        case 'deployment.watch':
+          watchers.notifyOne(msg.listener, state.rollout);
           return state;
         case 'deployment.tick':
         case 'deployment.apply': {

@@ -4,17 +4,22 @@ import {
   decodeAttestRequest,
   decodeChallengeRequest,
   decodeHeartbeat,
+  decodeChunkRequest,
+  decodeUpdateCheckRequest,
   decodeUpdateReport,
   deviceSubjectAll,
   encodeAttestReply,
   encodeChallengeReply,
+  encodeChunkReply,
+  encodeUpdateCheckReply,
+  encodeUpdateReportReply,
   partitionOf,
   partitionOfSubject,
 } from '../../proto/codec/index.js';
-import type { DeploymentId, DeviceId, DeviceOp, Rejection } from '../../proto/codec/index.js';
+import type { DeviceId, DeviceOp, Rejection, Reply } from '../../proto/codec/index.js';
 import type { ShardContext } from './context.js';
 import type { PartitionMessage } from './partition-actor.js';
-import type { DeploymentMessage } from './deployment-actor.js';
+import type { UpdateService } from './updates.js';
 
 /** Queue group shared by all shards, so each device request reaches exactly one of them. */
 export const SHARD_QUEUE = 'sphere-shards';
@@ -29,9 +34,17 @@ export function serveDevices(
   transport: Transport,
   ctx: ShardContext,
   partitionRef: (partition: number) => ActorRef<PartitionMessage> | undefined,
-  deploymentRef: (deploymentId: DeploymentId) => ActorRef<DeploymentMessage> | undefined,
+  updates: UpdateService,
 ): Subscription[] {
   const { metrics } = ctx;
+  const counters = {
+    challenge: metrics.challenges,
+    attest: metrics.attestations,
+    heartbeat: metrics.heartbeats,
+    'update-check': metrics.updateChecks,
+    'update-chunk': metrics.updateChunks,
+    'update-report': metrics.updateReports,
+  } as const satisfies Record<DeviceOp, unknown>;
 
   function refuse(
     op: DeviceOp,
@@ -40,9 +53,7 @@ export function serveDevices(
     m: InboundMessage,
     encode: (r: Rejection) => Uint8Array,
   ): void {
-    const counter =
-      op === 'challenge' ? metrics.challenges : op === 'attest' ? metrics.attestations : metrics.heartbeats;
-    counter.inc({ result: 'rejected', reason: r.code });
+    counters[op].inc({ result: 'rejected', reason: r.code });
     if (r.code !== REJECT_CODES.OVERLOADED) {
       const a = ctx.alerts.raise({
         tenantId: null,
@@ -138,37 +149,54 @@ export function serveDevices(
     { queue: SHARD_QUEUE },
   );
 
+  /**
+   * Serves one update-protocol request: decode, check the subject fits the device, run `handle`,
+   * answer. Rejections by the update service are counted and answered but not alerted (a device
+   * asking for an image it was not offered is usually just late); undecodable input is.
+   */
+  function serveUpdate<Req extends { deviceId: DeviceId }, Res>(
+    op: 'update-check' | 'update-chunk' | 'update-report',
+    decode: (b: Uint8Array) => { ok: true; value: Req } | { ok: false; error: Rejection },
+    handle: (req: Req) => Promise<Reply<Res>>,
+    encode: (r: Reply<Res>) => Uint8Array,
+  ): Subscription {
+    const encodeError = (error: Rejection) => encode({ ok: false, error });
+    return transport.serve(
+      deviceSubjectAll(op),
+      (m) => {
+        const t0 = ctx.wallNow();
+        const decoded = decode(m.data);
+        if (!decoded.ok) return refuse(op, '', decoded.error, m, encodeError);
+        const req = decoded.value;
+        const ref = route(m, req.deviceId);
+        if (!('tell' in ref)) return refuse(op, req.deviceId, ref, m, encodeError);
+        handle(req).then(
+          (reply) => {
+            if (!reply.ok) counters[op].inc({ result: 'rejected', reason: reply.error.code });
+            m.respond(encode(reply));
+            metrics.requestLatency.observe({ transport: 'nats', op }, (ctx.wallNow() - t0) / 1000);
+          },
+          (e: unknown) => {
+            const message = e instanceof Error ? e.message : String(e);
+            counters[op].inc({ result: 'rejected', reason: REJECT_CODES.INTERNAL });
+            m.respond(
+              encodeError({ code: REJECT_CODES.INTERNAL, message: `${op} failed: ${message}; retry` }),
+            );
+          },
+        );
+      },
+      { queue: SHARD_QUEUE },
+    );
+  }
+
   // Update reports feed the deployment's rollout engine, which ignores (and counts) reports from
   // devices outside its population; binding reports to the attested identity is issue 5's.
-  const updateReport = transport.serve(
-    deviceSubjectAll('update-report'),
-    (m) => {
-      const decoded = decodeUpdateReport(m.data);
-      if (!decoded.ok) return refuse('update-report', '', decoded.error, m, () => new Uint8Array());
-      const r = decoded.value;
-      const ref = route(m, r.deviceId);
-      if (!('tell' in ref)) return refuse('update-report', r.deviceId, ref, m, () => new Uint8Array());
-      const deployment = deploymentRef(r.deploymentId);
-      if (deployment === undefined) {
-        metrics.updateReports.inc({ result: 'rejected', reason: REJECT_CODES.UNKNOWN_DEPLOYMENT });
-        return;
-      }
-      const accepted = deployment.tell({
-        type: 'deployment.apply',
-        msg: {
-          type: 'rollout.device-report',
-          deviceId: r.deviceId,
-          reportId: r.reportId,
-          outcome: r.outcome,
-          atMs: r.deviceTimeMs,
-        },
-      });
-      metrics.updateReports.inc(
-        accepted ? { result: 'ok', reason: 'OK' } : { result: 'rejected', reason: REJECT_CODES.OVERLOADED },
-      );
-    },
-    { queue: SHARD_QUEUE },
-  );
-
-  return [challenge, attest, heartbeat, updateReport];
+  return [
+    challenge,
+    attest,
+    heartbeat,
+    serveUpdate('update-check', decodeUpdateCheckRequest, (r) => updates.check(r), encodeUpdateCheckReply),
+    serveUpdate('update-chunk', decodeChunkRequest, (r) => updates.chunk(r), encodeChunkReply),
+    serveUpdate('update-report', decodeUpdateReport, (r) => updates.report(r), encodeUpdateReportReply),
+  ];
 }

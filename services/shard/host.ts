@@ -17,6 +17,7 @@ import type {
 import { deviceIdFromPublicKey, publicKeyFromRaw } from '../../actors/crypto/index.js';
 import {
   DEFAULT_PARTITIONS,
+  REJECT_CODES,
   parseDeploymentId,
   parseDeviceGroupId,
   parseDeviceId,
@@ -55,8 +56,10 @@ import type { DeviceGroup, DeviceRecord, DeviceRegistry, ImageRecord, Product } 
 import { createTufRepository, serveTufRepositories } from '../updates/tuf/index.js';
 import { initialRollout, rolloutGauges } from '../rollouts/index.js';
 import type { Rollout, RolloutMessage } from '../rollouts/index.js';
-import { deploymentDefinition } from './deployment-actor.js';
-import type { DeploymentMessage } from './deployment-actor.js';
+import { RolloutWatchers, deploymentDefinition } from './deployment-actor.js';
+import { appVersions, createUpdateService } from './updates.js';
+import type { DeploymentEntry } from './updates.js';
+import type { DeploymentMessage, RolloutListener } from './deployment-actor.js';
 import type { TufHttpServer, TufRepository } from '../updates/tuf/index.js';
 import type { ShardContext } from './context.js';
 import { AdmissionControl } from './admission.js';
@@ -83,6 +86,8 @@ export interface ShardOptions {
   readonly policy: AttestationPolicy;
   readonly seed: string;
   readonly shardId: string;
+  /** Name of the JetStream journal holding the service's state; `null`: memory only. */
+  readonly journal: string | null;
 }
 
 export const DEFAULT_SHARD_OPTIONS: Omit<ShardOptions, 'nats' | 'adminToken'> = {
@@ -98,6 +103,7 @@ export const DEFAULT_SHARD_OPTIONS: Omit<ShardOptions, 'nats' | 'adminToken'> = 
   policy: DEFAULT_POLICY,
   seed: 'shard',
   shardId: 'shard-0',
+  journal: null,
 };
 
 /** A running shard. */
@@ -212,15 +218,24 @@ export async function startShard(opts: ShardOptions): Promise<Shard> {
   };
 
   /** Deployments by ID; each is an actor owning its rollout state. */
-  const deployments = new Map<
-    DeploymentId,
-    { tenantId: TenantId; groupId: string; ref: ActorRef<DeploymentMessage> }
-  >();
+  const deployments = new Map<DeploymentId, DeploymentEntry>();
   const deploymentOf = (tenantId: TenantId, id: DeploymentId): ActorRef<DeploymentMessage> => {
     const d = deployments.get(id);
     if (d === undefined || d.tenantId !== tenantId)
       throw new OperatorError('NOT_FOUND', 'no such deployment in your tenant');
     return d.ref;
+  };
+  /** WatchRollout streams per deployment (a hub per deployment, created with its actor). */
+  const deploymentWatchers = new Map<DeploymentId, RolloutWatchers>();
+  /**
+   * Views for watchers, one per rollout state however many watch it (a view is O(devices)).
+   * Rollout states are immutable, so the state object is a sound key; old ones are collected.
+   */
+  const watchViews = new WeakMap<Rollout, RolloutView>();
+  const watchViewOf = (r: Rollout): RolloutView => {
+    let view = watchViews.get(r);
+    if (view === undefined) watchViews.set(r, (view = rolloutView(r, false)));
+    return view;
   };
   const readDeployment = (ref: ActorRef<DeploymentMessage>): Promise<Rollout> =>
     new Promise((resolve, reject) => {
@@ -458,8 +473,10 @@ export async function startShard(opts: ShardOptions): Promise<Shard> {
         },
         config: request.config,
       });
-      const ref = system.spawn(deploymentDefinition(rollout, { clock, metrics }));
-      deployments.set(id, { tenantId, groupId: group.id, ref });
+      const watchers = new RolloutWatchers((n) => metrics.rolloutWatchers.set({ deployment: id }, n));
+      deploymentWatchers.set(id, watchers);
+      const ref = system.spawn(deploymentDefinition(rollout, { clock, metrics, watchers }));
+      deployments.set(id, { id, tenantId, groupId: group.id, ref });
       const members: string[] = [];
       await visitAll((devices) => {
         for (const r of devices.values())
@@ -485,6 +502,25 @@ export async function startShard(opts: ShardOptions): Promise<Shard> {
               : { type: 'rollout.retry-failed' };
       await applyToDeployment(ref, msg);
       return rolloutView(await readDeployment(ref), false);
+    },
+    watchDeployment(tenantId, deploymentId, onChange) {
+      const ref = deploymentOf(tenantId, deploymentId);
+      const watchers = deploymentWatchers.get(deploymentId);
+      if (watchers === undefined) throw new OperatorError('INTERNAL', 'deployment has no watcher hub');
+      // The snapshot (in the actor's turn) and change notifications (once per turn) both carry
+      // the state current at that moment, so they may repeat one; each state is delivered once.
+      let last: Rollout | null = null;
+      const listener: RolloutListener = (r) => {
+        if (r === last) return;
+        last = r;
+        onChange(watchViewOf(r));
+      };
+      const unsubscribe = watchers.add(listener);
+      if (!ref.tell({ type: 'deployment.watch', listener })) {
+        unsubscribe();
+        throw new OperatorError('INTERNAL', 'deployment is unavailable; retry');
+      }
+      return unsubscribe;
     },
     uploadImage(tenantId, upload) {
       if (images.find(tenantId, upload.kind, upload.name, upload.version) !== undefined) {
@@ -538,6 +574,39 @@ export async function startShard(opts: ShardOptions): Promise<Shard> {
     },
   };
 
+  const updates = createUpdateService({
+    clock,
+    metrics,
+    alerts,
+    shardId: opts.shardId,
+    device: (check) =>
+      ask(partitionOf(check.deviceId, opts.partitions), (reply) => ({
+        type: 'partition.visit',
+        visit: (devices) => {
+          const r = devices.get(check.deviceId);
+          if (r === undefined) {
+            reply({ code: REJECT_CODES.UNKNOWN_DEVICE, message: 'no endorsement for this device' });
+          } else if (r.tenantId === null) {
+            reply({ code: REJECT_CODES.DEVICE_NOT_CLAIMED, message: 'device is not claimed by a tenant' });
+          } else if (r.compromised) {
+            reply({
+              code: REJECT_CODES.DUPLICATE_IDENTITY,
+              message: 'identity is quarantined (seen live twice); it gets no updates until re-admitted',
+            });
+          } else {
+            r.apps = appVersions(check.installed);
+            reply({ tenantId: r.tenantId, groupId: r.deviceGroupId });
+          }
+        },
+      })),
+    deployment: (id) => deployments.get(id),
+    deploymentsOf: (tenantId, groupId) =>
+      [...deployments.values()].filter((d) => d.tenantId === tenantId && d.groupId === groupId),
+    readRollout: readDeployment,
+    repo: (tenantId) => repos.get(tenantId),
+    image: (tenantId, imageId) => images.list(tenantId).find((i) => i.id === imageId),
+  });
+
   let transport: Transport | null = null;
   let subs: Subscription[] = [];
   let grpc: OperatorServer | null = null;
@@ -545,29 +614,37 @@ export async function startShard(opts: ShardOptions): Promise<Shard> {
   let tufServer: TufHttpServer | null = null;
   const gauges = setInterval(() => void refreshGauges(), 2000);
   gauges.unref();
+  const seenApps = new Set<string>();
   async function refreshGauges(): Promise<void> {
     const byState: Record<string, number> = Object.fromEntries(DEVICE_STATES.map((s) => [s, 0]));
     const byOs: Record<string, number> = {};
+    const byApp = new Map<string, number>();
     const now = clock.now();
     await visitAll((devices) => {
       for (const r of devices.values()) {
         const s = deviceState(r, now);
         byState[s] = (byState[s] ?? 0) + 1;
         if (r.osVersion !== '') byOs[r.osVersion] = (byOs[r.osVersion] ?? 0) + 1;
+        for (const [app, version] of Object.entries(r.apps)) {
+          const key = `${app}\u0000${version}`;
+          byApp.set(key, (byApp.get(key) ?? 0) + 1);
+        }
       }
     }).catch(() => undefined);
+    // Versions no device runs any more drop to 0 rather than vanish, so graphs show the switch.
+    for (const key of seenApps) if (!byApp.has(key)) byApp.set(key, 0);
+    for (const [key, n] of byApp) {
+      seenApps.add(key);
+      const [app = '', version = ''] = key.split('\u0000');
+      metrics.devicesByApp.set({ app, version }, n);
+    }
     for (const [state, n] of Object.entries(byState)) metrics.devicesByState.set({ state }, n);
     for (const [os, n] of Object.entries(byOs)) metrics.devicesByOs.set({ os_version: os }, n);
   }
 
   try {
     transport = await connectNatsTransport({ servers: opts.nats, name: opts.shardId, meter });
-    subs = serveDevices(
-      transport,
-      ctx,
-      (p) => actors[p],
-      (id) => deployments.get(id)?.ref,
-    );
+    subs = serveDevices(transport, ctx, (p) => actors[p], updates);
     await transport.flush();
     grpc = await startOperatorServer({ host: opts.grpcHost, port: opts.grpcPort, backend, metrics });
     tufServer = await serveTufRepositories({

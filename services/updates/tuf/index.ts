@@ -16,6 +16,7 @@ export {
   type TufRole,
   type TufServableRepository,
   type TufTargetCustom,
+  type TufLatestMetadata,
   type TufThresholds,
 } from './repository.js';
 export { serveTufRepositories, type ServeTufRepositoriesOptions, type TufHttpServer } from './http.js';

@@ -129,6 +129,27 @@ export interface TufRepository extends TufServableRepository {
   metadataFiles(): ReadonlyMap<string, Uint8Array>;
   /** Current versions, for assertions and operators. */
   versions(): Readonly<Record<TufRole, number>>;
+  /**
+   * What a device needs for one update check: every root newer than `trustedRootVersion` (in
+   * order) and the latest timestamp, snapshot and targets. Shared bytes, not copies: read only.
+   */
+  latest(trustedRootVersion: number): TufLatestMetadata;
+  /**
+   * Keeps the repository fresh, as a TUF repository's timestamp service does: re-signs the
+   * timestamp once less than half its lifetime is left, and re-publishes (targets, snapshot,
+   * timestamp) once less than half the snapshot's lifetime is left. Returns whether it signed.
+   */
+  refresh(nowMs: number): boolean;
+  /** Content of published target `name` (shared bytes, read only), else undefined. */
+  targetContent(name: string): Uint8Array | undefined;
+}
+
+/** See {@link TufRepository.latest}. */
+export interface TufLatestMetadata {
+  readonly roots: readonly Uint8Array[];
+  readonly timestamp: Uint8Array;
+  readonly snapshot: Uint8Array;
+  readonly targets: Uint8Array;
 }
 
 type JSONObject = ReturnType<Key['toJSON']>;
@@ -227,7 +248,11 @@ export function createTufRepository(opts: CreateTufRepositoryOptions): TufReposi
   const targetBlobs = new Map<string, Uint8Array>();
   const staged = new Map<string, StagedTarget>();
   let timestampFile: Uint8Array = new Uint8Array();
+  let timestampExpires = 0;
+  let snapshotExpires = 0;
   let lastSnapshot: Uint8Array = new Uint8Array();
+  /** Published content by plain target name. */
+  const published = new Map<string, Uint8Array>();
 
   const checkNow = (nowMs: number): void => {
     if (!Number.isFinite(nowMs)) throw new TufRepositoryError(`nowMs must be finite, got ${nowMs}`);
@@ -260,6 +285,7 @@ export function createTufRepository(opts: CreateTufRepositoryOptions): TufReposi
 
   const signTimestamp = (nowMs: number): void => {
     versions.timestamp += 1;
+    timestampExpires = Date.parse(tufExpires(nowMs + expiries.timestampMs));
     const md = new Metadata(
       new Timestamp({
         version: versions.timestamp,
@@ -284,6 +310,7 @@ export function createTufRepository(opts: CreateTufRepositoryOptions): TufReposi
       targetFiles[name] = t.file;
       const sha = t.file.hashes['sha256'] ?? '';
       targetBlobs.set(hashPrefixedTargetPath(name, sha), t.bytes);
+      published.set(name, t.bytes);
     }
     const targetsMd = new Metadata(
       new Targets({
@@ -298,6 +325,7 @@ export function createTufRepository(opts: CreateTufRepositoryOptions): TufReposi
     targetsFiles.set(versions.targets, targetsBytes);
 
     versions.snapshot += 1;
+    snapshotExpires = Date.parse(tufExpires(nowMs + expiries.snapshotMs));
     const snapshotMd = new Metadata(
       new Snapshot({
         version: versions.snapshot,
@@ -378,6 +406,34 @@ export function createTufRepository(opts: CreateTufRepositoryOptions): TufReposi
     },
     versions() {
       return { ...versions };
+    },
+    latest(trustedRootVersion) {
+      const roots: Uint8Array[] = [];
+      for (let v = Math.max(1, trustedRootVersion + 1); v <= versions.root; v++) {
+        const b = rootFiles.get(v);
+        if (b !== undefined) roots.push(b);
+      }
+      return {
+        roots,
+        timestamp: timestampFile,
+        snapshot: lastSnapshot,
+        targets: targetsFiles.get(versions.targets) ?? new Uint8Array(),
+      };
+    },
+    refresh(nowMs) {
+      checkNow(nowMs);
+      if (snapshotExpires - nowMs < expiries.snapshotMs / 2) {
+        publish(nowMs);
+        return true;
+      }
+      if (timestampExpires - nowMs < expiries.timestampMs / 2) {
+        signTimestamp(nowMs);
+        return true;
+      }
+      return false;
+    },
+    targetContent(name) {
+      return published.get(name);
     },
   };
 }

@@ -4,7 +4,12 @@
  * shard's /metrics (sphere_rollout_*).
  */
 import { describe, expect, it } from 'vitest';
-import { deviceSubject, encodeUpdateReport, partitionOf } from '../../../proto/codec/index.js';
+import {
+  decodeUpdateReportReply,
+  deviceSubject,
+  encodeUpdateReport,
+  partitionOf,
+} from '../../../proto/codec/index.js';
 import type { DeploymentId, UpdateReportOutcome } from '../../../proto/codec/index.js';
 import {
   PARTITIONS,
@@ -47,11 +52,11 @@ async function fleet(
 }
 
 let reportSeq = 0;
-/** Publishes an update report as the device would, and waits until the shard has seen it. */
+/** Sends an update report as the device would, and waits for the shard's acknowledgement. */
 async function report(deviceId: string, deploymentId: string, outcome: UpdateReportOutcome): Promise<void> {
   const { devices } = env();
   const id = deviceId as TestDevice['deviceId'];
-  devices.publish(
+  const reply = await devices.request(
     deviceSubject('update-report', partitionOf(id, PARTITIONS)),
     encodeUpdateReport({
       deviceId: id,
@@ -61,8 +66,12 @@ async function report(deviceId: string, deploymentId: string, outcome: UpdateRep
       code: outcome === 'failed' ? 'INSTALL_FAILED' : '',
       deviceTimeMs: Date.now(),
     }),
+    { timeoutMs: 5000 },
   );
-  await devices.flush();
+  // The shard acknowledges a report once its rollout has applied it.
+  const decoded = decodeUpdateReportReply(reply);
+  if (!decoded.ok || !decoded.value.ok)
+    throw new Error(`report not acknowledged: ${JSON.stringify(decoded)}`);
 }
 
 /** Waits until GetDeployment satisfies `ready` (reports are asynchronous). */

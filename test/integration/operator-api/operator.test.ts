@@ -23,6 +23,7 @@ import {
   ListAlertsRequest,
   OperatorServiceService,
   RegisterEndorsementsRequest,
+  WatchRolloutRequest,
 } from '../../../proto/gen/sphere/operator/v1/operator.js';
 import { createOperatorClient } from '../../../services/operator-api/index.js';
 import type { OperatorClient } from '../../../services/operator-api/index.js';
@@ -434,6 +435,11 @@ describe('operator api', () => {
         case 'controlDeployment':
           return Buffer.from(
             ControlDeploymentRequest.encode({ deploymentId: 'd-0123456789abcdef', action: 'pause' }).finish(),
+          );
+        case 'watchRollout':
+          // Server-streaming: a refusal is the stream's status, which a unary call reads the same way.
+          return Buffer.from(
+            WatchRolloutRequest.encode({ deploymentId: 'd-0123456789abcdef', minIntervalMs: 100 }).finish(),
           );
         case 'getFleetStats':
         case 'getServiceInfo':

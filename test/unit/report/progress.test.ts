@@ -34,6 +34,27 @@ describe('progress', () => {
     );
   });
 
+  test('progress - rollouts are appended compactly: name, state, wave reached', () => {
+    const line = formatProgressLine(
+      {
+        ...snapshot,
+        rollouts: [
+          { name: 'bad-app', state: 'halted', currentWave: 2, totalWaves: 3 },
+          { name: 'good-app', state: 'not-started', currentWave: 0, totalWaves: 3 },
+        ],
+      },
+      200,
+    );
+    expect(line).toMatch(/\| p99 41ms \| bad-app halted 2\/3, good-app not-started 0\/3$/);
+    expect(formatProgressLine({ ...snapshot, rollouts: [] })).toBe(formatProgressLine(snapshot));
+    expect(
+      formatProgressLine(
+        { ...snapshot, rollouts: [{ name: 'x', state: 'running', currentWave: 1, totalWaves: 2 }] },
+        100,
+      ).length,
+    ).toBeLessThanOrEqual(100);
+  });
+
   test('printer - on a TTY rewrites the line in place and ends with a newline', () => {
     const { writes, stream } = sink(true);
     const printer = new ProgressPrinter({ stream });
@@ -44,6 +65,22 @@ describe('progress', () => {
     expect(writes[0]?.startsWith('\r\x1b[2Ksim 12h/2d')).toBe(true);
     expect(writes[1]?.startsWith('\r\x1b[2Ksim 1d/2d')).toBe(true);
     expect(writes[2]).toBe('\n');
+  });
+
+  test('printer - clear erases the live line on a TTY so a log line starts clean; no-op otherwise', () => {
+    const tty = sink(true);
+    const printer = new ProgressPrinter({ stream: tty.stream });
+    printer.clear(); // nothing shown yet
+    printer.update(snapshot);
+    printer.clear();
+    printer.clear(); // already clear
+    printer.done();
+    expect(tty.writes.slice(1)).toEqual(['\r\x1b[2K']);
+    const plain = sink(false);
+    const logged = new ProgressPrinter({ stream: plain.stream });
+    logged.update(snapshot);
+    logged.clear();
+    expect(plain.writes).toHaveLength(1);
   });
 
   test('printer - without a TTY prints plain lines at most once per interval, and the final one', () => {

@@ -3,12 +3,15 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, test } from 'vitest';
 import {
+  SUMMARY_VERSION,
   faultSummaryRow,
   renderSummaryTable,
+  rolloutMetrics,
+  rolloutOutcomes,
   summaryPasses,
   writeSummaryJson,
 } from '../../../loadgen/report/index.js';
-import type { RunSummary } from '../../../loadgen/report/index.js';
+import type { RolloutSummary, RunSummary } from '../../../loadgen/report/index.js';
 import { LatencyRecorder, evaluateThresholds } from '../../../loadgen/scenario/index.js';
 
 function latency(samples: number[]) {
@@ -16,6 +19,51 @@ function latency(samples: number[]) {
   for (const s of samples) recorder.record(s);
   return recorder.stats();
 }
+
+function rolloutRow(overrides: Partial<RolloutSummary> = {}): RolloutSummary {
+  return {
+    name: 'bad-app',
+    deploymentId: 'd-0123456789abcdef',
+    image: { id: 'blinky-bad', kind: 'app', name: 'blinky', version: '1.1.0' },
+    group: 'Field Test',
+    devices: 393,
+    startAtMs: 7_200_000,
+    state: 'halted',
+    currentWave: 2,
+    totalWaves: 3,
+    waves: [
+      { wave: 0, devicesByState: { pending: 294 } },
+      { wave: 1, devicesByState: { succeeded: 0, failed: 3, rolled_back: 7 } },
+      { wave: 2, devicesByState: { pending: 20, downloading: 5, failed: 12, rolled_back: 52 } },
+    ],
+    failures: 15,
+    attempted: 99,
+    haltReason: 'error-count',
+    expect: 'halted',
+    expectationMet: true,
+    error: null,
+    ...overrides,
+  };
+}
+
+const goodRollout = rolloutRow({
+  name: 'good-app',
+  deploymentId: 'd-fedcba9876543210',
+  image: { id: 'blinky-good', kind: 'app', name: 'blinky', version: '1.2.0' },
+  group: 'Production',
+  devices: 491,
+  state: 'completed',
+  currentWave: 3,
+  waves: [
+    { wave: 1, devicesByState: { succeeded: 10 } },
+    { wave: 2, devicesByState: { succeeded: 235, failed: 1 } },
+    { wave: 3, devicesByState: { succeeded: 244, rolled_back: 1 } },
+  ],
+  failures: 2,
+  attempted: 491,
+  haltReason: null,
+  expect: 'completed',
+});
 
 function makeSummary(overrides: Partial<RunSummary> = {}): RunSummary {
   const faults = [
@@ -43,7 +91,7 @@ function makeSummary(overrides: Partial<RunSummary> = {}): RunSummary {
     { attest_latency_ms: { values: [10, 20, 30] }, attest_success_rate: { rate: 0.995 } },
   );
   const base: Omit<RunSummary, 'pass'> = {
-    version: 1,
+    version: SUMMARY_VERSION,
     run: {
       scenario: 'quickstart',
       description: 'test',
@@ -89,6 +137,7 @@ function makeSummary(overrides: Partial<RunSummary> = {}): RunSummary {
     },
     latency: { challenge: latency([1, 2, 3, 4]), attest: latency([10, 20, 30, 400]) },
     faults,
+    rollouts: [],
     thresholds,
     errors: [{ message: 'timeout waiting for attest reply', count: 6 }],
     ...overrides,
@@ -207,6 +256,87 @@ describe('summary', () => {
     expect(text).toContain('SOME_LONG_ERROR_CODE_0 1'); // wrapped, not dropped
   });
 
+  test('rollouts - outcomes sum over waves; metrics count final states, expectations and update outcomes', () => {
+    expect(rolloutOutcomes(rolloutRow())).toEqual({ succeeded: 0, failed: 15, rolledBack: 59 });
+    expect(rolloutOutcomes(goodRollout)).toEqual({ succeeded: 489, failed: 1, rolledBack: 1 });
+    expect(rolloutMetrics([])).toEqual({});
+    const unmet = rolloutRow({ name: 'x', state: 'running', expect: 'completed', expectationMet: false });
+    const unjudged = rolloutRow({
+      name: 'y',
+      state: 'not-started',
+      waves: [],
+      expect: null,
+      expectationMet: null,
+    });
+    expect(rolloutMetrics([rolloutRow(), goodRollout, unmet, unjudged])).toEqual({
+      rollouts_completed: { count: 1 },
+      rollouts_halted: { count: 1 },
+      rollout_expectations_met: { rate: 2 / 3 },
+      update_success_rate: { rate: (0 + 489 + 0) / (74 + 491 + 74) },
+    });
+    // No expectation and no final device outcome: those rates have no data.
+    expect(rolloutMetrics([unjudged])).toEqual({
+      rollouts_completed: { count: 0 },
+      rollouts_halted: { count: 0 },
+    });
+  });
+
+  test('rollouts - an unmet expectation fails the run; rollouts without one never do', () => {
+    const faults = makeSummary().faults.filter((f) => f.profile !== 'wrongClock');
+    expect(makeSummary({ faults, rollouts: [rolloutRow(), goodRollout] }).pass).toBe(true);
+    const unmet = rolloutRow({ state: 'completed', haltReason: null, expectationMet: false });
+    expect(makeSummary({ faults, rollouts: [unmet, goodRollout] }).pass).toBe(false);
+    const unjudged = rolloutRow({ state: 'running', expect: null, expectationMet: null });
+    expect(makeSummary({ faults, rollouts: [unjudged] }).pass).toBe(true);
+  });
+
+  test('render - the Rollouts table: expectation mark, image, state, wave reached, outcomes, halt reason', () => {
+    const failed = rolloutRow({
+      name: 'late-app',
+      state: 'not-started',
+      currentWave: 0,
+      waves: [],
+      haltReason: null,
+      expectationMet: false,
+      deploymentId: null,
+      error: 'CreateDeployment failed: no such image',
+    });
+    const unjudged = rolloutRow({ name: 'os', expect: null, expectationMet: null, state: 'running' });
+    const text = renderSummaryTable(
+      makeSummary({ rollouts: [rolloutRow(), goodRollout, failed, unjudged] }),
+      {
+        color: false,
+      },
+    );
+    expect(text).toContain('\nRollouts\n');
+    expect(text).toMatch(/rollout\s+image\s+state\s+wave\s+ok\s+failed\s+rolled back\s+halt reason/);
+    expect(text).toMatch(/✓ bad-app\s+blinky 1\.1\.0\s+halted\s+2\/3\s+0\s+15\s+59\s+error-count/);
+    expect(text).toMatch(/✓ good-app\s+blinky 1\.2\.0\s+completed\s+3\/3\s+489\s+1\s+1\n/);
+    expect(text).toMatch(
+      /✗ late-app\s+blinky 1\.1\.0\s+not-started \(expected[^/]*\s0\/3\s+0\s+0\s+0\s+error \(below\)/,
+    );
+    expect(text).toContain('\n  late-app: CreateDeployment failed: no such image\n');
+    expect(text).toMatch(/· os\s+blinky 1\.1\.0\s+running\s+2\/3/);
+    const wrong = rolloutRow({ state: 'completed', currentWave: 3, haltReason: null, expectationMet: false });
+    expect(renderSummaryTable(makeSummary({ rollouts: [wrong] }), { color: false })).toMatch(
+      /✗ bad-app\s+blinky 1\.1\.0\s+completed \(expected halted\)\s+3\/3/,
+    );
+    for (const line of text.split('\n')) expect(line.length, line).toBeLessThanOrEqual(100);
+    // Rollouts come after fault profiles and before thresholds; none without rollouts.
+    expect(text.indexOf('Fault profiles')).toBeLessThan(text.indexOf('Rollouts'));
+    expect(text.indexOf('Rollouts')).toBeLessThan(text.indexOf('Thresholds'));
+    expect(renderSummaryTable(makeSummary(), { color: false })).not.toContain('Rollouts');
+    const colored = renderSummaryTable(makeSummary({ rollouts: [rolloutRow(), failed] }), { color: true });
+    expect(colored).toMatch(/\x1b\[32m✓\x1b\[0m bad-app/);
+    expect(colored).toMatch(/\x1b\[31m✗\x1b\[0m late-app/);
+    const narrow = renderSummaryTable(makeSummary({ rollouts: [rolloutRow(), goodRollout, failed] }), {
+      color: false,
+      width: 80,
+    });
+    for (const line of narrow.split('\n')) expect(line.length, line).toBeLessThanOrEqual(80);
+    expect(narrow).toMatch(/2\/3\s+0\s+15\s+59/);
+  });
+
   test('json - writes pretty JSON atomically, creating directories, NaN as null', async () => {
     const dir = await mkdtemp(join(tmpdir(), 'summary-'));
     const path = join(dir, 'nested', 'run', 'summary.json');
@@ -218,5 +348,10 @@ describe('summary', () => {
     expect(parsed.run.timeScale).toBeNull();
     expect(parsed.faults.map((f) => f.profile)).toEqual(['tamperedKernel', 'replay', 'wrongClock']);
     expect(parsed.thresholds.results).toHaveLength(2);
+    expect(parsed.version).toBe(2);
+    expect(parsed.rollouts).toEqual([]);
+    await writeSummaryJson(path, makeSummary({ rollouts: [rolloutRow()] }));
+    const withRollouts = JSON.parse(await readFile(path, 'utf8')) as RunSummary;
+    expect(withRollouts.rollouts).toEqual([rolloutRow()]);
   });
 });

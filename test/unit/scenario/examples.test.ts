@@ -1,6 +1,7 @@
 import { readdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { describe, expect, test } from 'vitest';
+import { compileRolloutConfig } from '../../../services/rollouts/index.js';
 import {
   FAULT_PROFILE_LIST,
   loadScenarioFile,
@@ -20,6 +21,7 @@ describe('examples', async () => {
         'boot-storm-10k.yaml',
         'per-device-5k.yaml',
         'shared-20k.yaml',
+        'rollouts.yaml',
       ]),
     );
   });
@@ -45,6 +47,56 @@ describe('examples', async () => {
     expect(s.thresholds.map((t) => t.metric)).toEqual(
       expect.arrayContaining(['attest_latency_ms', 'attest_success_rate', 'hostile_rejected_rate']),
     );
+  });
+
+  test('examples - rollouts: ~1,000 devices, 60-90 wall s, a rollout expected to halt and one to complete', async () => {
+    const s = await loadScenarioFile(join(EXAMPLES, 'rollouts.yaml'));
+    expect(s.fleet.size).toBe(1000);
+    expect(s.wallDurationMs).toBeGreaterThanOrEqual(60_000);
+    expect(s.wallDurationMs).toBeLessThanOrEqual(90_000);
+    expect(s.rollouts.map((r) => [r.name, r.expect])).toEqual([
+      ['bad-app', 'halted'],
+      ['good-app', 'completed'],
+    ]);
+    const [bad, good] = s.rollouts;
+    if (bad === undefined || good === undefined) throw new Error('two rollouts expected');
+    expect(bad.group).not.toBe(good.group);
+    for (const r of s.rollouts) {
+      expect(compileRolloutConfig(r.config).ok).toBe(true);
+      // Every wave can reach every device well before the run ends.
+      const waves = r.config.waves.length;
+      const lastWaveOpensBy =
+        r.startAtMs + waves * (s.updates.checkEveryMs + (r.config.pauseBetweenWavesMs ?? 0));
+      expect(lastWaveOpensBy).toBeLessThan(s.durationMs / 2);
+    }
+    const images = new Map(s.images.map((i) => [i.id, i]));
+    expect(images.get(bad.imageId)?.defectRate).toBeGreaterThan(0);
+    expect(images.get(good.imageId)?.defectRate).toBe(0);
+
+    // The bad rollout cannot halt in wave 1 by its error budget (more failures needed than
+    // wave 1 has devices), but wave 2 offers far more devices than the budget at its defect rate.
+    const firstWave = bad.config.waves[0];
+    expect(firstWave).toEqual({ count: 10 });
+    const budget = bad.config.errorThreshold.count ?? Infinity;
+    expect(budget).toBeGreaterThan(10);
+    expect(bad.config.errorThreshold.share).toBeUndefined();
+    const secondWave = bad.config.waves[1];
+    const wave2 =
+      secondWave !== undefined && 'share' in secondWave ? Math.ceil(secondWave.share * bad.devices) : 0;
+    const expectedFailures = wave2 * (images.get(bad.imageId)?.defectRate ?? 0);
+    expect(expectedFailures).toBeGreaterThan(2 * budget);
+
+    // The good rollout's budget is above every device that can fail a good image (update faults).
+    const failing = s.updates.faults.installFails + s.updates.faults.bootLoop;
+    expect(good.config.errorThreshold.count ?? 0).toBeGreaterThan(failing);
+    expect(good.config.errorThreshold.share).toBeUndefined();
+
+    const plans = planFleet(s);
+    const groups = new Map<string, number>();
+    for (const p of plans)
+      if (p.rolloutGroup !== null) groups.set(p.rolloutGroup, (groups.get(p.rolloutGroup) ?? 0) + 1);
+    expect(Object.fromEntries(groups)).toEqual({ [bad.group]: bad.devices, [good.group]: good.devices });
+    expect(plans.filter((p) => p.updateFault !== null && p.rolloutGroup !== null).length).toBeGreaterThan(0);
   });
 
   test('examples - sizes and connection modes match their names', async () => {

@@ -5,8 +5,11 @@ import {
   FAULT_PROFILES,
   FAULT_PROFILE_LIST,
   OS_VERSIONS,
+  UPDATE_FAULT_LIST,
   apportion,
   compileScenario,
+  imageContent,
+  imageDefective,
   planFleet,
 } from '../../../loadgen/scenario/index.js';
 import type { DevicePlan, Scenario } from '../../../loadgen/scenario/index.js';
@@ -32,6 +35,33 @@ function scenario(overrides: Record<string, unknown> = {}): Scenario {
       { bootStorm: { devices: '60%', within: '10s' } },
       { ramp: { rate: '10/s', for: '1m' } },
       { hold: { for: '1h' } },
+    ],
+    ...overrides,
+  });
+}
+
+const image = { id: 'a', name: 'blinky', version: '2', size: '1KiB' };
+const rollout = (name: string, group: string, devices?: unknown) => ({
+  name,
+  image: 'a',
+  group,
+  ...(devices === undefined ? {} : { devices }),
+  waves: ['100%'],
+  successThreshold: 1,
+  errorCondition: { count: 1 },
+});
+
+/** The plan scenario with update faults and three rollouts to two groups. */
+function withRollouts(overrides: Record<string, unknown> = {}): Scenario {
+  return scenario({
+    updates: {
+      faults: { installFails: { count: 7 }, bootLoop: 0.01, powerLossMidDownload: '2%', slowLink: 0.05 },
+    },
+    images: [image],
+    rollouts: [
+      rollout('one', 'Field Test', '30%'),
+      rollout('two', 'Production', { count: 200 }),
+      rollout('three', 'Field Test'),
     ],
     ...overrides,
   });
@@ -123,6 +153,114 @@ describe('fleet plan', () => {
         expect(Math.abs(plan.clockOffsetMs)).toBeGreaterThan(s.service.maxClockSkewMs);
       else expect(plan.clockOffsetMs).toBe(0);
     }
+  });
+
+  test('plan - update faults: exact counts, healthy devices only, seeded and independent of the rest', () => {
+    const s = withRollouts();
+    expect(s.updates.faults).toEqual({
+      installFails: 7,
+      bootLoop: 10,
+      powerLossMidDownload: 20,
+      slowLink: 50,
+    });
+    const plans = planFleet(s);
+    const counts = tally(plans.map((p) => p.updateFault));
+    for (const fault of UPDATE_FAULT_LIST)
+      expect(counts.get(fault) ?? 0, fault).toBe(s.updates.faults[fault]);
+    for (const p of plans) if (p.updateFault !== null) expect(p.fault).toBeNull();
+    // Spread over the fleet, not the first healthy devices.
+    const faulty = plans.filter((p) => p.updateFault !== null).map((p) => p.index);
+    expect(Math.max(...faulty)).toBeGreaterThan(800);
+    expect(Math.min(...faulty)).toBeLessThan(200);
+    // Deterministic; and adding update faults or rollouts reshuffles nothing else.
+    expect(planFleet(withRollouts())).toEqual(plans);
+    const base = planFleet(scenario());
+    expect(plans.map(({ updateFault: _u, rolloutGroup: _g, ...rest }) => rest)).toEqual(
+      base.map(({ updateFault: _u, rolloutGroup: _g, ...rest }) => rest),
+    );
+    expect(base.every((p) => p.updateFault === null && p.rolloutGroup === null)).toBe(true);
+    // Another seed, another draw.
+    const other = planFleet(withRollouts({ seed: 8 }));
+    expect(other.map((p) => p.updateFault)).not.toEqual(plans.map((p) => p.updateFault));
+  });
+
+  test('plan - rollout groups: exact sizes, disjoint, healthy devices only, shared by rollouts to one group', () => {
+    const s = withRollouts();
+    // 975 healthy devices: Field Test 30% (292, shared by "one" and "three"), Production 200.
+    expect(s.rollouts.map((r) => [r.name, r.group, r.devices])).toEqual([
+      ['one', 'Field Test', 292],
+      ['two', 'Production', 200],
+      ['three', 'Field Test', 292],
+    ]);
+    const plans = planFleet(s);
+    const groups = tally(plans.map((p) => p.rolloutGroup));
+    expect(Object.fromEntries(groups)).toEqual({ 'Field Test': 292, Production: 200, null: 508 });
+    for (const p of plans) if (p.rolloutGroup !== null) expect(p.fault, `device ${p.index}`).toBeNull();
+    // Hostile devices of every profile (unendorsed, clones, replayers...) are never in a group.
+    expect(plans.filter((p) => p.fault !== null).every((p) => p.rolloutGroup === null)).toBe(true);
+    // Groups and update faults are independent draws: each group holds some update faults.
+    for (const group of ['Field Test', 'Production']) {
+      const mine = plans.filter((p) => p.rolloutGroup === group && p.updateFault !== null).length;
+      expect(mine, group).toBeGreaterThan(0);
+    }
+    // The same seed gives the same groups; another seed other members.
+    expect(planFleet(withRollouts()).map((p) => p.rolloutGroup)).toEqual(plans.map((p) => p.rolloutGroup));
+    expect(planFleet(withRollouts({ seed: 8 })).map((p) => p.rolloutGroup)).not.toEqual(
+      plans.map((p) => p.rolloutGroup),
+    );
+  });
+
+  test('plan - a fleet at both 50% caps still fits: update faults only on healthy devices', () => {
+    const s = compileScenario({
+      name: 'caps',
+      duration: '1h',
+      fleet: { size: 100, faults: { replay: { count: 50 } } },
+      updates: { faults: { slowLink: { count: 49 }, installFails: 0.01 } },
+    });
+    const plans = planFleet(s);
+    expect(plans.filter((p) => p.fault === null).every((p) => p.updateFault !== null)).toBe(true);
+    expect(plans.filter((p) => p.updateFault !== null)).toHaveLength(50);
+  });
+
+  test('images - content is a deterministic function of seed and image id, of the image size', () => {
+    const a = imageContent('7', { id: 'blinky-bad', sizeBytes: 4096 });
+    expect(a).toHaveLength(4096);
+    expect(imageContent('7', { id: 'blinky-bad', sizeBytes: 4096 })).toEqual(a);
+    expect(imageContent('8', { id: 'blinky-bad', sizeBytes: 4096 })).not.toEqual(a);
+    expect(imageContent('7', { id: 'blinky-good', sizeBytes: 4096 })).not.toEqual(a);
+    // A prefix of the same stream: sizes do not change the bytes.
+    expect(imageContent('7', { id: 'blinky-bad', sizeBytes: 100 })).toEqual(a.slice(0, 100));
+    expect(imageContent('7', { id: 'x', sizeBytes: 0 })).toHaveLength(0);
+    // Not trivially compressible: every byte value shows up.
+    expect(new Set(a).size).toBe(256);
+    // Cheap: 1 MiB well under the unit-test budget.
+    const started = performance.now();
+    const big = imageContent('7', { id: 'os', sizeBytes: 1024 * 1024 });
+    expect(big).toHaveLength(1024 * 1024);
+    expect(performance.now() - started).toBeLessThan(500);
+  });
+
+  test('images - defects: deterministic per (seed, device, image), with the requested rate over many devices', () => {
+    const ids = Array.from({ length: 20_000 }, (_, i) => i.toString(16).padStart(128, '0'));
+    const defective = (seed: string, imageId: string, rate: number) =>
+      ids.filter((id) => imageDefective(seed, id, imageId, rate));
+    for (const rate of [0.01, 0.15, 0.5]) {
+      const share = defective('7', 'blinky-bad', rate).length / ids.length;
+      // 20,000 Bernoulli draws: 5 standard deviations of slack.
+      expect(Math.abs(share - rate), `rate ${rate}`).toBeLessThan(
+        5 * Math.sqrt((rate * (1 - rate)) / ids.length),
+      );
+    }
+    const first = defective('7', 'blinky-bad', 0.3);
+    expect(defective('7', 'blinky-bad', 0.3)).toEqual(first);
+    // A lower rate picks a subset of the devices a higher rate picks (same hash, lower cut).
+    const lower = new Set(defective('7', 'blinky-bad', 0.1));
+    for (const id of lower) expect(first.includes(id)).toBe(true);
+    // Other image, other seed: other devices.
+    expect(defective('7', 'blinky-other', 0.3)).not.toEqual(first);
+    expect(defective('8', 'blinky-bad', 0.3)).not.toEqual(first);
+    expect(defective('7', 'blinky-bad', 0)).toEqual([]);
+    expect(defective('7', 'blinky-bad', 1)).toHaveLength(ids.length);
   });
 
   test('apportion - parts sum to the total and each is floor or ceil of its quota', () => {

@@ -239,7 +239,7 @@ fleet:
     replay: { counts: 2 }
 `);
     expect(error.message).toContain(
-      'fleet.faults.tamperedKernel: expected a share of the fleet in [0, 1) like 0.005, or { count: N }, got 1.5 (line 6',
+      'fleet.faults.tamperedKernel: expected a share of the fleet in [0, 1) like 0.005 or "0.5%", or { count: N }, got 1.5 (line 6',
     );
     expect(error.message).toContain(
       'fleet.faults.unendorsed.count: expected a whole number of devices (0 or more), got -1 (line 7',

@@ -57,10 +57,48 @@ describe('thresholds', () => {
         'devices_attested',
         'hostile_rejected_rate',
         'transport_errors',
+        'rollouts_completed',
+        'rollouts_halted',
+        'rollout_expectations_met',
+        'update_success_rate',
       ].sort(),
     );
     for (const metric of Object.values(THRESHOLD_METRICS))
       expect(metric.description.length).toBeGreaterThan(10);
+  });
+
+  test('thresholds - rollout metrics: counts of final states, rates of expectations and update outcomes', () => {
+    expect(THRESHOLD_METRICS.rollouts_completed.kind).toBe('count');
+    expect(THRESHOLD_METRICS.rollouts_halted.kind).toBe('count');
+    expect(THRESHOLD_METRICS.rollout_expectations_met.kind).toBe('rate');
+    expect(THRESHOLD_METRICS.update_success_rate.kind).toBe('rate');
+    expect(parseThreshold('rollouts_halted', 'count==1').value).toBe(1);
+    expect(parseThreshold('update_success_rate', 'rate>=0.95').operator).toBe('>=');
+    expect(() => parseThreshold('rollout_expectations_met', 'count==2')).toThrow(
+      'rollout_expectations_met is a rate metric: use rate, not count',
+    );
+    expect(() => parseThreshold('update_success_rate', 'rate>1.5')).toThrow(
+      'a rate is a share between 0 and 1',
+    );
+    const report = evaluateThresholds(
+      {
+        rollouts_completed: ['count==1'],
+        rollouts_halted: ['count==1'],
+        rollout_expectations_met: ['rate==1'],
+        update_success_rate: ['rate>0.9'],
+      },
+      {
+        rollouts_completed: { count: 1 },
+        rollouts_halted: { count: 0 },
+        rollout_expectations_met: { rate: 1 },
+      },
+    );
+    expect(report.results.map((r) => [r.metric, r.actual, r.pass])).toEqual([
+      ['rollouts_completed', 1, true],
+      ['rollouts_halted', 0, false],
+      ['rollout_expectations_met', 1, true],
+      ['update_success_rate', null, false],
+    ]);
   });
 
   test('evaluate - trends from exact samples use k6 linear interpolation', () => {

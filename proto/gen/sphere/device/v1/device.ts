@@ -15,7 +15,9 @@ export const protobufPackage = "sphere.device.v1";
  *   sphere.dev.v1.challenge.<P>  request ChallengeRequest -> ChallengeReply
  *   sphere.dev.v1.attest.<P>     request AttestRequest    -> AttestReply
  *   sphere.dev.v1.heartbeat.<P>  publish Heartbeat (no reply)
- *   sphere.dev.v1.update-report.<P>  publish UpdateReport (no reply)
+ *   sphere.dev.v1.update-check.<P>   request UpdateCheckRequest -> UpdateCheckReply
+ *   sphere.dev.v1.update-chunk.<P>   request ChunkRequest       -> ChunkReply
+ *   sphere.dev.v1.update-report.<P>  request UpdateReport       -> UpdateReportReply
  * Decoders are strict: unknown fields, wrong wire types and truncated bytes are rejected as
  * MALFORMED_INPUT.
  */
@@ -121,9 +123,88 @@ export interface Heartbeat {
   _unknownFields?: { [key: number]: Uint8Array[] } | undefined;
 }
 
+/** One component a device runs (the OS, or an application) and its image version. */
+export interface InstalledComponent {
+  /** "os" or "app". */
+  kind: string;
+  name: string;
+  version: string;
+  securityVersion: number;
+  _unknownFields?: { [key: number]: Uint8Array[] } | undefined;
+}
+
+/** Asked at boot (after attestation) and every 20 h: which updates apply to me? */
+export interface UpdateCheckRequest {
+  deviceId: string;
+  /** Version of the TUF root the device trusts; the reply carries every newer root. */
+  trustedRootVersion: number;
+  installed: InstalledComponent[];
+  deviceTimeMs: number;
+  _unknownFields?: { [key: number]: Uint8Array[] } | undefined;
+}
+
+/** An image a deployment offers this device. Verified against the TUF metadata before install. */
+export interface UpdateOffer {
+  deploymentId: string;
+  kind: string;
+  name: string;
+  version: string;
+  securityVersion: number;
+  /** TUF target name, <kind>/<name>/<version>.img. */
+  targetName: string;
+  length: number;
+  /** Bytes per chunk request; the last chunk may be shorter. */
+  chunkSize: number;
+  _unknownFields?: { [key: number]: Uint8Array[] } | undefined;
+}
+
+/** The tenant's TUF repository as of this check (exact JSON bytes as signed). */
+export interface TufMetadata {
+  /** Root versions newer than the device's trusted root, in version order. */
+  roots: Uint8Array[];
+  timestamp: Uint8Array;
+  snapshot: Uint8Array;
+  targets: Uint8Array;
+  _unknownFields?: { [key: number]: Uint8Array[] } | undefined;
+}
+
+export interface UpdateCheck {
+  offers: UpdateOffer[];
+  /** Deployments whose image the device must roll back (the rollout halted with auto-rollback). */
+  rollbacks: string[];
+  metadata: TufMetadata | undefined;
+  _unknownFields?: { [key: number]: Uint8Array[] } | undefined;
+}
+
+export interface UpdateCheckReply {
+  result?: { $case: "check"; value: UpdateCheck } | { $case: "error"; value: ErrorInfo } | undefined;
+  _unknownFields?: { [key: number]: Uint8Array[] } | undefined;
+}
+
+/** A piece of an offered image; a download resumes from any offset. */
+export interface ChunkRequest {
+  deviceId: string;
+  deploymentId: string;
+  offset: number;
+  length: number;
+  _unknownFields?: { [key: number]: Uint8Array[] } | undefined;
+}
+
+export interface Chunk {
+  offset: number;
+  data: Uint8Array;
+  _unknownFields?: { [key: number]: Uint8Array[] } | undefined;
+}
+
+export interface ChunkReply {
+  result?: { $case: "chunk"; value: Chunk } | { $case: "error"; value: ErrorInfo } | undefined;
+  _unknownFields?: { [key: number]: Uint8Array[] } | undefined;
+}
+
 /**
  * A device's progress on an update it was offered (see actors/update-agent). Report IDs are stable
- * per (offer, attempt, outcome), so duplicates are recognised.
+ * per (offer, attempt, outcome), so duplicates are recognised. The device repeats a report until
+ * it is acknowledged.
  */
 export interface UpdateReport {
   deviceId: string;
@@ -133,6 +214,16 @@ export interface UpdateReport {
   outcome: string;
   code: string;
   deviceTimeMs: number;
+  _unknownFields?: { [key: number]: Uint8Array[] } | undefined;
+}
+
+export interface UpdateReportAck {
+  reportId: string;
+  _unknownFields?: { [key: number]: Uint8Array[] } | undefined;
+}
+
+export interface UpdateReportReply {
+  result?: { $case: "ack"; value: UpdateReportAck } | { $case: "error"; value: ErrorInfo } | undefined;
   _unknownFields?: { [key: number]: Uint8Array[] } | undefined;
 }
 
@@ -953,6 +1044,767 @@ export const Heartbeat: MessageFns<Heartbeat> = {
   },
 };
 
+function createBaseInstalledComponent(): InstalledComponent {
+  return { kind: "", name: "", version: "", securityVersion: 0, _unknownFields: {} };
+}
+
+export const InstalledComponent: MessageFns<InstalledComponent> = {
+  encode(message: InstalledComponent, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.kind !== "") {
+      writer.uint32(10).string(message.kind);
+    }
+    if (message.name !== "") {
+      writer.uint32(18).string(message.name);
+    }
+    if (message.version !== "") {
+      writer.uint32(26).string(message.version);
+    }
+    if (message.securityVersion !== 0) {
+      writer.uint32(32).uint32(message.securityVersion);
+    }
+    if (message._unknownFields !== undefined) {
+      for (const [key, values] of Object.entries(message._unknownFields)) {
+        const tag = parseInt(key, 10);
+        for (const value of values) {
+          writer.uint32(tag).raw(value);
+        }
+      }
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): InstalledComponent {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const end = length === undefined ? reader.len : reader.pos + length;
+    const message = createBaseInstalledComponent();
+    while (reader.pos < end) {
+      const tag = reader.uint32();
+      switch (tag >>> 3) {
+        case 1: {
+          if (tag !== 10) {
+            break;
+          }
+
+          message.kind = reader.string();
+          continue;
+        }
+        case 2: {
+          if (tag !== 18) {
+            break;
+          }
+
+          message.name = reader.string();
+          continue;
+        }
+        case 3: {
+          if (tag !== 26) {
+            break;
+          }
+
+          message.version = reader.string();
+          continue;
+        }
+        case 4: {
+          if (tag !== 32) {
+            break;
+          }
+
+          message.securityVersion = reader.uint32();
+          continue;
+        }
+      }
+      if ((tag & 7) === 4 || tag === 0) {
+        break;
+      }
+      const buf = reader.skip(tag & 7);
+
+      const list = message._unknownFields![tag];
+
+      if (list === undefined) {
+        message._unknownFields![tag] = [buf];
+      } else {
+        list.push(buf);
+      }
+    }
+    return message;
+  },
+};
+
+function createBaseUpdateCheckRequest(): UpdateCheckRequest {
+  return { deviceId: "", trustedRootVersion: 0, installed: [], deviceTimeMs: 0, _unknownFields: {} };
+}
+
+export const UpdateCheckRequest: MessageFns<UpdateCheckRequest> = {
+  encode(message: UpdateCheckRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.deviceId !== "") {
+      writer.uint32(10).string(message.deviceId);
+    }
+    if (message.trustedRootVersion !== 0) {
+      writer.uint32(16).uint32(message.trustedRootVersion);
+    }
+    for (const v of message.installed) {
+      InstalledComponent.encode(v!, writer.uint32(26).fork()).join();
+    }
+    if (message.deviceTimeMs !== 0) {
+      writer.uint32(32).int64(message.deviceTimeMs);
+    }
+    if (message._unknownFields !== undefined) {
+      for (const [key, values] of Object.entries(message._unknownFields)) {
+        const tag = parseInt(key, 10);
+        for (const value of values) {
+          writer.uint32(tag).raw(value);
+        }
+      }
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): UpdateCheckRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const end = length === undefined ? reader.len : reader.pos + length;
+    const message = createBaseUpdateCheckRequest();
+    while (reader.pos < end) {
+      const tag = reader.uint32();
+      switch (tag >>> 3) {
+        case 1: {
+          if (tag !== 10) {
+            break;
+          }
+
+          message.deviceId = reader.string();
+          continue;
+        }
+        case 2: {
+          if (tag !== 16) {
+            break;
+          }
+
+          message.trustedRootVersion = reader.uint32();
+          continue;
+        }
+        case 3: {
+          if (tag !== 26) {
+            break;
+          }
+
+          message.installed.push(InstalledComponent.decode(reader, reader.uint32()));
+          continue;
+        }
+        case 4: {
+          if (tag !== 32) {
+            break;
+          }
+
+          message.deviceTimeMs = longToNumber(reader.int64());
+          continue;
+        }
+      }
+      if ((tag & 7) === 4 || tag === 0) {
+        break;
+      }
+      const buf = reader.skip(tag & 7);
+
+      const list = message._unknownFields![tag];
+
+      if (list === undefined) {
+        message._unknownFields![tag] = [buf];
+      } else {
+        list.push(buf);
+      }
+    }
+    return message;
+  },
+};
+
+function createBaseUpdateOffer(): UpdateOffer {
+  return {
+    deploymentId: "",
+    kind: "",
+    name: "",
+    version: "",
+    securityVersion: 0,
+    targetName: "",
+    length: 0,
+    chunkSize: 0,
+    _unknownFields: {},
+  };
+}
+
+export const UpdateOffer: MessageFns<UpdateOffer> = {
+  encode(message: UpdateOffer, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.deploymentId !== "") {
+      writer.uint32(10).string(message.deploymentId);
+    }
+    if (message.kind !== "") {
+      writer.uint32(18).string(message.kind);
+    }
+    if (message.name !== "") {
+      writer.uint32(26).string(message.name);
+    }
+    if (message.version !== "") {
+      writer.uint32(34).string(message.version);
+    }
+    if (message.securityVersion !== 0) {
+      writer.uint32(40).uint32(message.securityVersion);
+    }
+    if (message.targetName !== "") {
+      writer.uint32(50).string(message.targetName);
+    }
+    if (message.length !== 0) {
+      writer.uint32(56).uint64(message.length);
+    }
+    if (message.chunkSize !== 0) {
+      writer.uint32(64).uint32(message.chunkSize);
+    }
+    if (message._unknownFields !== undefined) {
+      for (const [key, values] of Object.entries(message._unknownFields)) {
+        const tag = parseInt(key, 10);
+        for (const value of values) {
+          writer.uint32(tag).raw(value);
+        }
+      }
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): UpdateOffer {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const end = length === undefined ? reader.len : reader.pos + length;
+    const message = createBaseUpdateOffer();
+    while (reader.pos < end) {
+      const tag = reader.uint32();
+      switch (tag >>> 3) {
+        case 1: {
+          if (tag !== 10) {
+            break;
+          }
+
+          message.deploymentId = reader.string();
+          continue;
+        }
+        case 2: {
+          if (tag !== 18) {
+            break;
+          }
+
+          message.kind = reader.string();
+          continue;
+        }
+        case 3: {
+          if (tag !== 26) {
+            break;
+          }
+
+          message.name = reader.string();
+          continue;
+        }
+        case 4: {
+          if (tag !== 34) {
+            break;
+          }
+
+          message.version = reader.string();
+          continue;
+        }
+        case 5: {
+          if (tag !== 40) {
+            break;
+          }
+
+          message.securityVersion = reader.uint32();
+          continue;
+        }
+        case 6: {
+          if (tag !== 50) {
+            break;
+          }
+
+          message.targetName = reader.string();
+          continue;
+        }
+        case 7: {
+          if (tag !== 56) {
+            break;
+          }
+
+          message.length = longToNumber(reader.uint64());
+          continue;
+        }
+        case 8: {
+          if (tag !== 64) {
+            break;
+          }
+
+          message.chunkSize = reader.uint32();
+          continue;
+        }
+      }
+      if ((tag & 7) === 4 || tag === 0) {
+        break;
+      }
+      const buf = reader.skip(tag & 7);
+
+      const list = message._unknownFields![tag];
+
+      if (list === undefined) {
+        message._unknownFields![tag] = [buf];
+      } else {
+        list.push(buf);
+      }
+    }
+    return message;
+  },
+};
+
+function createBaseTufMetadata(): TufMetadata {
+  return {
+    roots: [],
+    timestamp: new Uint8Array(0),
+    snapshot: new Uint8Array(0),
+    targets: new Uint8Array(0),
+    _unknownFields: {},
+  };
+}
+
+export const TufMetadata: MessageFns<TufMetadata> = {
+  encode(message: TufMetadata, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    for (const v of message.roots) {
+      writer.uint32(10).bytes(v!);
+    }
+    if (message.timestamp.length !== 0) {
+      writer.uint32(18).bytes(message.timestamp);
+    }
+    if (message.snapshot.length !== 0) {
+      writer.uint32(26).bytes(message.snapshot);
+    }
+    if (message.targets.length !== 0) {
+      writer.uint32(34).bytes(message.targets);
+    }
+    if (message._unknownFields !== undefined) {
+      for (const [key, values] of Object.entries(message._unknownFields)) {
+        const tag = parseInt(key, 10);
+        for (const value of values) {
+          writer.uint32(tag).raw(value);
+        }
+      }
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): TufMetadata {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const end = length === undefined ? reader.len : reader.pos + length;
+    const message = createBaseTufMetadata();
+    while (reader.pos < end) {
+      const tag = reader.uint32();
+      switch (tag >>> 3) {
+        case 1: {
+          if (tag !== 10) {
+            break;
+          }
+
+          message.roots.push(reader.bytes());
+          continue;
+        }
+        case 2: {
+          if (tag !== 18) {
+            break;
+          }
+
+          message.timestamp = reader.bytes();
+          continue;
+        }
+        case 3: {
+          if (tag !== 26) {
+            break;
+          }
+
+          message.snapshot = reader.bytes();
+          continue;
+        }
+        case 4: {
+          if (tag !== 34) {
+            break;
+          }
+
+          message.targets = reader.bytes();
+          continue;
+        }
+      }
+      if ((tag & 7) === 4 || tag === 0) {
+        break;
+      }
+      const buf = reader.skip(tag & 7);
+
+      const list = message._unknownFields![tag];
+
+      if (list === undefined) {
+        message._unknownFields![tag] = [buf];
+      } else {
+        list.push(buf);
+      }
+    }
+    return message;
+  },
+};
+
+function createBaseUpdateCheck(): UpdateCheck {
+  return { offers: [], rollbacks: [], metadata: undefined, _unknownFields: {} };
+}
+
+export const UpdateCheck: MessageFns<UpdateCheck> = {
+  encode(message: UpdateCheck, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    for (const v of message.offers) {
+      UpdateOffer.encode(v!, writer.uint32(10).fork()).join();
+    }
+    for (const v of message.rollbacks) {
+      writer.uint32(18).string(v!);
+    }
+    if (message.metadata !== undefined) {
+      TufMetadata.encode(message.metadata, writer.uint32(26).fork()).join();
+    }
+    if (message._unknownFields !== undefined) {
+      for (const [key, values] of Object.entries(message._unknownFields)) {
+        const tag = parseInt(key, 10);
+        for (const value of values) {
+          writer.uint32(tag).raw(value);
+        }
+      }
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): UpdateCheck {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const end = length === undefined ? reader.len : reader.pos + length;
+    const message = createBaseUpdateCheck();
+    while (reader.pos < end) {
+      const tag = reader.uint32();
+      switch (tag >>> 3) {
+        case 1: {
+          if (tag !== 10) {
+            break;
+          }
+
+          message.offers.push(UpdateOffer.decode(reader, reader.uint32()));
+          continue;
+        }
+        case 2: {
+          if (tag !== 18) {
+            break;
+          }
+
+          message.rollbacks.push(reader.string());
+          continue;
+        }
+        case 3: {
+          if (tag !== 26) {
+            break;
+          }
+
+          message.metadata = TufMetadata.decode(reader, reader.uint32());
+          continue;
+        }
+      }
+      if ((tag & 7) === 4 || tag === 0) {
+        break;
+      }
+      const buf = reader.skip(tag & 7);
+
+      const list = message._unknownFields![tag];
+
+      if (list === undefined) {
+        message._unknownFields![tag] = [buf];
+      } else {
+        list.push(buf);
+      }
+    }
+    return message;
+  },
+};
+
+function createBaseUpdateCheckReply(): UpdateCheckReply {
+  return { result: undefined, _unknownFields: {} };
+}
+
+export const UpdateCheckReply: MessageFns<UpdateCheckReply> = {
+  encode(message: UpdateCheckReply, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    switch (message.result?.$case) {
+      case "check":
+        UpdateCheck.encode(message.result.value, writer.uint32(10).fork()).join();
+        break;
+      case "error":
+        ErrorInfo.encode(message.result.value, writer.uint32(18).fork()).join();
+        break;
+    }
+    if (message._unknownFields !== undefined) {
+      for (const [key, values] of Object.entries(message._unknownFields)) {
+        const tag = parseInt(key, 10);
+        for (const value of values) {
+          writer.uint32(tag).raw(value);
+        }
+      }
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): UpdateCheckReply {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const end = length === undefined ? reader.len : reader.pos + length;
+    const message = createBaseUpdateCheckReply();
+    while (reader.pos < end) {
+      const tag = reader.uint32();
+      switch (tag >>> 3) {
+        case 1: {
+          if (tag !== 10) {
+            break;
+          }
+
+          message.result = { $case: "check", value: UpdateCheck.decode(reader, reader.uint32()) };
+          continue;
+        }
+        case 2: {
+          if (tag !== 18) {
+            break;
+          }
+
+          message.result = { $case: "error", value: ErrorInfo.decode(reader, reader.uint32()) };
+          continue;
+        }
+      }
+      if ((tag & 7) === 4 || tag === 0) {
+        break;
+      }
+      const buf = reader.skip(tag & 7);
+
+      const list = message._unknownFields![tag];
+
+      if (list === undefined) {
+        message._unknownFields![tag] = [buf];
+      } else {
+        list.push(buf);
+      }
+    }
+    return message;
+  },
+};
+
+function createBaseChunkRequest(): ChunkRequest {
+  return { deviceId: "", deploymentId: "", offset: 0, length: 0, _unknownFields: {} };
+}
+
+export const ChunkRequest: MessageFns<ChunkRequest> = {
+  encode(message: ChunkRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.deviceId !== "") {
+      writer.uint32(10).string(message.deviceId);
+    }
+    if (message.deploymentId !== "") {
+      writer.uint32(18).string(message.deploymentId);
+    }
+    if (message.offset !== 0) {
+      writer.uint32(24).uint64(message.offset);
+    }
+    if (message.length !== 0) {
+      writer.uint32(32).uint32(message.length);
+    }
+    if (message._unknownFields !== undefined) {
+      for (const [key, values] of Object.entries(message._unknownFields)) {
+        const tag = parseInt(key, 10);
+        for (const value of values) {
+          writer.uint32(tag).raw(value);
+        }
+      }
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ChunkRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const end = length === undefined ? reader.len : reader.pos + length;
+    const message = createBaseChunkRequest();
+    while (reader.pos < end) {
+      const tag = reader.uint32();
+      switch (tag >>> 3) {
+        case 1: {
+          if (tag !== 10) {
+            break;
+          }
+
+          message.deviceId = reader.string();
+          continue;
+        }
+        case 2: {
+          if (tag !== 18) {
+            break;
+          }
+
+          message.deploymentId = reader.string();
+          continue;
+        }
+        case 3: {
+          if (tag !== 24) {
+            break;
+          }
+
+          message.offset = longToNumber(reader.uint64());
+          continue;
+        }
+        case 4: {
+          if (tag !== 32) {
+            break;
+          }
+
+          message.length = reader.uint32();
+          continue;
+        }
+      }
+      if ((tag & 7) === 4 || tag === 0) {
+        break;
+      }
+      const buf = reader.skip(tag & 7);
+
+      const list = message._unknownFields![tag];
+
+      if (list === undefined) {
+        message._unknownFields![tag] = [buf];
+      } else {
+        list.push(buf);
+      }
+    }
+    return message;
+  },
+};
+
+function createBaseChunk(): Chunk {
+  return { offset: 0, data: new Uint8Array(0), _unknownFields: {} };
+}
+
+export const Chunk: MessageFns<Chunk> = {
+  encode(message: Chunk, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.offset !== 0) {
+      writer.uint32(8).uint64(message.offset);
+    }
+    if (message.data.length !== 0) {
+      writer.uint32(18).bytes(message.data);
+    }
+    if (message._unknownFields !== undefined) {
+      for (const [key, values] of Object.entries(message._unknownFields)) {
+        const tag = parseInt(key, 10);
+        for (const value of values) {
+          writer.uint32(tag).raw(value);
+        }
+      }
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): Chunk {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const end = length === undefined ? reader.len : reader.pos + length;
+    const message = createBaseChunk();
+    while (reader.pos < end) {
+      const tag = reader.uint32();
+      switch (tag >>> 3) {
+        case 1: {
+          if (tag !== 8) {
+            break;
+          }
+
+          message.offset = longToNumber(reader.uint64());
+          continue;
+        }
+        case 2: {
+          if (tag !== 18) {
+            break;
+          }
+
+          message.data = reader.bytes();
+          continue;
+        }
+      }
+      if ((tag & 7) === 4 || tag === 0) {
+        break;
+      }
+      const buf = reader.skip(tag & 7);
+
+      const list = message._unknownFields![tag];
+
+      if (list === undefined) {
+        message._unknownFields![tag] = [buf];
+      } else {
+        list.push(buf);
+      }
+    }
+    return message;
+  },
+};
+
+function createBaseChunkReply(): ChunkReply {
+  return { result: undefined, _unknownFields: {} };
+}
+
+export const ChunkReply: MessageFns<ChunkReply> = {
+  encode(message: ChunkReply, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    switch (message.result?.$case) {
+      case "chunk":
+        Chunk.encode(message.result.value, writer.uint32(10).fork()).join();
+        break;
+      case "error":
+        ErrorInfo.encode(message.result.value, writer.uint32(18).fork()).join();
+        break;
+    }
+    if (message._unknownFields !== undefined) {
+      for (const [key, values] of Object.entries(message._unknownFields)) {
+        const tag = parseInt(key, 10);
+        for (const value of values) {
+          writer.uint32(tag).raw(value);
+        }
+      }
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ChunkReply {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const end = length === undefined ? reader.len : reader.pos + length;
+    const message = createBaseChunkReply();
+    while (reader.pos < end) {
+      const tag = reader.uint32();
+      switch (tag >>> 3) {
+        case 1: {
+          if (tag !== 10) {
+            break;
+          }
+
+          message.result = { $case: "chunk", value: Chunk.decode(reader, reader.uint32()) };
+          continue;
+        }
+        case 2: {
+          if (tag !== 18) {
+            break;
+          }
+
+          message.result = { $case: "error", value: ErrorInfo.decode(reader, reader.uint32()) };
+          continue;
+        }
+      }
+      if ((tag & 7) === 4 || tag === 0) {
+        break;
+      }
+      const buf = reader.skip(tag & 7);
+
+      const list = message._unknownFields![tag];
+
+      if (list === undefined) {
+        message._unknownFields![tag] = [buf];
+      } else {
+        list.push(buf);
+      }
+    }
+    return message;
+  },
+};
+
 function createBaseUpdateReport(): UpdateReport {
   return { deviceId: "", deploymentId: "", reportId: "", outcome: "", code: "", deviceTimeMs: 0, _unknownFields: {} };
 }
@@ -1041,6 +1893,125 @@ export const UpdateReport: MessageFns<UpdateReport> = {
           }
 
           message.deviceTimeMs = longToNumber(reader.int64());
+          continue;
+        }
+      }
+      if ((tag & 7) === 4 || tag === 0) {
+        break;
+      }
+      const buf = reader.skip(tag & 7);
+
+      const list = message._unknownFields![tag];
+
+      if (list === undefined) {
+        message._unknownFields![tag] = [buf];
+      } else {
+        list.push(buf);
+      }
+    }
+    return message;
+  },
+};
+
+function createBaseUpdateReportAck(): UpdateReportAck {
+  return { reportId: "", _unknownFields: {} };
+}
+
+export const UpdateReportAck: MessageFns<UpdateReportAck> = {
+  encode(message: UpdateReportAck, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.reportId !== "") {
+      writer.uint32(10).string(message.reportId);
+    }
+    if (message._unknownFields !== undefined) {
+      for (const [key, values] of Object.entries(message._unknownFields)) {
+        const tag = parseInt(key, 10);
+        for (const value of values) {
+          writer.uint32(tag).raw(value);
+        }
+      }
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): UpdateReportAck {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const end = length === undefined ? reader.len : reader.pos + length;
+    const message = createBaseUpdateReportAck();
+    while (reader.pos < end) {
+      const tag = reader.uint32();
+      switch (tag >>> 3) {
+        case 1: {
+          if (tag !== 10) {
+            break;
+          }
+
+          message.reportId = reader.string();
+          continue;
+        }
+      }
+      if ((tag & 7) === 4 || tag === 0) {
+        break;
+      }
+      const buf = reader.skip(tag & 7);
+
+      const list = message._unknownFields![tag];
+
+      if (list === undefined) {
+        message._unknownFields![tag] = [buf];
+      } else {
+        list.push(buf);
+      }
+    }
+    return message;
+  },
+};
+
+function createBaseUpdateReportReply(): UpdateReportReply {
+  return { result: undefined, _unknownFields: {} };
+}
+
+export const UpdateReportReply: MessageFns<UpdateReportReply> = {
+  encode(message: UpdateReportReply, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    switch (message.result?.$case) {
+      case "ack":
+        UpdateReportAck.encode(message.result.value, writer.uint32(10).fork()).join();
+        break;
+      case "error":
+        ErrorInfo.encode(message.result.value, writer.uint32(18).fork()).join();
+        break;
+    }
+    if (message._unknownFields !== undefined) {
+      for (const [key, values] of Object.entries(message._unknownFields)) {
+        const tag = parseInt(key, 10);
+        for (const value of values) {
+          writer.uint32(tag).raw(value);
+        }
+      }
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): UpdateReportReply {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const end = length === undefined ? reader.len : reader.pos + length;
+    const message = createBaseUpdateReportReply();
+    while (reader.pos < end) {
+      const tag = reader.uint32();
+      switch (tag >>> 3) {
+        case 1: {
+          if (tag !== 10) {
+            break;
+          }
+
+          message.result = { $case: "ack", value: UpdateReportAck.decode(reader, reader.uint32()) };
+          continue;
+        }
+        case 2: {
+          if (tag !== 18) {
+            break;
+          }
+
+          message.result = { $case: "error", value: ErrorInfo.decode(reader, reader.uint32()) };
           continue;
         }
       }

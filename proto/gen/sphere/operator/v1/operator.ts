@@ -11,7 +11,9 @@ import {
   type ChannelCredentials,
   Client,
   type ClientOptions,
+  type ClientReadableStream,
   type ClientUnaryCall,
+  type handleServerStreamingCall,
   type handleUnaryCall,
   makeGenericClientConstructor,
   type Metadata,
@@ -405,6 +407,24 @@ export interface ControlDeploymentRequest {
 }
 
 export interface ControlDeploymentResponse {
+  rollout: Rollout | undefined;
+  _unknownFields?: { [key: number]: Uint8Array[] } | undefined;
+}
+
+export interface WatchRolloutRequest {
+  deploymentId: string;
+  /**
+   * Least wall time between two messages after the first; changes in between are coalesced into
+   * the newest state. 0 means 250; other values are clamped to [50, 60000].
+   */
+  minIntervalMs: number;
+  _unknownFields?: { [key: number]: Uint8Array[] } | undefined;
+}
+
+export interface WatchRolloutResponse {
+  /** 1 for the first message (the state when the watch started), then +1 per message. */
+  sequence: number;
+  /** As GetDeployment returns it, without the per-device list. */
   rollout: Rollout | undefined;
   _unknownFields?: { [key: number]: Uint8Array[] } | undefined;
 }
@@ -4243,6 +4263,134 @@ export const ControlDeploymentResponse: MessageFns<ControlDeploymentResponse> = 
   },
 };
 
+function createBaseWatchRolloutRequest(): WatchRolloutRequest {
+  return { deploymentId: "", minIntervalMs: 0, _unknownFields: {} };
+}
+
+export const WatchRolloutRequest: MessageFns<WatchRolloutRequest> = {
+  encode(message: WatchRolloutRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.deploymentId !== "") {
+      writer.uint32(10).string(message.deploymentId);
+    }
+    if (message.minIntervalMs !== 0) {
+      writer.uint32(16).uint32(message.minIntervalMs);
+    }
+    if (message._unknownFields !== undefined) {
+      for (const [key, values] of Object.entries(message._unknownFields)) {
+        const tag = parseInt(key, 10);
+        for (const value of values) {
+          writer.uint32(tag).raw(value);
+        }
+      }
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): WatchRolloutRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const end = length === undefined ? reader.len : reader.pos + length;
+    const message = createBaseWatchRolloutRequest();
+    while (reader.pos < end) {
+      const tag = reader.uint32();
+      switch (tag >>> 3) {
+        case 1: {
+          if (tag !== 10) {
+            break;
+          }
+
+          message.deploymentId = reader.string();
+          continue;
+        }
+        case 2: {
+          if (tag !== 16) {
+            break;
+          }
+
+          message.minIntervalMs = reader.uint32();
+          continue;
+        }
+      }
+      if ((tag & 7) === 4 || tag === 0) {
+        break;
+      }
+      const buf = reader.skip(tag & 7);
+
+      const list = message._unknownFields![tag];
+
+      if (list === undefined) {
+        message._unknownFields![tag] = [buf];
+      } else {
+        list.push(buf);
+      }
+    }
+    return message;
+  },
+};
+
+function createBaseWatchRolloutResponse(): WatchRolloutResponse {
+  return { sequence: 0, rollout: undefined, _unknownFields: {} };
+}
+
+export const WatchRolloutResponse: MessageFns<WatchRolloutResponse> = {
+  encode(message: WatchRolloutResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.sequence !== 0) {
+      writer.uint32(8).uint64(message.sequence);
+    }
+    if (message.rollout !== undefined) {
+      Rollout.encode(message.rollout, writer.uint32(18).fork()).join();
+    }
+    if (message._unknownFields !== undefined) {
+      for (const [key, values] of Object.entries(message._unknownFields)) {
+        const tag = parseInt(key, 10);
+        for (const value of values) {
+          writer.uint32(tag).raw(value);
+        }
+      }
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): WatchRolloutResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const end = length === undefined ? reader.len : reader.pos + length;
+    const message = createBaseWatchRolloutResponse();
+    while (reader.pos < end) {
+      const tag = reader.uint32();
+      switch (tag >>> 3) {
+        case 1: {
+          if (tag !== 8) {
+            break;
+          }
+
+          message.sequence = longToNumber(reader.uint64());
+          continue;
+        }
+        case 2: {
+          if (tag !== 18) {
+            break;
+          }
+
+          message.rollout = Rollout.decode(reader, reader.uint32());
+          continue;
+        }
+      }
+      if ((tag & 7) === 4 || tag === 0) {
+        break;
+      }
+      const buf = reader.skip(tag & 7);
+
+      const list = message._unknownFields![tag];
+
+      if (list === undefined) {
+        message._unknownFields![tag] = [buf];
+      } else {
+        list.push(buf);
+      }
+    }
+    return message;
+  },
+};
+
 export type OperatorServiceService = typeof OperatorServiceService;
 export const OperatorServiceService = {
   /** Creates a tenant with its own CA (chained to the service root). Admin only. */
@@ -4426,6 +4574,21 @@ export const OperatorServiceService = {
       Buffer.from(ControlDeploymentResponse.encode(value).finish()),
     responseDeserialize: (value: Buffer): ControlDeploymentResponse => ControlDeploymentResponse.decode(value),
   },
+  /**
+   * Streams a deployment's progress: the current state at once, then the state after changes
+   * (coalesced to at most one message per min_interval_ms), and ends after sending a final
+   * state (completed, halted or cancelled).
+   */
+  watchRollout: {
+    path: "/sphere.operator.v1.OperatorService/WatchRollout",
+    requestStream: false,
+    responseStream: true,
+    requestSerialize: (value: WatchRolloutRequest): Buffer => Buffer.from(WatchRolloutRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): WatchRolloutRequest => WatchRolloutRequest.decode(value),
+    responseSerialize: (value: WatchRolloutResponse): Buffer =>
+      Buffer.from(WatchRolloutResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): WatchRolloutResponse => WatchRolloutResponse.decode(value),
+  },
 } as const;
 
 export interface OperatorServiceServer extends UntypedServiceImplementation {
@@ -4455,6 +4618,12 @@ export interface OperatorServiceServer extends UntypedServiceImplementation {
   getDeployment: handleUnaryCall<GetDeploymentRequest, GetDeploymentResponse>;
   /** pause, resume, cancel or retry-failed. */
   controlDeployment: handleUnaryCall<ControlDeploymentRequest, ControlDeploymentResponse>;
+  /**
+   * Streams a deployment's progress: the current state at once, then the state after changes
+   * (coalesced to at most one message per min_interval_ms), and ends after sending a final
+   * state (completed, halted or cancelled).
+   */
+  watchRollout: handleServerStreamingCall<WatchRolloutRequest, WatchRolloutResponse>;
 }
 
 export interface OperatorServiceClient extends Client {
@@ -4722,6 +4891,20 @@ export interface OperatorServiceClient extends Client {
     options: Partial<CallOptions>,
     callback: (error: ServiceError | null, response: ControlDeploymentResponse) => void,
   ): ClientUnaryCall;
+  /**
+   * Streams a deployment's progress: the current state at once, then the state after changes
+   * (coalesced to at most one message per min_interval_ms), and ends after sending a final
+   * state (completed, halted or cancelled).
+   */
+  watchRollout(
+    request: WatchRolloutRequest,
+    options?: Partial<CallOptions>,
+  ): ClientReadableStream<WatchRolloutResponse>;
+  watchRollout(
+    request: WatchRolloutRequest,
+    metadata?: Metadata,
+    options?: Partial<CallOptions>,
+  ): ClientReadableStream<WatchRolloutResponse>;
 }
 
 export const OperatorServiceClient = makeGenericClientConstructor(

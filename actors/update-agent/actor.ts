@@ -1,0 +1,521 @@
+import { createHash } from 'node:crypto';
+import type { Hash } from 'node:crypto';
+import type { ActorContext, ActorDefinition, ActorRef, Transport } from '../runtime/index.js';
+import { TransportError } from '../runtime/index.js';
+import {
+  decodeChunkReply,
+  decodeUpdateCheckReply,
+  decodeUpdateReportReply,
+  deviceSubject,
+  encodeChunkRequest,
+  encodeUpdateCheckRequest,
+  encodeUpdateReport,
+  parseDeploymentId,
+  partitionOf,
+} from '../../proto/codec/index.js';
+import type {
+  ChunkMsg,
+  DeviceId,
+  InstalledComponentMsg,
+  Rejection,
+  TufMetadataMsg,
+  UpdateCheckMsg,
+  UpdateOfferMsg,
+  UpdateReportMsg,
+} from '../../proto/codec/index.js';
+import type { CoreMessage, UpdateVerdict } from '../security-core/index.js';
+import type { DeviceLink } from '../device/index.js';
+import { backoffDelay } from '../device/index.js';
+import type { DeviceMessage } from '../device/index.js';
+import { DEFAULT_UPDATE_BEHAVIOUR, initialUpdateAgentState, updateTransition } from './logic.js';
+import type { UpdateAgentBehaviour, UpdateAgentEffect, UpdateAgentState } from './logic.js';
+import type { InstalledImage, UpdateAgentMessage, UpdateOffer, UpdateOutcome } from './messages.js';
+
+/** Update faults a scenario can give a device (what goes wrong on its side). */
+export const UPDATE_FAULTS = ['installFails', 'bootLoop', 'powerLossMidDownload', 'slowLink'] as const;
+export type UpdateFault = (typeof UPDATE_FAULTS)[number];
+
+/** Simulated durations of the device-side steps, and link knobs. */
+export interface UpdateShellBehaviour extends UpdateAgentBehaviour {
+  /** Largest chunk the device asks for (the service's offer may be smaller). */
+  readonly chunkBytes: number;
+  /** Simulated link speed of `slowLink` devices. */
+  readonly slowLinkBytesPerSecond: number;
+  readonly installMs: number;
+  /** An application restart; an OS update reboots the device (`osRebootMs`). */
+  readonly appRestartMs: number;
+  readonly osRebootMs: number;
+  readonly healthCheckMs: number;
+  /** Retry of failed update checks and unacknowledged reports (exponential, jittered). */
+  readonly retry: {
+    readonly initialMs: number;
+    readonly maxMs: number;
+    readonly multiplier: number;
+    readonly jitter: number;
+  };
+}
+
+export const DEFAULT_UPDATE_SHELL_BEHAVIOUR: UpdateShellBehaviour = {
+  ...DEFAULT_UPDATE_BEHAVIOUR,
+  chunkBytes: 64 * 1024,
+  slowLinkBytesPerSecond: 2 * 1024,
+  installMs: 60_000,
+  appRestartMs: 5_000,
+  osRebootMs: 60_000,
+  healthCheckMs: 60_000,
+  retry: { initialMs: 60_000, maxMs: 3_600_000, multiplier: 2, jitter: 0.2 },
+};
+
+/** What the run's recorder learns from an update agent. */
+export type UpdateAgentEvent =
+  | { readonly kind: 'check'; readonly ok: boolean; readonly offers: number; readonly code?: string }
+  | { readonly kind: 'chunk'; readonly bytes: number }
+  | {
+      readonly kind: 'report';
+      readonly deploymentId: string;
+      readonly outcome: UpdateOutcome;
+      readonly code: string;
+      /** The report reached the service and was acknowledged (false: it will be repeated). */
+      readonly acked: boolean;
+    };
+
+export interface UpdateAgentShellOptions {
+  readonly name: string;
+  readonly deviceId: DeviceId;
+  /** What the device runs at manufacture (OS and apps). */
+  readonly installed: readonly InstalledImage[];
+  readonly fault: UpdateFault | null;
+  /** Whether this device's health check fails with `offer` (the image's defect hits it). */
+  readonly defective: (offer: UpdateOfferMsg) => boolean;
+  readonly behaviour: UpdateShellBehaviour;
+  readonly core: ActorRef<CoreMessage>;
+  /** The device actor, power-cycled by `powerLossMidDownload` (set once the device is spawned). */
+  readonly device: () => ActorRef<DeviceMessage> | null;
+  readonly link: DeviceLink;
+  readonly partitions: number;
+  readonly requestTimeoutMs: number;
+  readonly observe?: (event: UpdateAgentEvent) => void;
+}
+
+/** Messages besides the logic's: device lifecycle and results of the shell's I/O. */
+export type UpdateAgentShellMessage =
+  | UpdateAgentMessage
+  /** The device attested; the first attestation after a boot triggers an update check. */
+  | { readonly type: 'agent.device-attested' }
+  | { readonly type: 'agent.device-booted' }
+  | { readonly type: 'agent.check-result'; readonly outcome: Reply<UpdateCheckMsg> }
+  | {
+      readonly type: 'agent.chunk-result';
+      readonly offerId: string;
+      readonly offset: number;
+      readonly outcome: Reply<ChunkMsg>;
+    }
+  | { readonly type: 'agent.verdict'; readonly offerId: string; readonly verdict: UpdateVerdict }
+  | { readonly type: 'agent.report-due'; readonly reportId: string }
+  | { readonly type: 'agent.report-result'; readonly reportId: string; readonly acked: boolean }
+  | { readonly type: 'agent.power-restored' };
+
+type Reply<T> = { ok: true; value: T } | { ok: false; error: Rejection | { code: string; message: string } };
+
+interface Download {
+  readonly offerId: string;
+  /** Bytes received so far, hashed as they arrive (the image is never held whole). */
+  received: number;
+  hash: Hash;
+}
+
+interface PendingReport {
+  readonly report: UpdateReportMsg;
+  attempts: number;
+}
+
+/** The shell's state: the pure agent's state plus what the I/O needs. Mutable, owned by the actor. */
+export interface UpdateAgentShellState {
+  logic: UpdateAgentState;
+  /** TUF metadata from the last successful check (what the core verifies against). */
+  metadata: TufMetadataMsg | null;
+  /** Offers by offer ID (= deployment ID) from checks, for target names and chunk sizes. */
+  readonly offers: Map<string, UpdateOfferMsg>;
+  download: Download | null;
+  readonly reports: Map<string, PendingReport>;
+  /** Root version the core trusts (sent with checks so the service sends newer roots). */
+  trustedRootVersion: number;
+  checkedSinceBoot: boolean;
+  checkFailures: number;
+  /** Offers a `powerLossMidDownload` device already lost power on (once per offer). */
+  readonly powerLost: Set<string>;
+}
+
+function failure(e: unknown): { ok: false; error: { code: string; message: string } } {
+  return {
+    ok: false,
+    error: {
+      code: e instanceof TransportError ? e.code : 'OTHER',
+      message: e instanceof Error ? e.message : String(e),
+    },
+  };
+}
+
+/**
+ * The device update agent's shell: runs the pure `updateTransition` and carries out its effects
+ * over NATS (update checks, resumable chunked downloads hashed on the fly, acknowledged reports
+ * repeated until the service has them), has the security core verify each image against the
+ * tenant's TUF metadata, and simulates install, reboot and health check with the device's faults.
+ */
+export function updateAgentDefinition(
+  opts: UpdateAgentShellOptions,
+): ActorDefinition<UpdateAgentShellState, UpdateAgentShellMessage> {
+  const b = opts.behaviour;
+  const partition = partitionOf(opts.deviceId, opts.partitions);
+  const timeout = { timeoutMs: opts.requestTimeoutMs };
+  let transport: Promise<Transport> | null = null;
+  const net = (): Promise<Transport> => (transport ??= opts.link.connect());
+
+  const request = (
+    op: 'update-check' | 'update-chunk' | 'update-report',
+    data: Uint8Array,
+  ): Promise<Uint8Array> => net().then((t) => t.request(deviceSubject(op, partition), data, timeout));
+
+  function installedNow(s: UpdateAgentState): InstalledComponentMsg[] {
+    return Object.values(s.components).map((c) => ({
+      kind: c.active.kind,
+      name: c.active.name,
+      version: c.active.version,
+      securityVersion: c.active.securityVersion,
+    }));
+  }
+
+  function sendReport(
+    s: UpdateAgentShellState,
+    reportId: string,
+    ctx: ActorContext<UpdateAgentShellMessage>,
+  ): void {
+    const pending = s.reports.get(reportId);
+    if (pending === undefined) return;
+    pending.attempts++;
+    request('update-report', encodeUpdateReport(pending.report)).then(
+      (bytes) => {
+        const decoded = decodeUpdateReportReply(bytes);
+        // A refusal other than OVERLOADED will not change on repeat (unknown deployment): stop.
+        const acked = decoded.ok && (decoded.value.ok || decoded.value.error.code !== 'OVERLOADED');
+        ctx.self.tell({ type: 'agent.report-result', reportId, acked });
+      },
+      () => ctx.self.tell({ type: 'agent.report-result', reportId, acked: false }),
+    );
+  }
+
+  function toLogicOffer(o: UpdateOfferMsg): UpdateOffer {
+    return {
+      offerId: o.deploymentId,
+      kind: o.kind,
+      name: o.name,
+      version: o.version,
+      securityVersion: o.securityVersion,
+      length: o.length,
+      chunkSize: Math.max(1, Math.min(o.chunkSize, b.chunkBytes)),
+    };
+  }
+
+  function run(
+    s: UpdateAgentShellState,
+    e: UpdateAgentEffect,
+    ctx: ActorContext<UpdateAgentShellMessage>,
+  ): void {
+    switch (e.kind) {
+      case 'request-offers':
+        request(
+          'update-check',
+          encodeUpdateCheckRequest({
+            deviceId: opts.deviceId,
+            trustedRootVersion: s.trustedRootVersion,
+            installed: installedNow(s.logic),
+            deviceTimeMs: ctx.clock.now(),
+          }),
+        ).then(
+          (bytes) => {
+            const decoded = decodeUpdateCheckReply(bytes);
+            ctx.self.tell({
+              type: 'agent.check-result',
+              outcome: decoded.ok ? decoded.value : { ok: false, error: decoded.error },
+            });
+          },
+          (err: unknown) => ctx.self.tell({ type: 'agent.check-result', outcome: failure(err) }),
+        );
+        return;
+      case 'fetch-chunk': {
+        const offer = s.offers.get(e.offerId);
+        if (offer === undefined) {
+          ctx.self.tell({
+            type: 'update.download-interrupted',
+            offerId: e.offerId,
+            reason: 'offer forgotten',
+          });
+          return;
+        }
+        if (e.index === 0 || s.download?.offerId !== e.offerId) {
+          s.download = { offerId: e.offerId, received: 0, hash: createHash('sha256') };
+        }
+        const offset = e.offset;
+        request(
+          'update-chunk',
+          encodeChunkRequest({
+            deviceId: opts.deviceId,
+            deploymentId: offer.deploymentId,
+            offset,
+            length: e.length,
+          }),
+        ).then(
+          (bytes) => {
+            const decoded = decodeChunkReply(bytes);
+            const outcome = decoded.ok ? decoded.value : { ok: false as const, error: decoded.error };
+            const msg: UpdateAgentShellMessage = {
+              type: 'agent.chunk-result',
+              offerId: e.offerId,
+              offset,
+              outcome,
+            };
+            if (opts.fault === 'slowLink' && outcome.ok) {
+              // The bytes trickle in at the slow link's speed (simulated time).
+              ctx.schedule(Math.ceil((outcome.value.data.length * 1000) / b.slowLinkBytesPerSecond), msg);
+            } else ctx.self.tell(msg);
+          },
+          (err: unknown) =>
+            ctx.self.tell({ type: 'agent.chunk-result', offerId: e.offerId, offset, outcome: failure(err) }),
+        );
+        return;
+      }
+      case 'verify': {
+        const d = s.download;
+        const offer = s.offers.get(e.offer.offerId);
+        const metadata = s.metadata;
+        if (d === null || d.offerId !== e.offer.offerId || offer === undefined || metadata === null) {
+          ctx.self.tell({
+            type: 'update.verified',
+            offerId: e.offer.offerId,
+            ok: false,
+            code: 'TUF_NOT_READY',
+          });
+          return;
+        }
+        const offerId = e.offer.offerId;
+        opts.core.tell({
+          type: 'core.verify-update',
+          metadata: {
+            roots: metadata.roots,
+            timestamp: metadata.timestamp,
+            snapshot: metadata.snapshot,
+            targets: metadata.targets,
+          },
+          target: { name: offer.targetName, length: d.received, sha256: d.hash.copy().digest('hex') },
+          securityVersion: offer.kind === 'os' ? s.logic.antiRollbackVersion : 0,
+          nowMs: ctx.clock.now(),
+          reply: (verdict) => ctx.self.tell({ type: 'agent.verdict', offerId, verdict }),
+        });
+        return;
+      }
+      case 'install':
+        ctx.schedule(b.installMs, {
+          type: 'update.installed',
+          offerId: e.offer.offerId,
+          ok: opts.fault !== 'installFails',
+        });
+        return;
+      case 'reboot':
+        ctx.schedule(e.offer.kind === 'os' ? b.osRebootMs : b.appRestartMs, {
+          type: 'update.booted',
+          offerId: e.offer.offerId,
+          ok: opts.fault !== 'bootLoop',
+        });
+        return;
+      case 'health-check': {
+        const offer = s.offers.get(e.offer.offerId);
+        const healthy = offer === undefined || !opts.defective(offer);
+        ctx.schedule(b.healthCheckMs, { type: 'update.health', offerId: e.offer.offerId, ok: healthy });
+        return;
+      }
+      case 'report': {
+        // Offer IDs are deployment IDs (one offer per deployment and device).
+        const deploymentId = parseDeploymentId(e.offerId);
+        if (deploymentId === null) return;
+        const report: UpdateReportMsg = {
+          deviceId: opts.deviceId,
+          deploymentId,
+          reportId: e.reportId,
+          outcome: e.outcome,
+          code: e.code ?? '',
+          deviceTimeMs: ctx.clock.now(),
+        };
+        if (s.reports.has(e.reportId)) return;
+        s.reports.set(e.reportId, { report, attempts: 0 });
+        sendReport(s, e.reportId, ctx);
+        return;
+      }
+      case 'schedule':
+        ctx.schedule(e.delayMs, e.msg);
+        return;
+      default:
+        e satisfies never;
+    }
+  }
+
+  function step(
+    s: UpdateAgentShellState,
+    msg: UpdateAgentMessage,
+    ctx: ActorContext<UpdateAgentShellMessage>,
+  ): UpdateAgentShellState {
+    const [logic, effects] = updateTransition(s.logic, msg, ctx.clock.now(), b);
+    s.logic = logic;
+    for (const e of effects) run(s, e, ctx);
+    return s;
+  }
+
+  return {
+    name: opts.name,
+    init: () => ({
+      logic: initialUpdateAgentState(opts.installed),
+      metadata: null,
+      offers: new Map(),
+      download: null,
+      reports: new Map(),
+      trustedRootVersion: 1,
+      checkedSinceBoot: false,
+      checkFailures: 0,
+      powerLost: new Set(),
+    }),
+    receive(s, msg, ctx) {
+      switch (msg.type) {
+        case 'agent.device-booted':
+          s.checkedSinceBoot = false;
+          return s;
+        case 'agent.device-attested':
+          if (s.checkedSinceBoot) return s;
+          s.checkedSinceBoot = true;
+          return step(s, { type: 'update.check-due' }, ctx);
+        case 'agent.check-result': {
+          const o = msg.outcome;
+          opts.observe?.({
+            kind: 'check',
+            ok: o.ok,
+            offers: o.ok ? o.value.offers.length : 0,
+            ...(o.ok ? {} : { code: o.error.code }),
+          });
+          if (!o.ok) {
+            // Back to idle now, and check again sooner than the regular interval.
+            s.checkFailures++;
+            ctx.schedule(
+              backoffDelay(s.checkFailures, b.retry, () => ctx.rng.next()),
+              {
+                type: 'update.check-due',
+              },
+            );
+            return step(s, { type: 'update.offers', offers: [] }, ctx);
+          }
+          s.checkFailures = 0;
+          s.metadata = o.value.metadata;
+          for (const offer of o.value.offers) s.offers.set(offer.deploymentId, offer);
+          let next = s;
+          for (const id of o.value.rollbacks)
+            next = step(next, { type: 'update.rollback-ordered', offerId: id }, ctx);
+          return step(next, { type: 'update.offers', offers: o.value.offers.map(toLogicOffer) }, ctx);
+        }
+        case 'agent.chunk-result': {
+          const d = s.download;
+          const o = msg.outcome;
+          if (!o.ok) {
+            return step(
+              s,
+              { type: 'update.download-interrupted', offerId: msg.offerId, reason: o.error.code },
+              ctx,
+            );
+          }
+          // Only the chunk the download is waiting for counts: late duplicates, and replies that
+          // land while the download is interrupted, are dropped (it is asked for again).
+          const c = s.logic.current;
+          if (
+            d === null ||
+            c === null ||
+            s.logic.phase !== 'downloading' ||
+            d.offerId !== msg.offerId ||
+            c.offer.offerId !== msg.offerId ||
+            c.nextChunk * c.offer.chunkSize !== msg.offset ||
+            msg.offset !== d.received ||
+            o.value.offset !== msg.offset
+          )
+            return s;
+          d.hash.update(o.value.data);
+          d.received += o.value.data.length;
+          opts.observe?.({ kind: 'chunk', bytes: o.value.data.length });
+          const next = step(
+            s,
+            {
+              type: 'update.chunk-received',
+              offerId: msg.offerId,
+              index: c.nextChunk,
+              bytes: o.value.data.length,
+            },
+            ctx,
+          );
+          const offer = s.offers.get(msg.offerId);
+          if (
+            opts.fault === 'powerLossMidDownload' &&
+            offer !== undefined &&
+            !s.powerLost.has(msg.offerId) &&
+            s.logic.phase === 'downloading' &&
+            d.received * 2 >= offer.length
+          ) {
+            // Power fails half-way: the device goes dark, the download resumes after the reboot
+            // from the last chunk written to flash.
+            s.powerLost.add(msg.offerId);
+            opts.device()?.tell({ type: 'device.power-off' });
+            ctx.schedule(b.resumeAfterMs / 2, { type: 'agent.power-restored' });
+            return step(
+              next,
+              { type: 'update.download-interrupted', offerId: msg.offerId, reason: 'power-loss' },
+              ctx,
+            );
+          }
+          return next;
+        }
+        case 'agent.power-restored':
+          opts.device()?.tell({ type: 'device.power-on' });
+          return s;
+        case 'agent.verdict': {
+          if (msg.verdict.ok) s.trustedRootVersion = msg.verdict.rootVersion;
+          return step(
+            s,
+            msg.verdict.ok
+              ? { type: 'update.verified', offerId: msg.offerId, ok: true }
+              : { type: 'update.verified', offerId: msg.offerId, ok: false, code: msg.verdict.code },
+            ctx,
+          );
+        }
+        case 'agent.report-result': {
+          const pending = s.reports.get(msg.reportId);
+          if (pending === undefined) return s;
+          opts.observe?.({
+            kind: 'report',
+            deploymentId: pending.report.deploymentId,
+            outcome: pending.report.outcome,
+            code: pending.report.code,
+            acked: msg.acked,
+          });
+          if (msg.acked) s.reports.delete(msg.reportId);
+          else
+            ctx.schedule(
+              backoffDelay(pending.attempts, b.retry, () => ctx.rng.next()),
+              {
+                type: 'agent.report-due',
+                reportId: msg.reportId,
+              },
+            );
+          return s;
+        }
+        case 'agent.report-due':
+          sendReport(s, msg.reportId, ctx);
+          return s;
+        default:
+          return step(s, msg, ctx);
+      }
+    },
+  };
+}
