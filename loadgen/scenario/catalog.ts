@@ -3,6 +3,7 @@
  * service knows, the fault profiles a share of the fleet can be given, and the update faults of
  * device update agents.
  */
+import type { UpdateFault as AgentUpdateFault } from '../../actors/update-agent/index.js';
 
 /**
  * OS versions the security service knows, with their security version. The service's default
@@ -134,10 +135,10 @@ export const UPDATE_FAULTS = {
     outcome: 'succeeded',
     code: null,
   },
-} as const;
+} as const satisfies Record<AgentUpdateFault, { description: string; outcome: string; code: string | null }>;
 
-/** An update fault name, e.g. `"bootLoop"`. */
-export type UpdateFault = keyof typeof UPDATE_FAULTS;
+/** An update fault name, e.g. `"bootLoop"` (the update agent's own list, described above). */
+export type UpdateFault = AgentUpdateFault;
 
 /** Update fault names in declaration order (the order reports use). */
 export const UPDATE_FAULT_LIST = Object.keys(UPDATE_FAULTS) as readonly UpdateFault[];
