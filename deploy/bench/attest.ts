@@ -74,7 +74,7 @@ async function main(): Promise<void> {
     service: { nonceTtl: '10m', maxClockSkew: '10m' },
   });
 
-  const nats = await startNatsServer({});
+  const nats = await startNatsServer({ jetstream: true });
   const dir = mkdtempSync(join(tmpdir(), 'sphere-bench-'));
   const tokenFile = join(dir, 'admin.token');
   const token = randomBytes(24).toString('hex');
@@ -132,6 +132,7 @@ async function main(): Promise<void> {
       links,
       recorder,
       partitions: info.partitions,
+      updateRoot: null,
     });
     const cpu0 = {
       loadgen: cpuSeconds(process.pid),

@@ -89,7 +89,7 @@ export interface OperatorBackend {
     deploymentId: DeploymentId,
     onChange: (view: RolloutView) => void,
   ): () => void;
-  uploadImage(tenantId: TenantId, image: ImageUpload): UploadImageResponse;
+  uploadImage(tenantId: TenantId, image: ImageUpload): Promise<UploadImageResponse>;
   listImages(tenantId: TenantId): Image[];
 }
 

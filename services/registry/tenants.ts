@@ -15,8 +15,13 @@ export class TenantRegistry {
   readonly #byTokenHash = new Map<string, TenantId>();
 
   add(tenant: Tenant, apiToken: string): void {
+    this.addHashed(tenant, tokenHash(apiToken));
+  }
+
+  /** Adds a tenant known by the hash of its token (as stored; the token itself never is). */
+  addHashed(tenant: Tenant, hashOfToken: string): void {
     this.#byId.set(tenant.id, tenant);
-    this.#byTokenHash.set(tokenHash(apiToken), tenant.id);
+    this.#byTokenHash.set(hashOfToken, tenant.id);
   }
 
   get(id: TenantId): Tenant | undefined {

@@ -9,7 +9,11 @@ export type DeploymentMessage =
   | {
       readonly type: 'deployment.apply';
       readonly msg: RolloutMessage;
-      readonly reply?: (r: RolloutError | null) => void;
+      /**
+       * `error`: the engine refused the command (state unchanged). `stored` settles once the
+       * change is in the journal (at once when nothing changed); acknowledge only after it.
+       */
+      readonly reply?: (error: RolloutError | null, stored: Promise<void>) => void;
     }
   | { readonly type: 'deployment.read'; readonly reply: (r: Rollout) => void }
   /** Hands a watcher already added to the deployment's {@link RolloutWatchers} the current state. */
@@ -64,20 +68,23 @@ export class RolloutWatchers {
 
 export interface DeploymentState {
   readonly rollout: Rollout;
-  /** Devices offered the update and not yet told to roll back (what update checks will answer). */
-  readonly offered: ReadonlySet<string>;
-  readonly rollbacks: ReadonlySet<string>;
 }
 
 /**
  * One deployment (rollout) of an image to a device group: applies the rollout engine's
  * transitions one message at a time, keeps `sphere_rollout_*` gauges current, counts wave
- * transitions and installs, and ticks itself while waiting between waves. State is in memory
- * (JetStream persistence comes next: the engine's state is already plain JSON).
+ * transitions and installs, and ticks itself while waiting between waves. Every message that
+ * changes the rollout is journaled (`persist`, with the time it was applied at), so a restarted
+ * shard folds the same messages into the same state.
  */
 export function deploymentDefinition(
   initial: Rollout,
-  deps: { readonly clock: Clock; readonly metrics: ServiceMetrics; readonly watchers: RolloutWatchers },
+  deps: {
+    readonly clock: Clock;
+    readonly metrics: ServiceMetrics;
+    readonly watchers: RolloutWatchers;
+    readonly persist: (msg: RolloutMessage, atMs: number) => Promise<void>;
+  },
 ): ActorDefinition<DeploymentState, DeploymentMessage> {
   const { clock, metrics, watchers } = deps;
   const deployment = initial.deploymentId;
@@ -114,11 +121,11 @@ export function deploymentDefinition(
   return {
     name: `deployment:${deployment}`,
     init: () => {
-      // Also after a supervisor restart, which resets the state: watchers learn of the reset.
-      latest = initial;
-      publish(initial);
-      watchers.notify(initial);
-      return { rollout: initial, offered: new Set(), rollbacks: new Set() };
+      // After a supervisor restart too: the state is the last one applied (and journaled), so a
+      // crash of the actor loses nothing.
+      publish(latest);
+      watchers.notify(latest);
+      return { rollout: latest };
     },
     receive(state, msg, ctx) {
       switch (msg.type) {
@@ -130,28 +137,24 @@ export function deploymentDefinition(
           return state;
         case 'deployment.tick':
         case 'deployment.apply': {
+          const now = clock.now();
           const m: RolloutMessage =
-            msg.type === 'deployment.tick' ? { type: 'rollout.tick', nowMs: clock.now() } : msg.msg;
+            msg.type === 'deployment.tick' ? { type: 'rollout.tick', nowMs: now } : msg.msg;
           const before = state.rollout;
-          const stepped = transition(before, m, { nowMs: clock.now() });
+          const stepped = transition(before, m, { nowMs: now });
           if (!stepped.ok) {
-            if (msg.type === 'deployment.apply') msg.reply?.(stepped.error);
+            if (msg.type === 'deployment.apply') msg.reply?.(stepped.error, Promise.resolve());
             return state;
           }
           const [rollout, effects] = stepped.value;
-          const offered = new Set(state.offered);
-          const rollbacks = new Set(state.rollbacks);
           for (const e of effects) {
             switch (e.kind) {
-              case 'offer-update':
-                for (const id of e.deviceIds) offered.add(id);
-                break;
-              case 'order-rollback':
-                for (const id of e.deviceIds) rollbacks.add(id);
-                break;
               case 'wave-opened':
                 metrics.rolloutWaveTransitions.inc({ deployment, wave: String(e.wave), reason: e.reason });
                 break;
+              case 'offer-update':
+              case 'order-rollback':
+              // Offers and rollback orders are part of the state; update checks read them there.
               case 'halted':
               case 'completed':
               case 'ignored':
@@ -161,6 +164,7 @@ export function deploymentDefinition(
                 e satisfies never;
             }
           }
+          const stored = effects.some((e) => e.kind === 'persist') ? deps.persist(m, now) : Promise.resolve();
           if (
             m.type === 'rollout.device-report' &&
             (m.outcome === 'succeeded' || m.outcome === 'failed' || m.outcome === 'rolled-back')
@@ -169,12 +173,17 @@ export function deploymentDefinition(
             if (accepted)
               metrics.updateInstalls.inc({ result: m.outcome.replace('-', '_'), kind: rollout.image.kind });
           }
-          if (rollout.waitUntilMs !== null && rollout.waitUntilMs !== before.waitUntilMs) {
-            ctx.schedule(Math.max(0, rollout.waitUntilMs - clock.now()), { type: 'deployment.tick' });
+          // Ticks until the wait between waves ends (also re-armed by a tick after a restart).
+          if (
+            rollout.waitUntilMs !== null &&
+            (rollout.waitUntilMs !== before.waitUntilMs || msg.type === 'deployment.tick')
+          ) {
+            ctx.schedule(Math.max(0, rollout.waitUntilMs - now), { type: 'deployment.tick' });
           }
+          latest = rollout;
           publishSoon(rollout);
-          if (msg.type === 'deployment.apply') msg.reply?.(null);
-          return { rollout, offered, rollbacks };
+          if (msg.type === 'deployment.apply') msg.reply?.(null, stored);
+          return { rollout };
         }
         default:
           return msg satisfies never;

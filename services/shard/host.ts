@@ -1,4 +1,4 @@
-import { createHash, randomBytes } from 'node:crypto';
+import { createHash, createPrivateKey, randomBytes } from 'node:crypto';
 import {
   ActorSystem,
   connectNatsTransport,
@@ -38,6 +38,7 @@ import type {
 import { DEFAULT_POLICY, NonceBook, defaultReferenceValues } from '../attestation/index.js';
 import type { AttestationPolicy } from '../attestation/index.js';
 import { createRootCa, createTenantCa, toPem } from '../certificates/index.js';
+import type { CaIdentity } from '../certificates/index.js';
 import { createCryptoPool } from '../crypto-pool/index.js';
 import type { CryptoPool } from '../crypto-pool/index.js';
 import { createServiceMetrics } from '../metrics/index.js';
@@ -49,12 +50,24 @@ import {
   ImageRegistry,
   ProductRegistry,
   TenantRegistry,
+  DEFAULT_DEVICE_GROUPS,
+  OS_FEEDS,
+  UPDATE_POLICIES,
   deviceState,
   imageTargetName,
+  tokenHash,
 } from '../registry/index.js';
 import type { DeviceGroup, DeviceRecord, DeviceRegistry, ImageRecord, Product } from '../registry/index.js';
 import { createTufRepository, serveTufRepositories } from '../updates/tuf/index.js';
-import { initialRollout, rolloutGauges } from '../rollouts/index.js';
+import {
+  deserializeRollout,
+  initialRollout,
+  rolloutGauges,
+  serializeRollout,
+  transition,
+} from '../rollouts/index.js';
+import { b64, memoryJournal, openJetStreamJournal, unb64 } from '../journal/index.js';
+import type { JournalRecord, StoredCa } from '../journal/index.js';
 import type { Rollout, RolloutMessage } from '../rollouts/index.js';
 import { RolloutWatchers, deploymentDefinition } from './deployment-actor.js';
 import { appVersions, createUpdateService } from './updates.js';
@@ -127,21 +140,60 @@ const hex = (b: Uint8Array): string => Buffer.from(b.buffer, b.byteOffset, b.len
  * issue 4). State is in memory.
  */
 export async function startShard(opts: ShardOptions): Promise<Shard> {
-  const anchorWallMs = Date.now();
-  const anchorSimMs = anchorWallMs;
-  const clock = createScaledClock({ timeScale: opts.timeScale, epochMs: anchorSimMs });
+  const journal =
+    opts.journal === null
+      ? memoryJournal()
+      : await openJetStreamJournal({
+          servers: opts.nats,
+          name: opts.journal,
+          connectionName: `${opts.shardId}-journal`,
+        });
+  const history: JournalRecord[] = [];
+  try {
+    await journal.replay((r) => void history.push(r));
+  } catch (e) {
+    await journal.close();
+    throw e;
+  }
+  // The service's identity and simulated time come from the journal's first record, so a
+  // restarted shard keeps its root CA and its clock runs on from where it was.
+  const first = history[0];
+  const genesis = first?.t === 'genesis' ? first : null;
+  if (genesis !== null && genesis.timeScale !== opts.timeScale) {
+    await journal.close();
+    throw new Error(
+      `journal "${opts.journal}" was written at --time-scale ${genesis.timeScale}, not ${opts.timeScale}; restart with that scale or use a fresh --journal`,
+    );
+  }
+  const anchorWallMs = genesis?.anchorWallMs ?? Date.now();
+  const anchorSimMs = genesis?.anchorSimMs ?? anchorWallMs;
+  const clock = createScaledClock({
+    timeScale: opts.timeScale,
+    epochMs: anchorSimMs + (Date.now() - anchorWallMs) * opts.timeScale,
+  });
   const rng = createRng(opts.seed);
   const meter = createPromMeter({ defaultMetrics: true });
   const metrics = createServiceMetrics(meter);
   const pool = createCryptoPool({ workers: opts.workers, batchSize: opts.batchSize, meter });
   const tenants = new TenantRegistry();
   const alerts = new AlertLog();
-  const now0 = clock.now();
-  const root = createRootCa({
-    commonName: 'Sphere Security Service Root CA',
-    notBeforeMs: now0 - 86_400_000,
-    validityMs: 10 * 365 * 86_400_000,
-  });
+  const root =
+    genesis !== null
+      ? restoreCa(genesis.rootCa)
+      : createRootCa({
+          commonName: 'Sphere Security Service Root CA',
+          notBeforeMs: anchorSimMs - 86_400_000,
+          validityMs: 10 * 365 * 86_400_000,
+        });
+  if (genesis === null) {
+    await journal.append({
+      t: 'genesis',
+      rootCa: storeCa(root),
+      anchorWallMs,
+      anchorSimMs,
+      timeScale: opts.timeScale,
+    });
+  }
   const ctx: ShardContext = {
     shardId: opts.shardId,
     clock,
@@ -217,8 +269,201 @@ export async function startShard(opts: ShardOptions): Promise<Shard> {
     return counts;
   };
 
+  // State changes. Each is a journal record applied by one function, live and on replay, so a
+  // restarted shard that replays the journal ends in the same state. Live, a change is applied,
+  // then stored, then answered (TUF changes are stored first: see keepFresh).
+  const fatal = (e: unknown): never => {
+    // Memory and journal would disagree from here on; stop so a restart replays a consistent state.
+    console.error('shard: the journal refused a record; stopping (a restart replays the journal):', e);
+    process.exit(75);
+  };
+  const store = (record: JournalRecord): Promise<void> => journal.append(record).catch(fatal);
+
+  const applyTenant = (r: Extract<JournalRecord, { t: 'tenant' }>): CaIdentity => {
+    const id = parseTenantId(r.id);
+    if (id === null) throw new Error(`journal: bad tenant id ${r.id}`);
+    const ca = restoreCa(r.ca);
+    tenants.addHashed({ id, name: r.name, ca, createdAtMs: r.createdAtMs }, r.tokenHash);
+    const seeds = (role: keyof typeof r.tufKeys) => r.tufKeys[role].map(unb64);
+    repos.set(
+      id,
+      createTufRepository({
+        nowMs: r.createdAtMs,
+        keys: {
+          root: seeds('root'),
+          targets: seeds('targets'),
+          snapshot: seeds('snapshot'),
+          timestamp: seeds('timestamp'),
+        },
+      }),
+    );
+    pool.registerCaKey(ca.keyId, ca.privateKeyPkcs8);
+    return ca;
+  };
+  const applyEndorse = async (r: Extract<JournalRecord, { t: 'endorse' }>): Promise<[number, number]> => {
+    const devices = r.keys.map((k) => {
+      const publicKey = unb64(k);
+      const deviceId = parseDeviceId(deviceIdFromPublicKey(publicKey));
+      if (deviceId === null) throw new OperatorError('INTERNAL', 'derived device ID is invalid');
+      return { deviceId, publicKey, key: publicKeyFromRaw(publicKey) };
+    });
+    let registered = 0;
+    let alreadyKnown = 0;
+    await Promise.all(
+      [...byPartition(devices, (d) => d.deviceId)].map(([p, group]) =>
+        ask<[number, number]>(p, (reply) => ({
+          type: 'partition.endorse',
+          devices: group,
+          reply: (n, a) => reply([n, a]),
+        })).then(([n, a]) => {
+          registered += n;
+          alreadyKnown += a;
+        }),
+      ),
+    );
+    return [registered, alreadyKnown];
+  };
+  /** Runs a per-device partition operation over `ids`; results in the order of `ids`. */
+  const perDevice = async <T>(
+    ids: readonly DeviceId[],
+    make: (ids: DeviceId[], reply: (results: T[]) => void) => PartitionMessage,
+  ): Promise<T[]> => {
+    const out = new Array<T>(ids.length);
+    const positions = new Map<DeviceId, number[]>();
+    ids.forEach((id, i) => positions.set(id, [...(positions.get(id) ?? []), i]));
+    await Promise.all(
+      [...byPartition([...positions.keys()], (d) => d)].map(([p, group]) =>
+        ask<T[]>(p, (reply) => make(group, reply)).then((results) =>
+          results.forEach((v, k) => {
+            for (const i of positions.get(group[k] as DeviceId) ?? []) out[i] = v;
+          }),
+        ),
+      ),
+    );
+    return out;
+  };
+  const deviceIdsOf = (ids: readonly string[]): DeviceId[] =>
+    ids.map((s) => {
+      const id = parseDeviceId(s);
+      if (id === null) throw new Error(`journal: bad device id ${s.slice(0, 20)}`);
+      return id;
+    });
+  const applyClaim = (r: Extract<JournalRecord, { t: 'claim' }>): Promise<ClaimOutcome[]> => {
+    const tenantId = parseTenantId(r.tenantId);
+    if (tenantId === null) throw new Error(`journal: bad tenant id ${r.tenantId}`);
+    return perDevice<ClaimOutcome>(deviceIdsOf(r.deviceIds), (deviceIds, reply) => ({
+      type: 'partition.claim',
+      tenantId,
+      deviceIds,
+      reply,
+    }));
+  };
+  const applyAssign = (r: Extract<JournalRecord, { t: 'assign' }>): Promise<boolean[]> => {
+    const tenantId = parseTenantId(r.tenantId);
+    const deviceGroupId = parseDeviceGroupId(r.groupId);
+    if (tenantId === null || deviceGroupId === null) throw new Error('journal: bad assign record');
+    return perDevice<boolean>(deviceIdsOf(r.deviceIds), (deviceIds, reply) => ({
+      type: 'partition.assign',
+      tenantId,
+      deviceGroupId,
+      deviceIds,
+      reply,
+    }));
+  };
+  const applyProduct = (r: Extract<JournalRecord, { t: 'product' }>) => {
+    const tenantId = parseTenantId(r.tenantId);
+    const productId = parseProductId(r.productId);
+    if (tenantId === null || productId === null) throw new Error('journal: bad product record');
+    const groupIds = r.groupIds.map((g) => parseDeviceGroupId(g));
+    let next = 0;
+    return products.createProduct(
+      { tenantId, name: r.name, description: r.description, createdAtMs: r.createdAtMs },
+      () => productId,
+      () => {
+        const id = groupIds[next++];
+        if (id === undefined || id === null) throw new Error('journal: product record lacks group ids');
+        return id;
+      },
+    );
+  };
+  const applyGroup = (r: Extract<JournalRecord, { t: 'group' }>) => {
+    const tenantId = parseTenantId(r.tenantId);
+    const productId = parseProductId(r.productId);
+    const groupId = parseDeviceGroupId(r.groupId);
+    if (tenantId === null || productId === null || groupId === null)
+      throw new Error('journal: bad group record');
+    const osFeed = OS_FEEDS.find((f) => f === r.osFeed);
+    const updatePolicy = UPDATE_POLICIES.find((u) => u === r.updatePolicy);
+    if (osFeed === undefined || updatePolicy === undefined) throw new Error('journal: bad group record');
+    return products.createGroup({ tenantId, productId, name: r.name, osFeed, updatePolicy }, () => groupId);
+  };
+  const applyImage = (r: Extract<JournalRecord, { t: 'image' }>, content: Uint8Array): ImageRecord => {
+    const tenantId = parseTenantId(r.tenantId);
+    const id = parseImageId(r.id);
+    const repo = tenantId === null ? undefined : repos.get(tenantId);
+    if (tenantId === null || id === null || repo === undefined) throw new Error('journal: bad image record');
+    const targetName = imageTargetName(r.kind, r.name, r.version);
+    repo.addTarget(targetName, content, {
+      securityVersion: r.securityVersion,
+      kind: r.kind,
+      version: r.version,
+    });
+    repo.publish(r.atMs);
+    const record: ImageRecord = {
+      id,
+      tenantId,
+      kind: r.kind,
+      name: r.name,
+      version: r.version,
+      securityVersion: r.securityVersion,
+      length: content.length,
+      sha256: createHash('sha256').update(content).digest('hex'),
+      targetName,
+      uploadedAtMs: r.atMs,
+    };
+    images.add(record);
+    return record;
+  };
+  const applyRefresh = (r: Extract<JournalRecord, { t: 'tuf-refresh' }>): void => {
+    const tenantId = parseTenantId(r.tenantId);
+    if (tenantId !== null) repos.get(tenantId)?.refresh(r.atMs);
+  };
+  /** Re-signs a tenant's TUF timestamp when due; journaled before it is applied (see updates.ts). */
+  const refreshing = new Map<TenantId, Promise<void>>();
+  const keepFresh = (tenantId: TenantId): Promise<void> => {
+    const pending = refreshing.get(tenantId);
+    if (pending !== undefined) return pending;
+    const now = clock.now();
+    if (repos.get(tenantId)?.refreshDue(now) !== true) return Promise.resolve();
+    const record = { t: 'tuf-refresh', tenantId, atMs: now } as const;
+    const done = store(record)
+      .then(() => applyRefresh(record))
+      .finally(() => refreshing.delete(tenantId));
+    refreshing.set(tenantId, done);
+    return done;
+  };
+
   /** Deployments by ID; each is an actor owning its rollout state. */
   const deployments = new Map<DeploymentId, DeploymentEntry>();
+  /** Spawns the actor of a deployment whose (created or replayed) rollout is `rollout`. */
+  const spawnDeployment = (
+    id: DeploymentId,
+    tenantId: TenantId,
+    rollout: Rollout,
+  ): ActorRef<DeploymentMessage> => {
+    const watchers = new RolloutWatchers((n) => metrics.rolloutWatchers.set({ deployment: id }, n));
+    deploymentWatchers.set(id, watchers);
+    const ref = system.spawn(
+      deploymentDefinition(rollout, {
+        clock,
+        metrics,
+        watchers,
+        persist: (msg, atMs) => store({ t: 'rollout', id, msg: JSON.stringify(msg), atMs }),
+      }),
+    );
+    deployments.set(id, { id, tenantId, groupId: rollout.groupId, ref });
+    return ref;
+  };
   const deploymentOf = (tenantId: TenantId, id: DeploymentId): ActorRef<DeploymentMessage> => {
     const d = deployments.get(id);
     if (d === undefined || d.tenantId !== tenantId)
@@ -259,25 +504,33 @@ export async function startShard(opts: ShardOptions): Promise<Shard> {
       const tenant = tenants.byToken(token);
       return tenant === undefined ? null : { kind: 'tenant', tenantId: tenant.id };
     },
-    createTenant(name) {
+    async createTenant(name) {
       const id = newId('t-', parseTenantId);
-      const ca = createTenantCa(root, { tenantId: id, name, notBeforeMs: clock.now() - 86_400_000 });
+      const now = clock.now();
       const apiToken = randomBytes(32).toString('base64url');
-      tenants.add({ id, name, ca, createdAtMs: clock.now() }, apiToken);
-      repos.set(id, createTufRepository({ nowMs: clock.now(), randomBytes: (n) => ctx.rng.bytes(n) }));
-      pool.registerCaKey(ca.keyId, ca.privateKeyPkcs8);
-      return Promise.resolve({
+      const seeds = () => [b64(ctx.rng.bytes(32))];
+      const record = {
+        t: 'tenant',
+        id,
+        name,
+        createdAtMs: now,
+        tokenHash: tokenHash(apiToken),
+        ca: storeCa(createTenantCa(root, { tenantId: id, name, notBeforeMs: now - 86_400_000 })),
+        tufKeys: { root: seeds(), targets: seeds(), snapshot: seeds(), timestamp: seeds() },
+      } as const;
+      const ca = applyTenant(record);
+      await store(record);
+      return {
         tenantId: id,
         apiToken,
         tenantCaPem: ca.certificatePem,
         rootCaPem: root.certificatePem,
-      });
+      };
     },
     async registerEndorsements(keys) {
-      const devices = keys.map((publicKey, i) => {
-        let key;
+      keys.forEach((publicKey, i) => {
         try {
-          key = publicKeyFromRaw(publicKey);
+          publicKeyFromRaw(publicKey);
         } catch (cause) {
           throw new OperatorError(
             'MALFORMED_INPUT',
@@ -285,58 +538,45 @@ export async function startShard(opts: ShardOptions): Promise<Shard> {
             { cause },
           );
         }
-        const deviceId = parseDeviceId(deviceIdFromPublicKey(publicKey));
-        if (deviceId === null) throw new OperatorError('INTERNAL', 'derived device ID is invalid');
-        return { deviceId, publicKey: Uint8Array.from(publicKey), key };
       });
       let registered = 0;
       let alreadyKnown = 0;
-      await Promise.all(
-        [...byPartition(devices, (d) => d.deviceId)].map(([p, group]) =>
-          ask<[number, number]>(p, (reply) => ({
-            type: 'partition.endorse',
-            devices: group,
-            reply: (r, a) => reply([r, a]),
-          })).then(([r, a]) => {
-            registered += r;
-            alreadyKnown += a;
-          }),
-        ),
-      );
+      for (let i = 0; i < keys.length; i += RECORD_BATCH) {
+        const record = { t: 'endorse', keys: keys.slice(i, i + RECORD_BATCH).map(b64) } as const;
+        const [n, a] = await applyEndorse(record);
+        await store(record);
+        registered += n;
+        alreadyKnown += a;
+      }
       return { registered, alreadyKnown };
     },
     async claimDevices(tenantId, deviceIds) {
       let claimed = 0;
       let alreadyYours = 0;
       const rejected: { deviceId: string; code: string; message: string }[] = [];
-      await Promise.all(
-        [...byPartition(deviceIds, (d) => d)].map(([p, ids]) =>
-          ask<ClaimOutcome[]>(p, (reply) => ({
-            type: 'partition.claim',
-            tenantId,
-            deviceIds: ids,
-            reply,
-          })).then((outcomes) =>
-            outcomes.forEach((o, i) => {
-              const deviceId = ids[i] ?? '';
-              if (o === 'claimed') claimed++;
-              else if (o === 'already-yours') alreadyYours++;
-              else if (o === 'claimed-by-another') {
-                rejected.push({
-                  deviceId,
-                  code: 'ALREADY_CLAIMED',
-                  message: 'device is claimed by another tenant; claiming is irreversible',
-                });
-              } else
-                rejected.push({
-                  deviceId,
-                  code: 'UNKNOWN_DEVICE',
-                  message: 'no endorsement for this device; register it first',
-                });
-            }),
-          ),
-        ),
-      );
+      for (let i = 0; i < deviceIds.length; i += RECORD_BATCH) {
+        const ids = deviceIds.slice(i, i + RECORD_BATCH);
+        const record = { t: 'claim', tenantId, deviceIds: ids } as const;
+        const outcomes = await applyClaim(record);
+        await store(record);
+        outcomes.forEach((o, k) => {
+          const deviceId = ids[k] ?? '';
+          if (o === 'claimed') claimed++;
+          else if (o === 'already-yours') alreadyYours++;
+          else if (o === 'claimed-by-another') {
+            rejected.push({
+              deviceId,
+              code: 'ALREADY_CLAIMED',
+              message: 'device is claimed by another tenant; claiming is irreversible',
+            });
+          } else
+            rejected.push({
+              deviceId,
+              code: 'UNKNOWN_DEVICE',
+              message: 'no endorsement for this device; register it first',
+            });
+        });
+      }
       return { claimed, alreadyYours, rejected };
     },
     getDevice(tenantId, deviceId) {
@@ -389,12 +629,18 @@ export async function startShard(opts: ShardOptions): Promise<Shard> {
       };
     },
     async createProduct(tenantId, name, description) {
-      const created = products.createProduct(
-        { tenantId, name, description, createdAtMs: clock.now() },
-        () => newId('p-', parseProductId),
-        () => newId('g-', parseDeviceGroupId),
-      );
+      const record = {
+        t: 'product',
+        tenantId,
+        name,
+        description,
+        createdAtMs: clock.now(),
+        productId: newId('p-', parseProductId),
+        groupIds: DEFAULT_DEVICE_GROUPS.map(() => newId('g-', parseDeviceGroupId)),
+      } as const;
+      const created = applyProduct(record);
       if (!created.ok) throw new OperatorError(created.error.code, created.error.message);
+      await store(record);
       const counts = await groupCounts(tenantId);
       return {
         product: productView(created.product),
@@ -404,12 +650,20 @@ export async function startShard(opts: ShardOptions): Promise<Shard> {
     listProducts(tenantId) {
       return products.products(tenantId).map(productView);
     },
-    createDeviceGroup(tenantId, productId, name, osFeed, updatePolicy) {
-      const created = products.createGroup({ tenantId, productId, name, osFeed, updatePolicy }, () =>
-        newId('g-', parseDeviceGroupId),
-      );
+    async createDeviceGroup(tenantId, productId, name, osFeed, updatePolicy) {
+      const record = {
+        t: 'group',
+        tenantId,
+        productId,
+        name,
+        osFeed,
+        updatePolicy,
+        groupId: newId('g-', parseDeviceGroupId),
+      } as const;
+      const created = applyGroup(record);
       if (!created.ok) throw new OperatorError(created.error.code, created.error.message);
-      return Promise.resolve(groupView(created.group, new Map()));
+      await store(record);
+      return groupView(created.group, new Map());
     },
     async listDeviceGroups(tenantId, productId) {
       if (products.product(tenantId, productId) === undefined)
@@ -424,29 +678,23 @@ export async function startShard(opts: ShardOptions): Promise<Shard> {
       let assigned = 0;
       const joined: string[] = [];
       const rejected: { deviceId: string; code: string; message: string }[] = [];
-      await Promise.all(
-        [...byPartition(deviceIds, (d) => d)].map(([p, ids]) =>
-          ask<boolean[]>(p, (reply) => ({
-            type: 'partition.assign',
-            tenantId,
-            deviceGroupId,
-            deviceIds: ids,
-            reply,
-          })).then((outcomes) =>
-            outcomes.forEach((ok, i) => {
-              if (ok) {
-                assigned++;
-                joined.push(ids[i] ?? '');
-              } else
-                rejected.push({
-                  deviceId: ids[i] ?? '',
-                  code: 'NOT_FOUND',
-                  message: 'no such device in your tenant; claim it first',
-                });
-            }),
-          ),
-        ),
-      );
+      for (let i = 0; i < deviceIds.length; i += RECORD_BATCH) {
+        const ids = deviceIds.slice(i, i + RECORD_BATCH);
+        const record = { t: 'assign', tenantId, groupId: deviceGroupId, deviceIds: ids } as const;
+        const outcomes = await applyAssign(record);
+        await store(record);
+        outcomes.forEach((ok, k) => {
+          if (ok) {
+            assigned++;
+            joined.push(ids[k] ?? '');
+          } else
+            rejected.push({
+              deviceId: ids[k] ?? '',
+              code: 'NOT_FOUND',
+              message: 'no such device in your tenant; claim it first',
+            });
+        });
+      }
       // Devices joining a group mid-rollout are picked up by its deployments' current wave.
       for (const d of deployments.values()) {
         if (d.tenantId !== tenantId || d.groupId !== deviceGroupId) continue;
@@ -473,10 +721,9 @@ export async function startShard(opts: ShardOptions): Promise<Shard> {
         },
         config: request.config,
       });
-      const watchers = new RolloutWatchers((n) => metrics.rolloutWatchers.set({ deployment: id }, n));
-      deploymentWatchers.set(id, watchers);
-      const ref = system.spawn(deploymentDefinition(rollout, { clock, metrics, watchers }));
-      deployments.set(id, { id, tenantId, groupId: group.id, ref });
+      // Stored before the actor journals its first message, so a replay finds it first.
+      await store({ t: 'deployment', id, tenantId, rollout: serializeRollout(rollout) });
+      const ref = spawnDeployment(id, tenantId, rollout);
       const members: string[] = [];
       await visitAll((devices) => {
         for (const r of devices.values())
@@ -522,7 +769,7 @@ export async function startShard(opts: ShardOptions): Promise<Shard> {
       }
       return unsubscribe;
     },
-    uploadImage(tenantId, upload) {
+    async uploadImage(tenantId, upload) {
       if (images.find(tenantId, upload.kind, upload.name, upload.version) !== undefined) {
         throw new OperatorError(
           'ALREADY_EXISTS',
@@ -531,28 +778,22 @@ export async function startShard(opts: ShardOptions): Promise<Shard> {
       }
       const repo = repos.get(tenantId);
       if (repo === undefined) throw new OperatorError('INTERNAL', 'tenant has no TUF repository');
-      const targetName = imageTargetName(upload.kind, upload.name, upload.version);
-      const now = clock.now();
-      repo.addTarget(targetName, upload.content, {
-        securityVersion: upload.securityVersion,
-        kind: upload.kind,
-        version: upload.version,
-      });
-      repo.publish(now);
-      const record: ImageRecord = {
-        id: newId('i-', parseImageId),
+      const record = {
+        t: 'image',
         tenantId,
+        id: newId('i-', parseImageId),
         kind: upload.kind,
         name: upload.name,
         version: upload.version,
         securityVersion: upload.securityVersion,
-        length: upload.content.length,
-        sha256: createHash('sha256').update(upload.content).digest('hex'),
-        targetName,
-        uploadedAtMs: now,
-      };
-      images.add(record);
-      return { image: imageView(record), targetsVersion: repo.versions().targets };
+        atMs: clock.now(),
+      } as const;
+      // Stored before it is published: devices must never see metadata the journal lacks.
+      const content = Uint8Array.from(upload.content);
+      await journal.putBlob(`image-${record.id}`, content).catch(fatal);
+      await store(record);
+      const image = applyImage(record, content);
+      return { image: imageView(image), targetsVersion: repo.versions().targets };
     },
     listImages(tenantId) {
       return images.list(tenantId).map(imageView);
@@ -604,8 +845,75 @@ export async function startShard(opts: ShardOptions): Promise<Shard> {
       [...deployments.values()].filter((d) => d.tenantId === tenantId && d.groupId === groupId),
     readRollout: readDeployment,
     repo: (tenantId) => repos.get(tenantId),
+    keepFresh,
     image: (tenantId, imageId) => images.list(tenantId).find((i) => i.id === imageId),
   });
+
+  /** Rebuilds the state from the journal (everything after genesis), then resumes deployments. */
+  async function replay(records: readonly JournalRecord[]): Promise<void> {
+    const rollouts = new Map<DeploymentId, { tenantId: TenantId; rollout: Rollout }>();
+    for (const r of records) {
+      switch (r.t) {
+        case 'genesis':
+          break;
+        case 'tenant':
+          applyTenant(r);
+          break;
+        case 'endorse':
+          await applyEndorse(r);
+          break;
+        case 'claim':
+          await applyClaim(r);
+          break;
+        case 'assign':
+          await applyAssign(r);
+          break;
+        case 'product':
+          applyProduct(r);
+          break;
+        case 'group':
+          applyGroup(r);
+          break;
+        case 'image': {
+          const content = await journal.getBlob(`image-${r.id}`);
+          if (content === null) throw new Error(`journal: image ${r.id} has no content blob`);
+          applyImage(r, content);
+          break;
+        }
+        case 'tuf-refresh':
+          applyRefresh(r);
+          break;
+        case 'deployment': {
+          const id = parseDeploymentId(r.id);
+          const tenantId = parseTenantId(r.tenantId);
+          const rollout = deserializeRollout(r.rollout);
+          if (id === null || tenantId === null || !rollout.ok)
+            throw new Error(`journal: bad deployment ${r.id}`);
+          rollouts.set(id, { tenantId, rollout: rollout.value });
+          break;
+        }
+        case 'rollout': {
+          const id = parseDeploymentId(r.id);
+          const d = id === null ? undefined : rollouts.get(id);
+          if (d === undefined) throw new Error(`journal: rollout message for unknown deployment ${r.id}`);
+          const stepped = transition(d.rollout, JSON.parse(r.msg) as RolloutMessage, { nowMs: r.atMs });
+          if (stepped.ok) d.rollout = stepped.value[0];
+          break;
+        }
+        default:
+          r satisfies never;
+      }
+    }
+    for (const [id, d] of rollouts) {
+      // A tick re-arms the wait between waves (and opens a wave whose wait ended meanwhile).
+      spawnDeployment(id, d.tenantId, d.rollout).tell({ type: 'deployment.tick' });
+    }
+    if (records.length > 0) {
+      console.error(
+        `shard: replayed ${records.length} journal records (${[...tenants.values()].length} tenants, ${rollouts.size} deployments)`,
+      );
+    }
+  }
 
   let transport: Transport | null = null;
   let subs: Subscription[] = [];
@@ -643,6 +951,7 @@ export async function startShard(opts: ShardOptions): Promise<Shard> {
   }
 
   try {
+    await replay(history.slice(genesis === null ? 0 : 1));
     transport = await connectNatsTransport({ servers: opts.nats, name: opts.shardId, meter });
     subs = serveDevices(transport, ctx, (p) => actors[p], updates);
     await transport.flush();
@@ -666,6 +975,7 @@ export async function startShard(opts: ShardOptions): Promise<Shard> {
       pool.close(),
       system.shutdown(),
     ]);
+    await journal.close();
     throw e;
   }
 
@@ -687,6 +997,7 @@ export async function startShard(opts: ShardOptions): Promise<Shard> {
         await pool.close();
         await system.shutdown();
         await metricsServer?.close();
+        await journal.close();
       })();
       return closing;
     },
@@ -774,5 +1085,32 @@ function groupView(g: DeviceGroup, counts: ReadonlyMap<string, number>): DeviceG
     osFeed: g.osFeed,
     updatePolicy: g.updatePolicy,
     devices: counts.get(g.id) ?? 0,
+  };
+}
+
+/** Records per journal entry for device batches (a record must stay well under 1 MiB). */
+const RECORD_BATCH = 5000;
+
+function storeCa(ca: CaIdentity): StoredCa {
+  return {
+    certificateDer: b64(ca.certificateDer),
+    certificatePem: ca.certificatePem,
+    subjectDer: b64(ca.subjectDer),
+    keyId: ca.keyId,
+    privateKeyPkcs8: b64(ca.privateKeyPkcs8),
+    publicKey: b64(ca.publicKey),
+  };
+}
+
+function restoreCa(s: StoredCa): CaIdentity {
+  const privateKeyPkcs8 = unb64(s.privateKeyPkcs8);
+  return {
+    certificateDer: unb64(s.certificateDer),
+    certificatePem: s.certificatePem,
+    subjectDer: unb64(s.subjectDer),
+    keyId: s.keyId,
+    privateKey: createPrivateKey({ key: Buffer.from(privateKeyPkcs8), format: 'der', type: 'pkcs8' }),
+    privateKeyPkcs8,
+    publicKey: unb64(s.publicKey),
   };
 }

@@ -27,6 +27,10 @@ Usage: node dist/services/shard/main.js --nats <url> [options]
   --max-clock-skew-ms <ms>       accepted device clock error, simulated (default 300000)
   --seed <s>                     seed for the shard's randomness (default "shard")
   --shard-id <id>                name in metrics and alerts (default shard-0)
+  --journal <name>               keep the service's state in JetStream: stream <NAME>_JOURNAL and
+                                 object store <name>-blobs (default "sphere"); a restarted shard
+                                 replays it and carries on where it stopped
+  --no-journal                   keep state in memory only (lost when the process ends)
   --help                         this text
 
 Prints "READY grpc=<host:port> metrics=<url> tuf=<url>" on stdout once serving; SIGINT/SIGTERM stop it.`;
@@ -55,6 +59,8 @@ export function compileShardOptions(argv: string[], env: NodeJS.ProcessEnv): Sha
       'max-clock-skew-ms': { type: 'string' },
       seed: { type: 'string' },
       'shard-id': { type: 'string' },
+      journal: { type: 'string' },
+      'no-journal': { type: 'boolean' },
       help: { type: 'boolean' },
     },
   });
@@ -121,5 +127,20 @@ export function compileShardOptions(argv: string[], env: NodeJS.ProcessEnv): Sha
     },
     seed: values.seed ?? d.seed,
     shardId: values['shard-id'] ?? d.shardId,
+    journal: journalName(values.journal, values['no-journal'] === true),
   };
+}
+
+function journalName(name: string | undefined, off: boolean): string | null {
+  if (off) {
+    if (name !== undefined) throw new Error('--journal and --no-journal contradict each other; pick one');
+    return null;
+  }
+  const n = name ?? 'sphere';
+  if (!/^[a-z][a-z0-9-]{0,31}$/.test(n)) {
+    throw new Error(
+      `--journal must be 1 to 32 characters of a-z, 0-9 and "-", starting with a letter, got "${n}"`,
+    );
+  }
+  return n;
 }

@@ -52,6 +52,11 @@ export interface UpdateServiceDeps {
   deploymentsOf(tenantId: TenantId, groupId: string): readonly DeploymentEntry[];
   readRollout(ref: ActorRef<DeploymentMessage>): Promise<Rollout>;
   repo(tenantId: TenantId): TufRepository | undefined;
+  /**
+   * Re-signs the tenant's TUF timestamp (or republishes) when it is due, journaling it first:
+   * metadata a device has seen must never be forgotten, or it would read as a rollback.
+   */
+  keepFresh(tenantId: TenantId): Promise<void>;
   image(tenantId: TenantId, imageId: string): ImageRecord | undefined;
 }
 
@@ -98,8 +103,7 @@ export function createUpdateService(deps: UpdateServiceDeps): UpdateService {
     const repo = deps.repo(found.tenantId);
     if (repo === undefined)
       return reject(REJECT_CODES.INTERNAL, 'tenant has no update repository; retry later');
-    const now = deps.clock.now();
-    repo.refresh(now);
+    await deps.keepFresh(found.tenantId);
     const offers: UpdateOfferMsg[] = [];
     const rollbacks: DeploymentId[] = [];
     if (found.groupId !== null) {
@@ -190,10 +194,18 @@ export function createUpdateService(deps: UpdateServiceDeps): UpdateService {
           outcome: r.outcome,
           atMs: r.deviceTimeMs,
         },
-        reply: () => {
-          metrics.updateReports.inc({ result: 'ok', reason: r.code === '' ? 'OK' : r.code });
-          resolve({ ok: true, value: { reportId: r.reportId } });
-        },
+        // Acknowledged only once stored: a device repeats an unacknowledged report.
+        reply: (_refused, stored) =>
+          void stored.then(
+            () => {
+              metrics.updateReports.inc({ result: 'ok', reason: r.code === '' ? 'OK' : r.code });
+              resolve({ ok: true, value: { reportId: r.reportId } });
+            },
+            () => {
+              metrics.updateReports.inc({ result: 'rejected', reason: REJECT_CODES.INTERNAL });
+              resolve(reject(REJECT_CODES.INTERNAL, 'the report could not be stored; repeat it'));
+            },
+          ),
       });
       if (!accepted) {
         metrics.updateReports.inc({ result: 'rejected', reason: REJECT_CODES.OVERLOADED });

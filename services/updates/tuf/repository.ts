@@ -140,6 +140,8 @@ export interface TufRepository extends TufServableRepository {
    * timestamp) once less than half the snapshot's lifetime is left. Returns whether it signed.
    */
   refresh(nowMs: number): boolean;
+  /** Whether {@link refresh} at `nowMs` would sign anything. */
+  refreshDue(nowMs: number): boolean;
   /** Content of published target `name` (shared bytes, read only), else undefined. */
   targetContent(name: string): Uint8Array | undefined;
 }
@@ -419,6 +421,12 @@ export function createTufRepository(opts: CreateTufRepositoryOptions): TufReposi
         snapshot: lastSnapshot,
         targets: targetsFiles.get(versions.targets) ?? new Uint8Array(),
       };
+    },
+    refreshDue(nowMs) {
+      return (
+        snapshotExpires - nowMs < expiries.snapshotMs / 2 ||
+        timestampExpires - nowMs < expiries.timestampMs / 2
+      );
     },
     refresh(nowMs) {
       checkNow(nowMs);

@@ -149,7 +149,10 @@ describe('TUF attacks on the update channel', () => {
       const report = h.events.findLast(
         (e) => e.kind === 'report' && e.acked && e.deploymentId === deploymentId,
       );
-      last = report?.kind === 'report' ? `${final.rollout?.devices[0]?.state}:${report.code}` : 'no report';
+      last =
+        report?.kind === 'report'
+          ? `${final.rollout?.devices[0]?.state}:${report.code}`
+          : `no report (rollout ${final.rollout?.state}, device ${final.rollout?.devices[0]?.state}; agent saw ${JSON.stringify(h.events)})`;
     }
     return last;
   }

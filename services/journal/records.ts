@@ -1,0 +1,92 @@
+/**
+ * What the journal records: facts, with every input a replay needs (times, generated IDs, keys),
+ * so replaying them in order rebuilds the same state. Bytes travel as base64. The `t` tag names
+ * the record and its subject (`<name>.journal.<t>`).
+ */
+
+/** A CA's full identity (certificate and key), as stored. */
+export interface StoredCa {
+  readonly certificateDer: string;
+  readonly certificatePem: string;
+  readonly subjectDer: string;
+  readonly keyId: string;
+  readonly privateKeyPkcs8: string;
+  readonly publicKey: string;
+}
+
+export type JournalRecord =
+  /** First record of a service: its root CA and simulated-time anchor, kept across restarts. */
+  | {
+      readonly t: 'genesis';
+      readonly rootCa: StoredCa;
+      readonly anchorWallMs: number;
+      readonly anchorSimMs: number;
+      readonly timeScale: number;
+    }
+  | {
+      readonly t: 'tenant';
+      readonly id: string;
+      readonly name: string;
+      readonly createdAtMs: number;
+      /** SHA-256 of the API token (the token itself is never stored). */
+      readonly tokenHash: string;
+      readonly ca: StoredCa;
+      /** Seeds of the tenant's TUF signing keys, per role. */
+      readonly tufKeys: Readonly<Record<'root' | 'targets' | 'snapshot' | 'timestamp', readonly string[]>>;
+    }
+  /** Attestation public keys (65-byte SEC1) registered by the manufacturer. */
+  | { readonly t: 'endorse'; readonly keys: readonly string[] }
+  | { readonly t: 'claim'; readonly tenantId: string; readonly deviceIds: readonly string[] }
+  | {
+      readonly t: 'assign';
+      readonly tenantId: string;
+      readonly groupId: string;
+      readonly deviceIds: readonly string[];
+    }
+  | {
+      readonly t: 'product';
+      readonly tenantId: string;
+      readonly name: string;
+      readonly description: string;
+      readonly createdAtMs: number;
+      readonly productId: string;
+      /** IDs of the default groups, in creation order. */
+      readonly groupIds: readonly string[];
+    }
+  | {
+      readonly t: 'group';
+      readonly tenantId: string;
+      readonly productId: string;
+      readonly name: string;
+      readonly osFeed: string;
+      readonly updatePolicy: string;
+      readonly groupId: string;
+    }
+  /** An uploaded image; its content is the blob `image-<id>`. */
+  | {
+      readonly t: 'image';
+      readonly tenantId: string;
+      readonly id: string;
+      readonly kind: 'os' | 'app';
+      readonly name: string;
+      readonly version: string;
+      readonly securityVersion: number;
+      readonly atMs: number;
+    }
+  /** The tenant's TUF repository re-signed its timestamp (or republished) at `atMs`. */
+  | { readonly t: 'tuf-refresh'; readonly tenantId: string; readonly atMs: number }
+  | {
+      readonly t: 'deployment';
+      readonly id: string;
+      readonly tenantId: string;
+      /** The rollout as created (engine JSON, `scheduled`, no devices). */
+      readonly rollout: string;
+    }
+  /** A message the deployment's rollout engine applied (and that changed it), at `atMs`. */
+  | { readonly t: 'rollout'; readonly id: string; readonly msg: string; readonly atMs: number };
+
+export type JournalRecordType = JournalRecord['t'];
+
+export const b64 = (b: Uint8Array): string =>
+  Buffer.from(b.buffer, b.byteOffset, b.length).toString('base64');
+export const unb64 = (s: string): Uint8Array => new Uint8Array(Buffer.from(s, 'base64'));
