@@ -171,3 +171,99 @@ export async function startPrometheus(opts: StartPrometheusOptions): Promise<Pro
     };
   }
 }
+
+/** One rollout as Prometheus recorded it (`sphere_rollout_*` series of the shards). */
+export interface PrometheusRollout {
+  readonly deployment: string;
+  readonly state: string;
+  readonly currentWave: number;
+  /** Devices by state per wave (wave 0: not yet assigned to a wave), zero counts left out. */
+  readonly waves: ReadonlyArray<{
+    readonly wave: number;
+    readonly devices: Readonly<Record<string, number>>;
+  }>;
+}
+
+interface PromVector {
+  readonly status: string;
+  readonly data?: {
+    readonly result: ReadonlyArray<{ metric: Record<string, string>; value: [number, string] }>;
+  };
+}
+
+async function instantQuery(url: string, query: string): Promise<PromVector['data'] & object> {
+  const res = await fetch(`${url}/api/v1/query?query=${encodeURIComponent(query)}`);
+  const body = (await res.json()) as PromVector;
+  if (body.status !== 'success' || body.data === undefined)
+    throw new Error(`prometheus query ${query} failed`);
+  return body.data;
+}
+
+/**
+ * Reads the rollouts from Prometheus's own storage (what its scrapes recorded), waiting until it
+ * has scraped once after `afterMs` (wall) so the final states are in. Empty when no shard exported
+ * a rollout.
+ */
+export async function queryRollouts(
+  url: string,
+  afterMs: number,
+  timeoutMs = 15_000,
+): Promise<PrometheusRollout[]> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const fresh = await instantQuery(url, 'max(timestamp(sphere_rollout_current_wave))');
+    // Rollout series exist from a deployment's creation on: none means the run had no rollouts.
+    if (fresh.result.length === 0) return [];
+    const at = Number(fresh.result[0]?.value[1] ?? 0) * 1000;
+    if (at >= afterMs || Date.now() > deadline) break;
+    await new Promise((r) => setTimeout(r, 500));
+  }
+  const [states, waves, devices] = await Promise.all([
+    instantQuery(url, 'sphere_rollout_state == 1'),
+    instantQuery(url, 'sphere_rollout_current_wave'),
+    instantQuery(url, 'sphere_rollout_devices > 0'),
+  ]);
+  const byDeployment = new Map<
+    string,
+    { state: string; currentWave: number; waves: Map<number, Record<string, number>> }
+  >();
+  const entry = (d: string) => {
+    let e = byDeployment.get(d);
+    if (e === undefined) byDeployment.set(d, (e = { state: '?', currentWave: 0, waves: new Map() }));
+    return e;
+  };
+  for (const s of states.result) entry(s.metric['deployment'] ?? '?').state = s.metric['state'] ?? '?';
+  for (const w of waves.result) entry(w.metric['deployment'] ?? '?').currentWave = Number(w.value[1]);
+  for (const d of devices.result) {
+    const e = entry(d.metric['deployment'] ?? '?');
+    const wave = Number(d.metric['wave'] ?? 0);
+    const counts = e.waves.get(wave) ?? {};
+    counts[d.metric['state'] ?? '?'] = Number(d.value[1]);
+    e.waves.set(wave, counts);
+  }
+  return [...byDeployment]
+    .sort(([a], [b]) => a.localeCompare(b))
+    .map(([deployment, e]) => ({
+      deployment,
+      state: e.state,
+      currentWave: e.currentWave,
+      waves: [...e.waves].sort(([a], [b]) => a - b).map(([wave, counts]) => ({ wave, devices: counts })),
+    }));
+}
+
+/** Lines for the stack's closing "what Prometheus saw" block. */
+export function renderPrometheusRollouts(url: string, rollouts: readonly PrometheusRollout[]): string[] {
+  const lines = [
+    `Prometheus (${url}) recorded ${rollouts.length} rollout${rollouts.length === 1 ? '' : 's'}:`,
+  ];
+  for (const r of rollouts) {
+    lines.push(`  ${r.deployment}  ${r.state}  (current wave ${r.currentWave})`);
+    for (const w of r.waves) {
+      const counts = Object.entries(w.devices)
+        .map(([state, n]) => `${state} ${n}`)
+        .join(' · ');
+      lines.push(`    ${w.wave === 0 ? 'unassigned' : `wave ${w.wave}`}  ${counts}`);
+    }
+  }
+  return lines;
+}

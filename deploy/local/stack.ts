@@ -24,7 +24,13 @@ import { getFreePort, NatsServerNotFoundError, startNatsServer } from './nats.js
 import type { NatsServerHandle } from './nats.js';
 import { installShutdownHandlers, spawnManaged } from './processes.js';
 import type { ManagedProcess, Stoppable } from './processes.js';
-import { findPrometheus, PROMETHEUS_MISSING_HINT, startPrometheus } from './prometheus.js';
+import {
+  findPrometheus,
+  PROMETHEUS_MISSING_HINT,
+  queryRollouts,
+  renderPrometheusRollouts,
+  startPrometheus,
+} from './prometheus.js';
 import type { PrometheusHandle, PrometheusTarget } from './prometheus.js';
 import { loadScenarioFile } from '../../loadgen/scenario/index.js';
 import type { Scenario } from '../../loadgen/scenario/index.js';
@@ -385,6 +391,22 @@ async function main(argv: string[]): Promise<number> {
     const info = await runner.exited;
     if (interrupted) return ctl.shutdown(130);
     code = info.code ?? 1;
+    if (prometheus !== null) {
+      // What Prometheus itself recorded of the rollouts (after one more scrape), so a user sees
+      // the metrics pipeline end to end; also written to results/prometheus-rollouts.json.
+      try {
+        const rollouts = await queryRollouts(prometheus.url, Date.now());
+        if (rollouts.length > 0) {
+          say('');
+          for (const line of renderPrometheusRollouts(prometheus.url, rollouts)) say(line);
+          writeFileSync(join(outDir, 'prometheus-rollouts.json'), `${JSON.stringify(rollouts, null, 2)}\n`);
+        }
+      } catch (err) {
+        say(
+          `stack: could not read the rollouts back from Prometheus: ${err instanceof Error ? err.message : String(err)}`,
+        );
+      }
+    }
     say('');
     say(
       code === 0

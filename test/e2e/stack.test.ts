@@ -4,6 +4,8 @@ import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { distPath, repoRoot, useProcesses } from '../fixtures/processes.js';
 import type { RunSummary } from '../../loadgen/report/index.js';
+import { findPrometheus } from '../../deploy/local/prometheus.js';
+import type { PrometheusRollout } from '../../deploy/local/prometheus.js';
 
 const runsDir = mkdtempSync(join(tmpdir(), 'sphere-e2e-'));
 afterAll(() => rmSync(runsDir, { recursive: true, force: true }));
@@ -58,6 +60,44 @@ describe('e2e local stack', () => {
     // Healthy devices attested at least twice (boot and the daily re-attestation).
     expect(summary.attestations.ok).toBeGreaterThanOrEqual(2 * 220);
     expect(summary.latency.attest.count).toBe(summary.attestations.ok);
+  });
+
+  it('e2e - a defective release halts in wave 2 within its budget, a good one completes, and Prometheus recorded both', async () => {
+    const runs = join(runsDir, 'rollouts');
+    const { code, summary, output } = await runStack(
+      join(repoRoot, 'test/e2e/fixtures/e2e-rollouts.yaml'),
+      runs,
+    );
+    expect(code, output).toBe(0);
+    const byName = new Map(summary.rollouts.map((r) => [r.name, r]));
+    const bad = byName.get('bad');
+    const good = byName.get('good');
+    expect(bad).toMatchObject({
+      state: 'halted',
+      currentWave: 2,
+      haltReason: 'error-count',
+      expectationMet: true,
+    });
+    // The error budget (8 failures) held: the halt came at the 8th; devices still in flight then
+    // may add at most what wave 2 had offered.
+    expect(bad?.failures).toBeGreaterThanOrEqual(8);
+    expect(good).toMatchObject({ state: 'completed', currentWave: 3, expectationMet: true });
+    if (findPrometheus() === null) return; // CI installs prometheus; without it the stack skips it
+    const [run] = readdirSync(runs);
+    const recorded = JSON.parse(
+      readFileSync(join(runs, run ?? '', 'results', 'prometheus-rollouts.json'), 'utf8'),
+    ) as PrometheusRollout[];
+    const states = new Map(recorded.map((r) => [r.deployment, r]));
+    expect(states.get(bad?.deploymentId ?? '')?.state).toBe('halted');
+    expect(states.get(good?.deploymentId ?? '')?.state).toBe('completed');
+    // Wave by wave: the good rollout's three waves all show succeeded devices.
+    expect(
+      states
+        .get(good?.deploymentId ?? '')
+        ?.waves.filter((w) => (w.devices['succeeded'] ?? 0) > 0)
+        .map((w) => w.wave),
+    ).toEqual([1, 2, 3]);
+    expect(output).toMatch(/Prometheus \(http:\/\/127\.0\.0\.1:\d+\) recorded 2 rollouts/);
   });
 
   it('e2e - a failed threshold makes the stack exit 99 with the failing threshold in the summary', async () => {
