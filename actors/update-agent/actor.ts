@@ -411,7 +411,15 @@ export function updateAgentDefinition(
             return step(s, { type: 'update.offers', offers: [] }, ctx);
           }
           s.checkFailures = 0;
-          s.metadata = o.value.metadata;
+          // Copies: decoded bytes are views of the NATS read buffer (tens of KiB, shared with
+          // image chunks), and every agent keeps its metadata until the next check.
+          const md = o.value.metadata;
+          s.metadata = {
+            roots: md.roots.map((r) => Uint8Array.from(r)),
+            timestamp: Uint8Array.from(md.timestamp),
+            snapshot: Uint8Array.from(md.snapshot),
+            targets: Uint8Array.from(md.targets),
+          };
           for (const offer of o.value.offers) s.offers.set(offer.deploymentId, offer);
           let next = s;
           for (const id of o.value.rollbacks)

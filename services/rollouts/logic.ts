@@ -397,22 +397,37 @@ function onReport(
   advance(w);
 }
 
-function onJoin(w: Work, r: Rollout, deviceId: string): void {
-  if (lookup(r, deviceId) !== null) return ignore(w, deviceId, 'already-member');
+/**
+ * Adds the devices that are not members yet (in order) and offers the image to those landing in
+ * an open wave. The index is copied once per call, so a bulk join is linear.
+ */
+function onJoin(w: Work, deviceIds: readonly string[]): void {
   const s = w.d.state;
   const assigned = s === 'running' || s === 'waiting' || s === 'paused' || s === 'completed';
-  const i = w.devices.length;
-  w.devices.push({
-    deviceId,
-    wave: assigned ? w.d.currentWave : 0,
-    state: 'pending',
-    offered: false,
-    attempts: 0,
-    rollbackOrdered: false,
-    reportIds: [],
-  });
-  w.d.index = { ...w.d.index, [deviceId]: i };
-  if (s === 'running' || s === 'waiting' || s === 'completed') offer(w, [i]);
+  const index: Record<string, number> = { ...w.d.index };
+  const members = w.devices.length;
+  const toOffer: number[] = [];
+  for (const deviceId of deviceIds) {
+    if (Object.hasOwn(index, deviceId)) {
+      ignore(w, deviceId, 'already-member');
+      continue;
+    }
+    const i = w.devices.length;
+    w.devices.push({
+      deviceId,
+      wave: assigned ? w.d.currentWave : 0,
+      state: 'pending',
+      offered: false,
+      attempts: 0,
+      rollbackOrdered: false,
+      reportIds: [],
+    });
+    index[deviceId] = i;
+    if (s === 'running' || s === 'waiting' || s === 'completed') toOffer.push(i);
+  }
+  // Only a real join replaces the index: an all-duplicate join must leave the state unchanged.
+  if (w.devices.length > members) w.d.index = index;
+  offer(w, toOffer);
 }
 
 /**
@@ -478,7 +493,11 @@ export function transition(
       advance(w);
       break;
     case 'rollout.device-joined':
-      onJoin(w, r, msg.deviceId);
+      onJoin(w, [msg.deviceId]);
+      advance(w);
+      break;
+    case 'rollout.devices-joined':
+      onJoin(w, msg.deviceIds);
       advance(w);
       break;
     case 'rollout.device-report':

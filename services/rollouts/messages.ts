@@ -21,6 +21,8 @@ export type RolloutMessage =
   /** Simulated time passes; the only message that ends a wait between waves. */
   | { readonly type: 'rollout.tick'; readonly nowMs: number }
   | { readonly type: 'rollout.device-joined'; readonly deviceId: string }
+  /** Many devices joined at once (a deployment created for a populated group, a bulk assign). */
+  | { readonly type: 'rollout.devices-joined'; readonly deviceIds: readonly string[] }
   | {
       readonly type: 'rollout.device-report';
       readonly deviceId: string;

@@ -492,10 +492,29 @@ export async function startShard(opts: ShardOptions): Promise<Shard> {
       const accepted = ref.tell({
         type: 'deployment.apply',
         msg,
-        reply: (e) => (e === null ? resolve() : reject(new OperatorError('CONFLICT', e.message))),
+        // Answered once stored, like device reports.
+        reply: (e, stored) => {
+          if (e === null) stored.then(resolve, reject);
+          else reject(new OperatorError('CONFLICT', e.message));
+        },
       });
       if (!accepted) reject(new OperatorError('INTERNAL', 'deployment is unavailable; retry'));
     });
+
+  /**
+   * Adds devices to a deployment's population in a few bulk messages (one per device would
+   * overflow the actor's mailbox for a large group and is quadratic in the engine).
+   */
+  const joinDeployment = async (
+    ref: ActorRef<DeploymentMessage>,
+    deviceIds: readonly string[],
+  ): Promise<void> => {
+    for (let i = 0; i < deviceIds.length; i += JOIN_BATCH)
+      await applyToDeployment(ref, {
+        type: 'rollout.devices-joined',
+        deviceIds: deviceIds.slice(i, i + JOIN_BATCH),
+      });
+  };
 
   const adminToken = opts.adminToken;
   const backend: OperatorBackend = {
@@ -697,9 +716,7 @@ export async function startShard(opts: ShardOptions): Promise<Shard> {
       }
       // Devices joining a group mid-rollout are picked up by its deployments' current wave.
       for (const d of deployments.values()) {
-        if (d.tenantId !== tenantId || d.groupId !== deviceGroupId) continue;
-        for (const deviceId of joined)
-          d.ref.tell({ type: 'deployment.apply', msg: { type: 'rollout.device-joined', deviceId } });
+        if (d.tenantId === tenantId && d.groupId === deviceGroupId) await joinDeployment(d.ref, joined);
       }
       return { assigned, rejected };
     },
@@ -729,8 +746,7 @@ export async function startShard(opts: ShardOptions): Promise<Shard> {
         for (const r of devices.values())
           if (r.tenantId === tenantId && r.deviceGroupId === group.id) members.push(r.deviceId);
       });
-      for (const deviceId of members)
-        ref.tell({ type: 'deployment.apply', msg: { type: 'rollout.device-joined', deviceId } });
+      await joinDeployment(ref, members);
       await applyToDeployment(ref, { type: 'rollout.start' });
       return rolloutView(await readDeployment(ref), false);
     },
@@ -1090,6 +1106,8 @@ function groupView(g: DeviceGroup, counts: ReadonlyMap<string, number>): DeviceG
 
 /** Records per journal entry for device batches (a record must stay well under 1 MiB). */
 const RECORD_BATCH = 5000;
+/** Devices per bulk join message (journaled as one rollout record: ~130 bytes per device). */
+const JOIN_BATCH = 2000;
 
 function storeCa(ca: CaIdentity): StoredCa {
   return {

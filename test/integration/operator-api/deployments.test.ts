@@ -204,4 +204,29 @@ describe('deployments', () => {
     expect(bad.code).toBe('MALFORMED_INPUT');
     expect(bad.message).toContain('waves');
   });
+
+  it('deployments - a group of thousands: every member joins at creation and every device assigned later joins too', async () => {
+    // One join message per device used to overflow the deployment actor's mailbox (1,000):
+    // creation failed for a group of 1,000 and a bulk assign silently lost joins.
+    const { t, devices, groupId, imageId } = await fleet('rollout-big', 1200);
+    const created = await t.client.createDeployment({
+      deviceGroupId: groupId,
+      imageId,
+      waves: [{ size: { $case: 'count', value: 10 } }, { size: { $case: 'share', value: 1 } }],
+      errorCount: 50,
+    });
+    const id = created.rollout?.deploymentId ?? '';
+    expect(created.rollout?.state).toBe('running');
+    const later = Array.from({ length: 1200 }, (_, i) => bootedDevice(uniqueSeed(`rollout-big-later-${i}`)));
+    await endorseAndClaim(env().admin, t.client, later);
+    const assigned = await t.client.assignDevices(
+      groupId,
+      later.map((d) => d.deviceId),
+    );
+    expect(assigned.assigned).toBe(1200);
+    const r = await t.client.getDeployment(id, true);
+    const members = new Set(r.rollout?.devices.map((d) => d.deviceId));
+    expect(members.size).toBe(2400);
+    for (const d of [...devices, ...later]) expect(members.has(d.deviceId)).toBe(true);
+  });
 });

@@ -374,3 +374,38 @@ describe('rollouts - behaviour', () => {
     expect(deserializeRollout(JSON.stringify({ ...s.rollout, index: {} })).ok).toBe(false);
   });
 });
+
+describe('rollouts - bulk joins', () => {
+  const cfg = (() => {
+    const c = compileRolloutConfig({ ...base, waves: [{ count: 3 }, { share: 1 }], successThreshold: 0.5 });
+    if (!c.ok) throw new Error('bad config');
+    return c.value;
+  })();
+
+  it('a bulk join before start builds the same population as joins one by one', () => {
+    const ids = Array.from({ length: 50 }, (_, i) => deviceId(i));
+    const one = rolloutWith(50, cfg);
+    const bulk = send(rolloutWith(0, cfg), { type: 'rollout.devices-joined', deviceIds: ids }).rollout;
+    expect(bulk).toEqual(one);
+    expect(send(one, { type: 'rollout.start' }).rollout).toEqual(
+      send(bulk, { type: 'rollout.start' }).rollout,
+    );
+  });
+
+  it('a bulk join while running offers the newcomers of the open wave in one effect, ignores members and repeats', () => {
+    const started = send(rolloutWith(5, cfg), { type: 'rollout.start' });
+    const joined = send(started.rollout, {
+      type: 'rollout.devices-joined',
+      deviceIds: [deviceId(1), deviceId(7), deviceId(8), deviceId(7)],
+    });
+    expect(offered(joined.effects)).toEqual([deviceId(7), deviceId(8)]);
+    expect(
+      joined.effects.filter((e) => e.kind === 'ignored').map((e) => e.kind === 'ignored' && e.deviceId),
+    ).toEqual([deviceId(1), deviceId(7)]);
+    expect(joined.rollout.devices).toHaveLength(7);
+    // Only already-known devices: nothing changes, nothing to persist.
+    const again = send(joined.rollout, { type: 'rollout.devices-joined', deviceIds: [deviceId(7)] });
+    expect(again.rollout).toBe(joined.rollout);
+    expect(kinds(again.effects)).toEqual(['ignored']);
+  });
+});
