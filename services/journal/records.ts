@@ -23,6 +23,8 @@ export type JournalRecord =
       readonly anchorSimMs: number;
       readonly timeScale: number;
     }
+  /** A shard process started on this journal (so each start draws fresh identifiers and nonces). */
+  | { readonly t: 'boot'; readonly shardId: string; readonly atWallMs: number }
   | {
       readonly t: 'tenant';
       readonly id: string;

@@ -172,6 +172,9 @@ export async function startShard(opts: ShardOptions): Promise<Shard> {
     epochMs: anchorSimMs + (Date.now() - anchorWallMs) * opts.timeScale,
   });
   const rng = createRng(opts.seed);
+  // Each start of a shard on a journal draws from its own fork (the journal grows by a `boot`
+  // record every start): identifiers and nonces must never repeat what an earlier process issued.
+  const bootRng = rng.fork(`boot/${history.length}`);
   const meter = createPromMeter({ defaultMetrics: true });
   const metrics = createServiceMetrics(meter);
   const pool = createCryptoPool({ workers: opts.workers, batchSize: opts.batchSize, meter });
@@ -194,10 +197,11 @@ export async function startShard(opts: ShardOptions): Promise<Shard> {
       timeScale: opts.timeScale,
     });
   }
+  await journal.append({ t: 'boot', shardId: opts.shardId, atWallMs: Date.now() });
   const ctx: ShardContext = {
     shardId: opts.shardId,
     clock,
-    rng: rng.fork('decisions'),
+    rng: bootRng.fork('decisions'),
     policy: opts.policy,
     references: defaultReferenceValues(),
     tenants,
@@ -212,7 +216,7 @@ export async function startShard(opts: ShardOptions): Promise<Shard> {
   };
   const system = new ActorSystem({
     clock,
-    rng: rng.fork('actors'),
+    rng: bootRng.fork('actors'),
     meter,
     name: opts.shardId,
     onFailure: (f) => console.error(`shard: actor ${f.actor} failed (supervisor restarts it):`, f.error),
@@ -871,6 +875,7 @@ export async function startShard(opts: ShardOptions): Promise<Shard> {
     for (const r of records) {
       switch (r.t) {
         case 'genesis':
+        case 'boot':
           break;
         case 'tenant':
           applyTenant(r);

@@ -120,6 +120,9 @@ describe('shard restart', () => {
       const infoAfter = await admin.getServiceInfo();
       expect(infoAfter.rootCaPem).toBe(infoBefore.rootCaPem);
       expect(infoAfter.anchorSimMs).toBe(infoBefore.anchorSimMs);
+      // A restarted process never re-issues an identifier (nor a nonce) an earlier one issued.
+      const other = await admin.createTenant('after-restart');
+      expect(other.tenantId).not.toBe(t.tenantId);
       const replayed = await t.client.getDeployment(deploymentId, true);
       const was = statesOf(before);
       const now = statesOf(replayed);
