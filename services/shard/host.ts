@@ -809,10 +809,9 @@ export async function startShard(opts: ShardOptions): Promise<Shard> {
         atMs: clock.now(),
       } as const;
       // Stored before it is published: devices must never see metadata the journal lacks.
-      const content = Uint8Array.from(upload.content);
-      await journal.putBlob(`image-${record.id}`, content).catch(fatal);
+      await journal.putBlob(`image-${record.id}`, upload.content).catch(fatal);
       await store(record);
-      const image = applyImage(record, content);
+      const image = applyImage(record, upload.content);
       return { image: imageView(image), targetsVersion: repo.versions().targets };
     },
     listImages(tenantId) {

@@ -4,15 +4,8 @@
  * shard's /metrics (sphere_rollout_*).
  */
 import { describe, expect, it } from 'vitest';
+import type { UpdateReportOutcome } from '../../../proto/codec/index.js';
 import {
-  decodeUpdateReportReply,
-  deviceSubject,
-  encodeUpdateReport,
-  partitionOf,
-} from '../../../proto/codec/index.js';
-import type { DeploymentId, UpdateReportOutcome } from '../../../proto/codec/index.js';
-import {
-  PARTITIONS,
   bootedDevice,
   callError,
   createTestTenant,
@@ -21,68 +14,13 @@ import {
   uniqueSeed,
   useShard,
 } from '../../fixtures/shard.js';
-import type { TestDevice, TestTenant } from '../../fixtures/shard.js';
+import { rolloutFleet, sendUpdateReport, until } from '../../fixtures/updates.js';
 
 const env = useShard({ seed: 'deployments' });
 
-/** A tenant with `n` claimed devices in its product's Field Test group and one uploaded OS image. */
-async function fleet(
-  label: string,
-  n: number,
-): Promise<{ t: TestTenant; devices: TestDevice[]; groupId: string; imageId: string }> {
-  const { admin } = env();
-  const t = await createTestTenant(admin, label);
-  const devices = Array.from({ length: n }, (_, i) => bootedDevice(uniqueSeed(`${label}-${i}`)));
-  await endorseAndClaim(admin, t.client, devices);
-  const product = await t.client.createProduct(`${label} product`);
-  const group = product.deviceGroups.find((g) => g.name === 'Field Test');
-  if (group === undefined) throw new Error('no Field Test group');
-  await t.client.assignDevices(
-    group.deviceGroupId,
-    devices.map((d) => d.deviceId),
-  );
-  const image = await t.client.uploadImage({
-    kind: 'os',
-    name: 'azure-sphere-os',
-    version: '25.10',
-    securityVersion: 5,
-    content: Buffer.from(`${label}-os-image`),
-  });
-  return { t, devices, groupId: group.deviceGroupId, imageId: image.image?.imageId ?? '' };
-}
-
-let reportSeq = 0;
-/** Sends an update report as the device would, and waits for the shard's acknowledgement. */
-async function report(deviceId: string, deploymentId: string, outcome: UpdateReportOutcome): Promise<void> {
-  const { devices } = env();
-  const id = deviceId as TestDevice['deviceId'];
-  const reply = await devices.request(
-    deviceSubject('update-report', partitionOf(id, PARTITIONS)),
-    encodeUpdateReport({
-      deviceId: id,
-      deploymentId: deploymentId as DeploymentId,
-      reportId: `r-${++reportSeq}`,
-      outcome,
-      code: outcome === 'failed' ? 'INSTALL_FAILED' : '',
-      deviceTimeMs: Date.now(),
-    }),
-    { timeoutMs: 5000 },
-  );
-  // The shard acknowledges a report once its rollout has applied it.
-  const decoded = decodeUpdateReportReply(reply);
-  if (!decoded.ok || !decoded.value.ok)
-    throw new Error(`report not acknowledged: ${JSON.stringify(decoded)}`);
-}
-
-/** Waits until GetDeployment satisfies `ready` (reports are asynchronous). */
-async function until<T>(read: () => Promise<T>, ready: (v: T) => boolean): Promise<T> {
-  for (let i = 0; i < 200; i++) {
-    const v = await read();
-    if (ready(v)) return v;
-    await new Promise((r) => setTimeout(r, 10));
-  }
-  return read();
-}
+const fleet = (label: string, n: number) => rolloutFleet(env().admin, label, n);
+const report = (deviceId: string, deploymentId: string, outcome: UpdateReportOutcome) =>
+  sendUpdateReport(env().devices, deviceId, deploymentId, outcome);
 
 describe('deployments', () => {
   it('deployments - waves open as the previous wave succeeds, and the rollout completes', async () => {

@@ -8,61 +8,23 @@ import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
-import { deviceSubject, encodeUpdateReport, partitionOf } from '../../../proto/codec/index.js';
-import type { DeploymentId, UpdateReportOutcome } from '../../../proto/codec/index.js';
+import type { UpdateReportOutcome } from '../../../proto/codec/index.js';
 import type { Rollout } from '../../../proto/gen/sphere/operator/v1/operator.js';
 import { DEFAULT_POLICY } from '../../../services/attestation/index.js';
 import { OperatorCallError, createOperatorClient } from '../../../services/operator-api/index.js';
-import type { OperatorClient, RolloutUpdate } from '../../../services/operator-api/index.js';
+import type { RolloutUpdate } from '../../../services/operator-api/index.js';
 import { DEFAULT_SHARD_OPTIONS, startShard } from '../../../services/shard/index.js';
-import {
-  ADMIN_TOKEN,
-  PARTITIONS,
-  bootedDevice,
-  createTestTenant,
-  endorseAndClaim,
-  sampleValue,
-  uniqueSeed,
-  useShard,
-} from '../../fixtures/shard.js';
-import type { TestDevice, TestTenant } from '../../fixtures/shard.js';
+import { ADMIN_TOKEN, createTestTenant, sampleValue, useShard } from '../../fixtures/shard.js';
+import type { TestTenant } from '../../fixtures/shard.js';
 import { ensureDist, useProcesses } from '../../fixtures/processes.js';
+import { rolloutFleet, sendUpdateReport } from '../../fixtures/updates.js';
 
 const env = useShard({ seed: 'watch' });
 const procs = useProcesses();
 
-/**
- * A tenant with `n` claimed devices in its product's Field Test group and one uploaded OS
- * image, on `admin`'s shard.
- */
-async function fleet(
-  admin: OperatorClient,
-  label: string,
-  n: number,
-): Promise<{ t: TestTenant; groupId: string; imageId: string }> {
-  const t = await createTestTenant(admin, label);
-  const devices = Array.from({ length: n }, (_, i) => bootedDevice(uniqueSeed(`${label}-${i}`)));
-  await endorseAndClaim(admin, t.client, devices);
-  const product = await t.client.createProduct(`${label} product`);
-  const group = product.deviceGroups.find((g) => g.name === 'Field Test');
-  if (group === undefined) throw new Error('no Field Test group');
-  await t.client.assignDevices(
-    group.deviceGroupId,
-    devices.map((d) => d.deviceId),
-  );
-  const image = await t.client.uploadImage({
-    kind: 'os',
-    name: 'azure-sphere-os',
-    version: '25.10',
-    securityVersion: 5,
-    content: Buffer.from(`${label}-os-image`),
-  });
-  return { t, groupId: group.deviceGroupId, imageId: image.image?.imageId ?? '' };
-}
-
 /** A running two-wave deployment (half, then all) of `n` devices; halts at 2 failures. */
 async function deployment(label: string, n = 4): Promise<{ t: TestTenant; id: string }> {
-  const { t, groupId, imageId } = await fleet(env().admin, label, n);
+  const { t, groupId, imageId } = await rolloutFleet(env().admin, label, n);
   const created = await t.client.createDeployment({
     deviceGroupId: groupId,
     imageId,
@@ -73,24 +35,9 @@ async function deployment(label: string, n = 4): Promise<{ t: TestTenant; id: st
   return { t, id: created.rollout?.deploymentId ?? '' };
 }
 
-let reportSeq = 0;
-/** Publishes an update report as the device would. */
-async function report(deviceId: string, deploymentId: string, outcome: UpdateReportOutcome): Promise<void> {
-  const { devices } = env();
-  const id = deviceId as TestDevice['deviceId'];
-  devices.publish(
-    deviceSubject('update-report', partitionOf(id, PARTITIONS)),
-    encodeUpdateReport({
-      deviceId: id,
-      deploymentId: deploymentId as DeploymentId,
-      reportId: `w-${++reportSeq}`,
-      outcome,
-      code: outcome === 'failed' ? 'INSTALL_FAILED' : '',
-      deviceTimeMs: Date.now(),
-    }),
-  );
-  await devices.flush();
-}
+/** Sends an update report as the device would (acknowledged by the shard). */
+const report = (deviceId: string, deploymentId: string, outcome: UpdateReportOutcome) =>
+  sendUpdateReport(env().devices, deviceId, deploymentId, outcome);
 
 async function waveDevices(t: TestTenant, id: string, wave: number): Promise<string[]> {
   const r = await t.client.getDeployment(id, true);
@@ -273,7 +220,7 @@ describe('watch rollout', () => {
     });
     const admin = createOperatorClient(shard.grpcAddress, ADMIN_TOKEN);
     try {
-      const { t, groupId, imageId } = await fleet(admin, 'watch-close', 2);
+      const { t, groupId, imageId } = await rolloutFleet(admin, 'watch-close', 2);
       const created = await t.client.createDeployment({
         deviceGroupId: groupId,
         imageId,

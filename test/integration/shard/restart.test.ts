@@ -21,7 +21,7 @@ import {
   endorseAndClaim,
   uniqueSeed,
 } from '../../fixtures/shard.js';
-import { FAST_UPDATES, agentSystem, fetchRoot, spawnAgent, until } from '../../fixtures/updates.js';
+import { FAST_UPDATES, agentSystem, fetchTufMetadata, spawnAgent, until } from '../../fixtures/updates.js';
 
 const nats = useNatsServer({ jetstream: true });
 const procs = useProcesses();
@@ -89,7 +89,7 @@ describe('shard restart', () => {
         pauseBetweenWavesMs: 3_000,
       });
       const deploymentId = created.rollout?.deploymentId ?? '';
-      const root = await fetchRoot(`http://127.0.0.1:${tufPort}`, t.tenantId);
+      const root = await fetchTufMetadata(`http://127.0.0.1:${tufPort}`, t.tenantId);
       const handles = devices.map((device, i) =>
         spawnAgent({
           system: agents.system,

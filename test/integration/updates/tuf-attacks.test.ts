@@ -23,7 +23,7 @@ import {
   useShard,
 } from '../../fixtures/shard.js';
 import type { TestTenant } from '../../fixtures/shard.js';
-import { agentSystem, fetchRoot, spawnAgent, until } from '../../fixtures/updates.js';
+import { agentSystem, fetchTufMetadata, spawnAgent, until } from '../../fixtures/updates.js';
 
 const env = useShard({ seed: 'tuf-attacks' });
 const agents = agentSystem();
@@ -116,7 +116,7 @@ describe('TUF attacks on the update channel', () => {
     const device = bootedDevice(uniqueSeed(label));
     await endorseAndClaim(admin, t.client, [device]);
     const groupId = await groupFor(label, device.deviceId);
-    const root = await fetchRoot(shard.tufUrl, t.tenantId);
+    const root = await fetchTufMetadata(shard.tufUrl, t.tenantId);
     let round = 0;
     const link = manInTheMiddle(transport, () => tamper(round), IMAGE_BYTES);
     const h = spawnAgent({
@@ -168,9 +168,9 @@ describe('TUF attacks on the update channel', () => {
     const { admin, shard } = env();
     t = await createTestTenant(admin, 'tuf-attacks');
     stale = {
-      timestamp: await fetchRoot(shard.tufUrl, t.tenantId, 'timestamp.json'),
-      snapshot: await fetchRoot(shard.tufUrl, t.tenantId, '1.snapshot.json'),
-      targets: await fetchRoot(shard.tufUrl, t.tenantId, '1.targets.json'),
+      timestamp: await fetchTufMetadata(shard.tufUrl, t.tenantId, 'timestamp.json'),
+      snapshot: await fetchTufMetadata(shard.tufUrl, t.tenantId, '1.snapshot.json'),
+      targets: await fetchTufMetadata(shard.tufUrl, t.tenantId, '1.targets.json'),
     };
     productId = (await t.client.createProduct('tuf-attacks product')).product?.productId ?? '';
     const image = await t.client.uploadImage({

@@ -24,7 +24,7 @@ import {
   useShard,
 } from '../../fixtures/shard.js';
 import type { TestDevice, TestTenant } from '../../fixtures/shard.js';
-import { FAST_UPDATES, agentSystem, fetchRoot, spawnAgent, until } from '../../fixtures/updates.js';
+import { FAST_UPDATES, agentSystem, fetchTufMetadata, spawnAgent, until } from '../../fixtures/updates.js';
 
 const env = useShard({ seed: 'update-agents' });
 const agents = agentSystem();
@@ -68,7 +68,7 @@ describe('update agents', () => {
       errorCount: 100,
     });
     const deploymentId = created.rollout?.deploymentId ?? '';
-    const root = await fetchRoot(shard.tufUrl, t.tenantId);
+    const root = await fetchTufMetadata(shard.tufUrl, t.tenantId);
     const before = sampleValue(await shard.meter.metricsText(), 'sphere_update_bytes_served_total');
 
     const handles = devices.map((device, i) => {
@@ -153,7 +153,7 @@ describe('update agents', () => {
     });
     const deploymentId = parseDeploymentId(created.rollout?.deploymentId ?? '');
     if (deploymentId === null) throw new Error('no deployment');
-    const root = await fetchRoot(shard.tufUrl, t.tenantId);
+    const root = await fetchTufMetadata(shard.tufUrl, t.tenantId);
     const h = spawnAgent({ system: agents.system, device: outsider, root, transport });
     h.agent.tell({ type: 'agent.device-attested' });
     const events = await until(
