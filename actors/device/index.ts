@@ -11,6 +11,7 @@ export type {
   DeviceEnv,
   DeviceEvent,
   DeviceFault,
+  DeviceFirmware,
   DevicePhase,
   DeviceProfile,
   DeviceState,

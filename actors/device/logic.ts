@@ -29,13 +29,20 @@ export interface DeviceBehaviour {
   readonly renewBeforeMs: number;
 }
 
-/** What a device is: its firmware and its fault, fixed for the run. */
-export interface DeviceProfile {
-  readonly deviceId: DeviceId;
+/** What a device boots: its OS build and the images it measures, in boot order. */
+export interface DeviceFirmware {
   readonly osVersion: string;
   readonly securityVersion: number;
   /** Boot images in order, as this device loads them (tampered where its fault says so). */
   readonly images: readonly ImageMeasurement[];
+}
+
+/**
+ * What a device is: its factory firmware and its fault, fixed for the run (an update agent may
+ * install other firmware later, see `device.firmware-installed`).
+ */
+export interface DeviceProfile extends DeviceFirmware {
+  readonly deviceId: DeviceId;
   readonly fault: DeviceFault | null;
   /** Initial offset of the device clock from true simulated time (wrongClock devices). */
   readonly clockOffsetMs: number;
@@ -46,6 +53,8 @@ export type DevicePhase =
 
 export interface DeviceState {
   readonly phase: DevicePhase;
+  /** What the next power-on boots: the factory firmware until an update installs another. */
+  readonly firmware: DeviceFirmware;
   /** Power cycles so far; timers set in an earlier cycle are ignored. */
   readonly power: number;
   /** Increments with every attempt; replies carrying an older epoch are ignored. */
@@ -126,6 +135,11 @@ export interface DeviceEnv {
 export function initialDeviceState(profile: DeviceProfile): DeviceState {
   return {
     phase: 'off',
+    firmware: {
+      osVersion: profile.osVersion,
+      securityVersion: profile.securityVersion,
+      images: profile.images,
+    },
     power: 0,
     epoch: 0,
     connected: false,
@@ -232,11 +246,14 @@ export function transition(state: DeviceState, msg: DeviceMessage, env: DeviceEn
       return moveTo({ ...state, power: state.power + 1 }, 'booting', [
         {
           kind: 'boot-core',
-          images: profile.images,
-          osVersion: profile.osVersion,
-          securityVersion: profile.securityVersion,
+          images: state.firmware.images,
+          osVersion: state.firmware.osVersion,
+          securityVersion: state.firmware.securityVersion,
         },
       ]);
+    case 'device.firmware-installed':
+      // Flashed by the update agent; the device measures and runs it from its next boot on.
+      return [{ ...state, firmware: msg.firmware }, []];
     case 'device.power-off':
       // Bumping the epoch orphans in-flight replies; pending timers find the device off and stop.
       return moveTo(state, 'off', [], {

@@ -1,5 +1,6 @@
 import type { CertificatesMsg, ChallengeMsg, Rejection } from '../../proto/codec/index.js';
 import type { CoreReply } from '../security-core/index.js';
+import type { DeviceFirmware } from './logic.js';
 
 /** Why a network step failed: the service refused it, or the network did not deliver. */
 export type StepFailure =
@@ -14,6 +15,8 @@ export type StepOutcome<T> =
 export type DeviceMessage =
   | { readonly type: 'device.power-on' }
   | { readonly type: 'device.power-off' }
+  /** The update agent wrote new firmware (an OS update, its fallback, or a new app): used at the next power-on. */
+  | { readonly type: 'device.firmware-installed'; readonly firmware: DeviceFirmware }
   | CoreReply
   | { readonly type: 'device.connected' }
   | { readonly type: 'device.connect-failed'; readonly message: string }

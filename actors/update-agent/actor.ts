@@ -23,8 +23,9 @@ import type {
   UpdateOfferMsg,
   UpdateReportMsg,
 } from '../../proto/codec/index.js';
+import { appImage, osImages } from '../security-core/index.js';
 import type { CoreMessage, UpdateVerdict } from '../security-core/index.js';
-import type { DeviceLink } from '../device/index.js';
+import type { DeviceFirmware, DeviceLink } from '../device/index.js';
 import { backoffDelay } from '../device/index.js';
 import type { DeviceMessage } from '../device/index.js';
 import { DEFAULT_UPDATE_BEHAVIOUR, initialUpdateAgentState, updateTransition } from './logic.js';
@@ -46,6 +47,12 @@ export interface UpdateShellBehaviour extends UpdateAgentBehaviour {
   readonly appRestartMs: number;
   readonly osRebootMs: number;
   readonly healthCheckMs: number;
+  /**
+   * An OS update is healthy once the device, rebooted into it, attests again (the service knows
+   * the new build's measurements) and `healthCheckMs` passes; without an attestation this long
+   * after the reboot the agent falls back to the previous OS.
+   */
+  readonly osHealthTimeoutMs: number;
   /** Retry of failed update checks and unacknowledged reports (exponential, jittered). */
   readonly retry: {
     readonly initialMs: number;
@@ -63,6 +70,7 @@ export const DEFAULT_UPDATE_SHELL_BEHAVIOUR: UpdateShellBehaviour = {
   appRestartMs: 5_000,
   osRebootMs: 60_000,
   healthCheckMs: 60_000,
+  osHealthTimeoutMs: 30 * 60_000,
   retry: { initialMs: 60_000, maxMs: 3_600_000, multiplier: 2, jitter: 0.2 },
 };
 
@@ -70,6 +78,8 @@ export const DEFAULT_UPDATE_SHELL_BEHAVIOUR: UpdateShellBehaviour = {
 export type UpdateAgentEvent =
   | { readonly kind: 'check'; readonly ok: boolean; readonly offers: number; readonly code?: string }
   | { readonly kind: 'chunk'; readonly bytes: number }
+  /** The device's application postponed the OS update of `offerId` by `forMs` (what the agent granted). */
+  | { readonly kind: 'os-deferred'; readonly offerId: string; readonly forMs: number }
   | {
       readonly kind: 'report';
       readonly deploymentId: string;
@@ -85,12 +95,22 @@ export interface UpdateAgentShellOptions {
   /** What the device runs at manufacture (OS and apps). */
   readonly installed: readonly InstalledImage[];
   readonly fault: UpdateFault | null;
+  /**
+   * How long the device's application asks to postpone an offered OS update (once per offer;
+   * the agent grants at most `maxDeferralMs`). 0 or absent: it never asks.
+   */
+  readonly deferOsMs?: number;
   /** Whether this device's health check fails with `offer` (the image's defect hits it). */
   readonly defective: (offer: UpdateOfferMsg) => boolean;
   readonly behaviour: UpdateShellBehaviour;
   readonly core: ActorRef<CoreMessage>;
-  /** The device actor, power-cycled by `powerLossMidDownload` (set once the device is spawned). */
+  /**
+   * The device actor (set once the device is spawned): it gets the firmware the agent writes and
+   * is power-cycled to boot a new or fallback OS, and by `powerLossMidDownload`.
+   */
   readonly device: () => ActorRef<DeviceMessage> | null;
+  /** What the device measures at boot when it runs `images` (default: {@link firmwareFor}). */
+  readonly firmware?: (images: readonly InstalledImage[]) => DeviceFirmware;
   readonly link: DeviceLink;
   readonly partitions: number;
   readonly requestTimeoutMs: number;
@@ -113,7 +133,11 @@ export type UpdateAgentShellMessage =
   | { readonly type: 'agent.verdict'; readonly offerId: string; readonly verdict: UpdateVerdict }
   | { readonly type: 'agent.report-due'; readonly reportId: string }
   | { readonly type: 'agent.report-result'; readonly reportId: string; readonly acked: boolean }
-  | { readonly type: 'agent.power-restored' };
+  | { readonly type: 'agent.power-restored' }
+  /** The reboot into a new OS is over: power the device on (`ok`: the new slot booted). */
+  | { readonly type: 'agent.rebooted'; readonly offerId: string; readonly ok: boolean }
+  /** No attestation came after the reboot into the OS of `offerId`: the health check fails. */
+  | { readonly type: 'agent.health-timeout'; readonly offerId: string };
 
 type Reply<T> = { ok: true; value: T } | { ok: false; error: Rejection | { code: string; message: string } };
 
@@ -144,7 +168,38 @@ export interface UpdateAgentShellState {
   checkFailures: number;
   /** Offers a `powerLossMidDownload` device already lost power on (once per offer). */
   readonly powerLost: Set<string>;
+  /** The images last written to the device (its next boot measures them). */
+  flashed: readonly InstalledImage[];
+  /** The OS offer whose health check waits for the device's first attestation after the reboot. */
+  awaitingAttestation: string | null;
+  /** OS offers the application already asked to postpone. */
+  readonly deferAsked: Set<string>;
 }
+
+/** The measured firmware of a device running `images`: the OS build's boot stages, then its apps. */
+export function firmwareFor(images: readonly InstalledImage[]): DeviceFirmware {
+  const os = images.find((i) => i.kind === 'os');
+  if (os === undefined) throw new Error('a device runs an OS: no os image given');
+  return {
+    osVersion: os.version,
+    securityVersion: os.securityVersion,
+    images: [
+      ...osImages(os.version),
+      ...images.flatMap((i) => (i.kind === 'app' ? [appImage({ name: i.name, version: i.version })] : [])),
+    ],
+  };
+}
+
+function imagesKey(images: readonly InstalledImage[]): string {
+  return images.map((i) => `${i.kind}:${i.name}@${i.version}`).join(',');
+}
+
+function activeImages(s: UpdateAgentState): InstalledImage[] {
+  return Object.values(s.components).map((c) => c.active);
+}
+
+const osVersionOf = (images: readonly InstalledImage[]): string | undefined =>
+  images.find((i) => i.kind === 'os')?.version;
 
 function failure(e: unknown): { ok: false; error: { code: string; message: string } } {
   return {
@@ -170,6 +225,30 @@ export function updateAgentDefinition(
   const timeout = { timeoutMs: opts.requestTimeoutMs };
   let transport: Promise<Transport> | null = null;
   const net = (): Promise<Transport> => (transport ??= opts.link.connect());
+  const firmware = opts.firmware ?? firmwareFor;
+
+  /** Writes `images` to the device's flash: its next boot measures and runs them. */
+  function flash(s: UpdateAgentShellState, images: readonly InstalledImage[]): void {
+    s.flashed = images;
+    opts.device()?.tell({ type: 'device.firmware-installed', firmware: firmware(images) });
+  }
+
+  /**
+   * Keeps the device's flash in step with the agent's active slots once no OS trial is running:
+   * a committed app is measured from the next boot on; a fallback or ordered rollback of the OS
+   * reboots the device into the last known good OS.
+   */
+  function syncFirmware(s: UpdateAgentShellState, ctx: ActorContext<UpdateAgentShellMessage>): void {
+    const c = s.logic.current;
+    if (c?.offer.kind === 'os' && (s.logic.phase === 'rebooting' || s.logic.phase === 'health-check')) return;
+    const active = activeImages(s.logic);
+    if (imagesKey(active) === imagesKey(s.flashed)) return;
+    const osChanged = osVersionOf(active) !== osVersionOf(s.flashed);
+    flash(s, active);
+    if (!osChanged) return;
+    opts.device()?.tell({ type: 'device.power-off' });
+    ctx.schedule(b.osRebootMs, { type: 'agent.power-restored' });
+  }
 
   const request = (
     op: 'update-check' | 'update-chunk' | 'update-report',
@@ -320,17 +399,37 @@ export function updateAgentDefinition(
           ok: opts.fault !== 'installFails',
         });
         return;
-      case 'reboot':
-        ctx.schedule(e.offer.kind === 'os' ? b.osRebootMs : b.appRestartMs, {
-          type: 'update.booted',
-          offerId: e.offer.offerId,
-          ok: opts.fault !== 'bootLoop',
-        });
+      case 'reboot': {
+        const ok = opts.fault !== 'bootLoop';
+        if (e.offer.kind !== 'os') {
+          ctx.schedule(b.appRestartMs, { type: 'update.booted', offerId: e.offer.offerId, ok });
+          return;
+        }
+        // The device reboots into the new slot. A boot-looping build never comes up: the
+        // bootloader falls back to the old slot, which is what the device then runs.
+        const { offerId, kind, name, version, securityVersion } = e.offer;
+        const image: InstalledImage = { kind, name, version, securityVersion };
+        if (ok)
+          flash(
+            s,
+            activeImages(s.logic).map((i) => (i.kind === 'os' ? image : i)),
+          );
+        opts.device()?.tell({ type: 'device.power-off' });
+        ctx.schedule(b.osRebootMs, { type: 'agent.rebooted', offerId, ok });
         return;
+      }
       case 'health-check': {
-        const offer = s.offers.get(e.offer.offerId);
-        const healthy = offer === undefined || !opts.defective(offer);
-        ctx.schedule(b.healthCheckMs, { type: 'update.health', offerId: e.offer.offerId, ok: healthy });
+        if (e.offer.kind === 'os') {
+          // Healthy once the device attests with the new OS (see `agent.device-attested`).
+          s.awaitingAttestation = e.offer.offerId;
+          ctx.schedule(b.osHealthTimeoutMs, { type: 'agent.health-timeout', offerId: e.offer.offerId });
+          return;
+        }
+        ctx.schedule(b.healthCheckMs, {
+          type: 'update.health',
+          offerId: e.offer.offerId,
+          ok: healthy(s, e.offer.offerId),
+        });
         return;
       }
       case 'report': {
@@ -366,7 +465,14 @@ export function updateAgentDefinition(
     const [logic, effects] = updateTransition(s.logic, msg, ctx.clock.now(), b);
     s.logic = logic;
     for (const e of effects) run(s, e, ctx);
+    syncFirmware(s, ctx);
     return s;
+  }
+
+  /** Whether the image of `offerId` works on this device (its defect does not hit it). */
+  function healthy(s: UpdateAgentShellState, offerId: string): boolean {
+    const offer = s.offers.get(offerId);
+    return offer === undefined || !opts.defective(offer);
   }
 
   return {
@@ -381,16 +487,33 @@ export function updateAgentDefinition(
       checkedSinceBoot: false,
       checkFailures: 0,
       powerLost: new Set(),
+      flashed: opts.installed,
+      awaitingAttestation: null,
+      deferAsked: new Set(),
     }),
     receive(s, msg, ctx) {
       switch (msg.type) {
         case 'agent.device-booted':
           s.checkedSinceBoot = false;
           return s;
-        case 'agent.device-attested':
+        case 'agent.device-attested': {
+          const trial = s.awaitingAttestation;
+          if (trial !== null) {
+            // The new OS booted and the service accepted its measurements: now the app checks.
+            s.awaitingAttestation = null;
+            ctx.schedule(b.healthCheckMs, { type: 'update.health', offerId: trial, ok: healthy(s, trial) });
+          }
           if (s.checkedSinceBoot) return s;
           s.checkedSinceBoot = true;
           return step(s, { type: 'update.check-due' }, ctx);
+        }
+        case 'agent.rebooted':
+          opts.device()?.tell({ type: 'device.power-on' });
+          return step(s, { type: 'update.booted', offerId: msg.offerId, ok: msg.ok }, ctx);
+        case 'agent.health-timeout':
+          if (s.awaitingAttestation !== msg.offerId) return s;
+          s.awaitingAttestation = null;
+          return step(s, { type: 'update.health', offerId: msg.offerId, ok: false }, ctx);
         case 'agent.check-result': {
           const o = msg.outcome;
           opts.observe?.({
@@ -422,6 +545,17 @@ export function updateAgentDefinition(
           };
           for (const offer of o.value.offers) s.offers.set(offer.deploymentId, offer);
           let next = s;
+          const os = o.value.offers.find((x) => x.kind === 'os');
+          const deferMs = opts.deferOsMs ?? 0;
+          if (os !== undefined && deferMs > 0 && !s.deferAsked.has(os.deploymentId)) {
+            // The application learns of the pending OS update and asks to postpone it.
+            s.deferAsked.add(os.deploymentId);
+            const now = ctx.clock.now();
+            next = step(next, { type: 'update.defer-requested', untilMs: now + deferMs }, ctx);
+            const until = next.logic.deferredUntilMs;
+            if (until !== null)
+              opts.observe?.({ kind: 'os-deferred', offerId: os.deploymentId, forMs: until - now });
+          }
           for (const id of o.value.rollbacks)
             next = step(next, { type: 'update.rollback-ordered', offerId: id }, ctx);
           return step(next, { type: 'update.offers', offers: o.value.offers.map(toLogicOffer) }, ctx);

@@ -3,7 +3,12 @@
  * commit or rollback, anti-rollback, OS-before-apps and bounded deferral. `logic.ts` is pure;
  * `actor.ts` is the shell that talks to the service over NATS and to the security core.
  */
-export { DEFAULT_UPDATE_SHELL_BEHAVIOUR, UPDATE_FAULTS, updateAgentDefinition } from './actor.js';
+export {
+  DEFAULT_UPDATE_SHELL_BEHAVIOUR,
+  UPDATE_FAULTS,
+  firmwareFor,
+  updateAgentDefinition,
+} from './actor.js';
 export type {
   UpdateAgentEvent,
   UpdateAgentShellMessage,

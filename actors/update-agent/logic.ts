@@ -219,7 +219,12 @@ export function updateTransition(
       const wanted: UpdateOffer[] = [];
       for (const o of msg.offers) {
         const have = s.components[componentKey(o)]?.active;
-        if (have !== undefined && have.version === o.version) continue;
+        if (have !== undefined && have.version === o.version) {
+          // Nothing to install, but the deployment must count this device (as ADU counts a
+          // device already on the target version as in compliance).
+          effects.push(report(s, o.offerId, 'succeeded', UPDATE_CODES.ALREADY_INSTALLED));
+          continue;
+        }
         if (o.kind === 'os' && o.securityVersion < s.antiRollbackVersion) {
           effects.push(report(s, o.offerId, 'failed', UPDATE_CODES.SECURITY_VERSION_ROLLBACK));
           continue;

@@ -27,6 +27,8 @@ export const UPDATE_CODES = {
   HEALTH_CHECK_FAILED: 'HEALTH_CHECK_FAILED',
   DOWNLOAD_FAILED: 'DOWNLOAD_FAILED',
   ROLLBACK_ORDERED: 'ROLLBACK_ORDERED',
+  /** The device already runs the offered version (reported as succeeded). */
+  ALREADY_INSTALLED: 'ALREADY_INSTALLED',
 } as const;
 export type UpdateCode = (typeof UPDATE_CODES)[keyof typeof UPDATE_CODES];
 

@@ -44,6 +44,7 @@ export type {
   LatencySummary,
   RenderOptions,
   RolloutSummary,
+  UpdatesSummary,
   RolloutWaveSummary,
   RunInfo,
   RunSummary,

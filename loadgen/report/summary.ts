@@ -4,7 +4,7 @@
  */
 import { mkdir, rename, writeFile } from 'node:fs/promises';
 import { dirname } from 'node:path';
-import { FAULT_PROFILES, formatDuration } from '../scenario/index.js';
+import { FAULT_PROFILES, formatDuration, formatSize } from '../scenario/index.js';
 import type {
   ConnectionConfig,
   FaultProfile,
@@ -16,8 +16,22 @@ import type {
   ThresholdReport,
 } from '../scenario/index.js';
 
-/** Version of the JSON layout; bumped on incompatible changes (2: `rollouts`). */
-export const SUMMARY_VERSION = 2;
+/** Version of the JSON layout; bumped on incompatible changes (2: `rollouts`, 3: `updates`). */
+export const SUMMARY_VERSION = 3;
+
+/** What the devices' update agents saw during the run. */
+export interface UpdatesSummary {
+  readonly checks: number;
+  readonly checksFailed: number;
+  /** Image bytes the devices received. */
+  readonly bytes: number;
+  /** Acknowledged reports by `outcome`, or `outcome:code` when a code came with it. */
+  readonly reports: Readonly<Record<string, number>>;
+  /** Reports the service did not acknowledge at first (repeated later). */
+  readonly reportRetries: number;
+  /** OS updates a device's application postponed. */
+  readonly osDeferrals: number;
+}
 
 /** What ran, for how long, and whether it stopped early. */
 export interface RunInfo {
@@ -204,6 +218,8 @@ export interface RunSummary {
   readonly faults: readonly FaultSummaryRow[];
   /** One entry per scenario rollout, in file order (empty without rollouts). */
   readonly rollouts: readonly RolloutSummary[];
+  /** The device side of the rollouts; `null` when the scenario rolls out nothing (no update agents). */
+  readonly updates: UpdatesSummary | null;
   readonly thresholds: ThresholdReport;
   readonly errors: readonly ErrorSummary[];
   /** Thresholds, fault rows and rollout expectations all pass and the run was not aborted. */
@@ -468,6 +484,30 @@ export function renderSummaryTable(summary: RunSummary, options: RenderOptions =
     for (const r of summary.rollouts) {
       if (r.error !== null) out.push(truncate(`  ${r.name}: ${r.error}`, width));
     }
+  }
+  const u = summary.updates;
+  if (u !== null) {
+    out.push(
+      wrapList(
+        '  device side: ',
+        [
+          `${count(u.checks)} update checks (${count(u.checksFailed)} failed)`,
+          `${formatSize(u.bytes)} received`,
+          `${count(u.osDeferrals)} OS updates postponed`,
+          `${count(u.reportRetries)} reports repeated`,
+        ],
+        width,
+      ),
+    );
+    const finals = entries(u.reports).filter(([key]) => key !== 'downloading' && key !== 'installing');
+    if (finals.length > 0)
+      out.push(
+        wrapList(
+          '  final reports: ',
+          finals.map(([key, n]) => `${key} ${count(n)}`),
+          width,
+        ),
+      );
   }
 
   out.push('', bold('Thresholds'));

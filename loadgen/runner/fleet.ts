@@ -3,14 +3,16 @@ import type { DeviceLink, DeviceMessage, DeviceProfile } from '../../actors/devi
 import { connectNatsTransport } from '../../actors/runtime/index.js';
 import type { ActorRef, ActorSystem, Meter, Transport } from '../../actors/runtime/index.js';
 import {
-  appImage,
   manufactureIdentity,
-  osImages,
   securityCoreDefinition,
   tamperedKernelDigest,
 } from '../../actors/security-core/index.js';
 import type { ManufacturedIdentity } from '../../actors/security-core/index.js';
-import { DEFAULT_UPDATE_SHELL_BEHAVIOUR, updateAgentDefinition } from '../../actors/update-agent/index.js';
+import {
+  DEFAULT_UPDATE_SHELL_BEHAVIOUR,
+  firmwareFor,
+  updateAgentDefinition,
+} from '../../actors/update-agent/index.js';
 import type { InstalledImage, UpdateShellBehaviour } from '../../actors/update-agent/index.js';
 import { imageDefective } from '../scenario/index.js';
 import type { ConnectionConfig, DevicePlan, Scenario } from '../scenario/index.js';
@@ -31,16 +33,15 @@ export function manufactureFleet(plans: readonly DevicePlan[]): ManufacturedIden
 
 /** The boot images a planned device loads (a tampered kernel where its fault says so). */
 export function deviceProfile(plan: DevicePlan, identity: ManufacturedIdentity): DeviceProfile {
-  const images = osImages(plan.osVersion).map((m) =>
-    m.stage === 'kernel' && plan.fault === 'tamperedKernel'
-      ? { stage: m.stage, digest: tamperedKernelDigest(plan.osVersion) }
-      : m,
-  );
+  const firmware = firmwareFor(installedImages(plan));
   return {
     deviceId: identity.deviceId,
-    osVersion: plan.osVersion,
-    securityVersion: plan.securityVersion,
-    images: [...images, ...plan.apps.map((a) => appImage(a))],
+    ...firmware,
+    images: firmware.images.map((m) =>
+      m.stage === 'kernel' && plan.fault === 'tamperedKernel'
+        ? { stage: m.stage, digest: tamperedKernelDigest(plan.osVersion) }
+        : m,
+    ),
     fault: plan.fault,
     clockOffsetMs: plan.clockOffsetMs,
   };
@@ -165,6 +166,7 @@ export function spawnFleet(opts: {
               deviceId: identity.deviceId,
               installed: installedImages(plan),
               fault: plan.updateFault,
+              deferOsMs: plan.deferOsMs,
               defective: (offer) => {
                 const image = scenario.images.find(
                   (m) => m.kind === offer.kind && m.name === offer.name && m.version === offer.version,

@@ -3,6 +3,7 @@ import type { Meter } from '../../actors/runtime/index.js';
 import type { UpdateAgentEvent } from '../../actors/update-agent/index.js';
 import { FAULT_PROFILES, LatencyRecorder } from '../scenario/index.js';
 import type { DevicePlan } from '../scenario/index.js';
+import type { UpdatesSummary } from '../report/index.js';
 
 /** What the run learned about one device. */
 export interface DeviceTrack {
@@ -19,17 +20,10 @@ export interface DeviceTrack {
   readonly updates: Map<string, string>;
 }
 
-/** What the run learned about updates from the devices' side. */
-export interface UpdateObservations {
-  checks: number;
-  checksFailed: number;
-  /** Image bytes the devices received. */
-  bytes: number;
-  /** Acknowledged reports by `outcome` (and `outcome:code` for failures). */
-  readonly reports: Record<string, number>;
-  /** Reports the service did not acknowledge yet (repeated later). */
-  reportRetries: number;
-}
+/** What the run learned about updates from the devices' side (mutable while it runs). */
+export type UpdateObservations = {
+  -readonly [K in Exclude<keyof UpdatesSummary, 'reports'>]: UpdatesSummary[K];
+} & { readonly reports: Record<string, number> };
 
 /**
  * Aggregates device events into the run's observations: latencies, outcomes by result and code,
@@ -49,6 +43,7 @@ export class RunRecorder {
     bytes: 0,
     reports: {},
     reportRetries: 0,
+    osDeferrals: 0,
   };
   healthyOk = 0;
   healthyFailed = 0;
@@ -162,6 +157,9 @@ export class RunRecorder {
       case 'chunk':
         u.bytes += event.bytes;
         this.#metrics.updateBytes.inc(event.bytes);
+        return;
+      case 'os-deferred':
+        u.osDeferrals++;
         return;
       case 'report': {
         if (!event.acked) {

@@ -231,6 +231,7 @@ export async function runScenario(opts: RunOptions): Promise<RunSummary> {
       latency: { challenge: recorder.challengeLatency.stats(), attest: recorder.attestLatency.stats() },
       faults,
       rollouts: rolloutSummaries,
+      updates: rollouts === null ? null : { ...recorder.updates, reports: { ...recorder.updates.reports } },
       thresholds,
       errors: [...recorder.errors, ...(rollouts?.errors ?? [])].map(([message, count]) => ({
         message,

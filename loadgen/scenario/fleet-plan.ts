@@ -32,6 +32,8 @@ export interface DevicePlan {
   readonly clockOffsetMs: number;
   /** How the device's update agent misbehaves; only healthy devices (`fault === null`) have one. */
   readonly updateFault: UpdateFault | null;
+  /** How long this device's app postpones an offered OS update (simulated ms; 0: it never does). */
+  readonly deferOsMs: number;
   /**
    * The device group (a `RolloutSpec.group`) the run assigns the device to before any rollout,
    * or `null`. Only healthy devices are assigned; each device is in at most one group.
@@ -58,7 +60,8 @@ export interface DevicePlan {
  *   draws are independent, so a group gets its share of update faults.
  *
  * Randomness comes from independent forks of `createRng(scenario.seed)` ("faults", "os",
- * "stage/<i>", "clock", "update-faults", "rollout-groups"), so changing one aspect of a scenario
+ * "stage/<i>", "clock", "update-faults", "rollout-groups",
+ * "defer-os"), so changing one aspect of a scenario
  * does not reshuffle the others.
  */
 export function planFleet(scenario: Scenario): DevicePlan[] {
@@ -82,6 +85,7 @@ export function planFleet(scenario: Scenario): DevicePlan[] {
   });
   const updateFaults = assignUpdateFaults(scenario, healthy, rng.fork('update-faults'));
   const groups = assignRolloutGroups(scenario, healthy, rng.fork('rollout-groups'));
+  const deferring = pickDevices(healthy, scenario.updates.deferOs.devices, rng.fork('defer-os'));
 
   const powerOn = powerOnTimes(scenario, rng);
   const clockRng = rng.fork('clock');
@@ -124,6 +128,7 @@ export function planFleet(scenario: Scenario): DevicePlan[] {
       stage: timing.stage,
       clockOffsetMs,
       updateFault: updateFaults[index] ?? null,
+      deferOsMs: deferring.has(index) ? scenario.updates.deferOs.forMs : 0,
       rolloutGroup: groups[index] ?? null,
       ...(twinOf === undefined ? {} : { twinOf }),
     };
@@ -149,6 +154,14 @@ function assignUpdateFaults(
     out[index] = deck[k] ?? null;
   });
   return out;
+}
+
+/** `count` device indexes drawn from `from` (a seeded shuffle). */
+function pickDevices(from: readonly number[], count: number, rng: Rng): Set<number> {
+  if (count === 0) return new Set();
+  const order = [...from];
+  shuffle(order, rng);
+  return new Set(order.slice(0, count));
 }
 
 /** Rollout group per device index: consecutive slices of a seeded shuffle of `healthy`. */

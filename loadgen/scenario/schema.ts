@@ -9,6 +9,7 @@
  * read are themselves valid.
  */
 import type { DeviceBehaviour } from '../../actors/device/index.js';
+import { DEFAULT_UPDATE_BEHAVIOUR } from '../../actors/update-agent/logic.js';
 import { DEFAULT_DEVICE_GROUPS, OS_FEEDS, UPDATE_POLICIES } from '../../services/registry/products.js';
 import type { OsFeed, UpdatePolicy } from '../../services/registry/products.js';
 import { compileRolloutConfig } from '../../services/rollouts/config.js';
@@ -184,7 +185,15 @@ export interface UpdatesConfig {
    * fault profile) get one; the sum is at most {@link MAX_UPDATE_FAULT_SHARE} of the fleet.
    */
   readonly faults: Readonly<Record<UpdateFault, number>>;
+  /**
+   * Healthy devices whose application asks to postpone OS updates when one is offered, and for
+   * how long (simulated ms). The agent grants at most {@link MAX_OS_DEFERRAL_MS} from the first ask.
+   */
+  readonly deferOs: { readonly devices: number; readonly forMs: number };
 }
+
+/** Longest OS deferral an application can obtain (Azure Sphere: 24 h). */
+export const MAX_OS_DEFERRAL_MS = DEFAULT_UPDATE_BEHAVIOUR.maxDeferralMs;
 
 /** An image the run uploads; its content is `imageContent(scenario.seed, image)`. */
 export interface ImageSpec {
@@ -658,6 +667,12 @@ export const scenarioInputSchema = z.strictObject({
         )
         .optional(),
       slowLinkBytesPerSecond: field(parseBytesPerSecond),
+      deferOs: z
+        .strictObject({
+          devices: field(parseFaultAmount, { required: true }),
+          for: durationField({ required: true, positive: true }),
+        })
+        .optional(),
     })
     .optional(),
   groups: z.array(groupSchema).optional(),
@@ -917,13 +932,25 @@ function resolveUpdates(input: ScenarioInput, fleet: FleetConfig, add: AddIssue)
     pairs: () => false,
     add,
   });
-  // Hostile devices and update faults are each at most half of the fleet, so the update faults
-  // always fit on the healthy devices (planFleet gives them only to devices without a profile).
+  const defer = written?.deferOs;
+  const deferring = resolveAmounts({
+    keys: ['devices'] as const,
+    written: defer === undefined ? {} : { devices: defer.devices },
+    size: fleet.size,
+    path: ['updates', 'deferOs'],
+    what: 'devices deferring OS updates',
+    maxShare: MAX_UPDATE_FAULT_SHARE,
+    pairs: () => false,
+    add,
+  });
+  // Hostile devices, update faults and deferring devices are each at most half of the fleet, so
+  // the latter two always fit on the healthy devices (planFleet gives them only to those).
   return {
     checkEveryMs: written?.checkEvery ?? parseDuration(d.checkEvery),
     chunkBytes: written?.chunkSize ?? parseSize(d.chunkSize),
     slowLinkBytesPerSecond: written?.slowLinkBytesPerSecond ?? parseSize(d.slowLinkBytesPerSecond),
     faults,
+    deferOs: { devices: deferring.devices, forMs: defer?.for ?? 0 },
   };
 }
 
@@ -967,10 +994,21 @@ function resolveRollouts(
         `images[${sameTarget}] is also the ${kind} image ${name} ${version}; the service keeps one image per kind, name and version`,
       );
     } else targetIndex.set(target, i);
-    if (kind === 'os' && written.securityVersion === undefined) {
+    // A known OS build has its security version; devices report it when they attest.
+    const release = kind === 'os' && isOsVersion(version) ? OS_VERSIONS[version] : undefined;
+    if (
+      release !== undefined &&
+      written.securityVersion !== undefined &&
+      written.securityVersion !== release.securityVersion
+    ) {
       add(
         ['images', i, 'securityVersion'],
-        'required for os images (the anti-rollback version devices check)',
+        `OS ${version} has security version ${release.securityVersion} (leave it out, or upload another version)`,
+      );
+    } else if (kind === 'os' && release === undefined && written.securityVersion === undefined) {
+      add(
+        ['images', i, 'securityVersion'],
+        'required for os images the service has no build of (the anti-rollback version devices check)',
       );
     }
     images.push({
@@ -978,7 +1016,7 @@ function resolveRollouts(
       kind,
       name,
       version,
-      securityVersion: written.securityVersion ?? d.image.appSecurityVersion,
+      securityVersion: release?.securityVersion ?? written.securityVersion ?? d.image.appSecurityVersion,
       sizeBytes: written.size ?? 0,
       defectRate: written.defectRate ?? d.image.defectRate,
     });

@@ -5,6 +5,8 @@
  * minutes of apparent clock skew. The CLI prints these before a run; they never fail compilation.
  */
 import { formatDuration } from './duration.js';
+import { OS_VERSION_LIST, isOsVersion } from './catalog.js';
+import { MAX_OS_DEFERRAL_MS } from './schema.js';
 import type { Scenario } from './schema.js';
 
 /** Simulated windows that must span network round trips should last at least this much wall time. */
@@ -25,7 +27,10 @@ export interface ScenarioWarning {
  *   between attestations;
  * - `device.attestEvery` longer than the run, so no device re-attests;
  * - a rollout starting less than `updates.checkEvery` before the end of the run, so some of its
- *   devices may never check for updates while it runs.
+ *   devices may never check for updates while it runs;
+ * - an OS image of a build the service has no reference values for (devices booting it fail
+ *   attestation and fall back);
+ * - `updates.deferOs.for` beyond what the agent grants (24 h).
  */
 export function scenarioWarnings(scenario: Scenario): ScenarioWarning[] {
   const out: ScenarioWarning[] = [];
@@ -62,6 +67,20 @@ export function scenarioWarnings(scenario: Scenario): ScenarioWarning[] {
     out.push({
       path: 'device.attestEvery',
       message: `some devices will not re-attest: the last power on is at ${formatDuration(lastPowerOn)}, attestEvery is ${formatDuration(device.attestEveryMs)} and the run lasts ${formatDuration(scenario.durationMs)}`,
+    });
+  }
+  scenario.images.forEach((image, i) => {
+    if (image.kind !== 'os' || isOsVersion(image.version)) return;
+    out.push({
+      path: `images[${i}].version`,
+      message: `the service has no reference measurements for OS ${image.version} (it knows ${OS_VERSION_LIST.join(', ')}): devices that boot it fail attestation, so their health check fails and they fall back to their previous OS`,
+    });
+  });
+  const { deferOs } = scenario.updates;
+  if (deferOs.devices > 0 && deferOs.forMs > MAX_OS_DEFERRAL_MS) {
+    out.push({
+      path: 'updates.deferOs.for',
+      message: `applications may postpone an OS update by at most ${formatDuration(MAX_OS_DEFERRAL_MS)}; the agents will install after that, not after ${formatDuration(deferOs.forMs)}`,
     });
   }
   scenario.rollouts.forEach((rollout, i) => {

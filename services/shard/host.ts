@@ -943,6 +943,7 @@ export async function startShard(opts: ShardOptions): Promise<Shard> {
   const gauges = setInterval(() => void refreshGauges(), 2000);
   gauges.unref();
   const seenApps = new Set<string>();
+  const seenOs = new Set<string>();
   async function refreshGauges(): Promise<void> {
     const byState: Record<string, number> = Object.fromEntries(DEVICE_STATES.map((s) => [s, 0]));
     const byOs: Record<string, number> = {};
@@ -961,13 +962,17 @@ export async function startShard(opts: ShardOptions): Promise<Shard> {
     }).catch(() => undefined);
     // Versions no device runs any more drop to 0 rather than vanish, so graphs show the switch.
     for (const key of seenApps) if (!byApp.has(key)) byApp.set(key, 0);
+    for (const os of seenOs) byOs[os] ??= 0;
     for (const [key, n] of byApp) {
       seenApps.add(key);
       const [app = '', version = ''] = key.split('\u0000');
       metrics.devicesByApp.set({ app, version }, n);
     }
     for (const [state, n] of Object.entries(byState)) metrics.devicesByState.set({ state }, n);
-    for (const [os, n] of Object.entries(byOs)) metrics.devicesByOs.set({ os_version: os }, n);
+    for (const [os, n] of Object.entries(byOs)) {
+      seenOs.add(os);
+      metrics.devicesByOs.set({ os_version: os }, n);
+    }
   }
 
   try {

@@ -108,7 +108,14 @@ describe('update agents', () => {
     expect(reported(3)).toContain('rolled-back:HEALTH_CHECK_FAILED');
     // The power-loss device went dark once and resumed where it stopped: at most the chunk in
     // flight when the power failed was served twice (a restart from zero would add ~100 KiB).
-    expect(handles[5]?.power).toEqual(['device.power-off', 'device.power-on']);
+    expect(handles[5]?.power.filter((m) => m.startsWith('device.power'))).toEqual([
+      'device.power-off',
+      'device.power-on',
+    ]);
+    // Committed apps are written to flash (measured from the next boot); nothing else was.
+    expect(handles.map((h) => h.power.filter((m) => m === 'device.firmware-installed').length)).toEqual([
+      1, 0, 0, 0, 1, 1,
+    ]);
     const text = await shard.meter.metricsText();
     const served = sampleValue(text, 'sphere_update_bytes_served_total') - before;
     expect(served).toBeGreaterThanOrEqual(devices.length * IMAGE_BYTES);
@@ -130,6 +137,160 @@ describe('update agents', () => {
     );
     const mix = await shard.meter.metricsText();
     expect(sampleValue(mix, 'sphere_devices_by_app_version', { app: 'blinky', version: '1.1.0' })).toBe(3);
+  });
+
+  it('update agents - an OS rollout reboots devices into the new OS, falls back on bad boots and failed health, and the OS version mix follows', async () => {
+    const { admin, shard, devices: transport } = env();
+    const t = await createTestTenant(admin, 'agents-os');
+    // 24.10 → 25.04: versions no other test here attests with, so the gauges are this test's.
+    const cases: (UpdateFault | 'defective' | 'current' | null)[] = [
+      null,
+      null,
+      'bootLoop',
+      'defective',
+      'current',
+    ];
+    const devices = cases.map((_, i) => bootedDevice(uniqueSeed(`agent-os-${i}`)));
+    await endorseAndClaim(admin, t.client, devices);
+    const groupId = await groupWith(t, 'agents-os', devices);
+    const image = await t.client.uploadImage({
+      kind: 'os',
+      name: 'azure-sphere-os',
+      version: '25.04',
+      securityVersion: 4,
+      content: randomBytes(40_000),
+    });
+    const created = await t.client.createDeployment({
+      deviceGroupId: groupId,
+      imageId: image.image?.imageId ?? '',
+      waves: [{ size: { $case: 'share', value: 1 } }],
+      successThreshold: 0,
+      errorCount: 100,
+    });
+    const deploymentId = created.rollout?.deploymentId ?? '';
+    const root = await fetchTufMetadata(shard.tufUrl, t.tenantId);
+    const handles = devices.map((device, i) => {
+      const c = cases[i] ?? null;
+      const os =
+        c === 'current' ? { version: '25.04', securityVersion: 4 } : { version: '24.10', securityVersion: 3 };
+      return spawnAgent({
+        system: agents.system,
+        device,
+        root,
+        transport,
+        fault: c === 'bootLoop' ? c : null,
+        defective: () => c === 'defective',
+        installed: [
+          { kind: 'os', name: 'azure-sphere-os', ...os },
+          { kind: 'app', name: 'blinky', version: '1.0.0', securityVersion: 1 },
+        ],
+        attesting: true,
+      });
+    });
+    // Real devices: they boot, attest with their OS, and their agents check after attesting.
+    for (const h of handles) h.start();
+
+    const done = await until(
+      () => t.client.getDeployment(deploymentId, true),
+      (r) =>
+        (r.rollout?.devices ?? []).every((d) => ['succeeded', 'failed', 'rolled_back'].includes(d.state)),
+    );
+    const stateOf = (d: TestDevice) => done.rollout?.devices.find((x) => x.deviceId === d.deviceId)?.state;
+    expect(devices.map(stateOf)).toEqual(['succeeded', 'succeeded', 'failed', 'failed', 'succeeded']);
+    const acked = (i: number) =>
+      handles[i]?.events.flatMap((e) => (e.kind === 'report' && e.acked ? [`${e.outcome}:${e.code}`] : []));
+    expect(acked(2)).toContain('rolled-back:BOOT_FAILED');
+    expect(acked(3)).toContain('rolled-back:HEALTH_CHECK_FAILED');
+    expect(acked(4)).toEqual(['succeeded:ALREADY_INSTALLED']);
+    // The service saw each device attest with what it runs now: 3 on 25.04, 2 back on 24.10.
+    const mix = await until(
+      async () => {
+        const text = await shard.meter.metricsText();
+        return [
+          sampleValue(text, 'sphere_devices_by_os_version', { os_version: '25.04' }),
+          sampleValue(text, 'sphere_devices_by_os_version', { os_version: '24.10' }),
+        ];
+      },
+      ([newer, older]) => newer === 3 && older === 2,
+      1000,
+    );
+    expect(mix).toEqual([3, 2]);
+    // (After the fallback devices attested again.) What each agent did to its device: a reboot into the new OS (written first); the bad boot
+    // came back up on the old slot; the unhealthy OS was rebooted out of (old OS written back).
+    const writesAndPower = (i: number) => handles[i]?.power;
+    expect(writesAndPower(0)).toEqual(['device.firmware-installed', 'device.power-off', 'device.power-on']);
+    expect(writesAndPower(2)).toEqual(['device.power-off', 'device.power-on']);
+    expect(writesAndPower(3)).toEqual([
+      'device.firmware-installed',
+      'device.power-off',
+      'device.power-on',
+      'device.firmware-installed',
+      'device.power-off',
+      'device.power-on',
+    ]);
+    expect(writesAndPower(4)).toEqual([]);
+  });
+
+  it('update agents - an application postpones an OS update; the agent installs it when the deferral ends', async () => {
+    const { admin, shard, devices: transport } = env();
+    const t = await createTestTenant(admin, 'agents-defer');
+    const device = bootedDevice(uniqueSeed('agent-defer'));
+    await endorseAndClaim(admin, t.client, [device]);
+    const groupId = await groupWith(t, 'agents-defer', [device]);
+    const image = await t.client.uploadImage({
+      kind: 'os',
+      name: 'azure-sphere-os',
+      version: '25.04',
+      securityVersion: 4,
+      content: randomBytes(20_000),
+    });
+    const created = await t.client.createDeployment({
+      deviceGroupId: groupId,
+      imageId: image.image?.imageId ?? '',
+      waves: [{ size: { $case: 'share', value: 1 } }],
+      errorCount: 1,
+    });
+    const deploymentId = created.rollout?.deploymentId ?? '';
+    // Its own clock, moved by hand: 4 simulated minutes (within the shard's clock skew limit).
+    const own = agentSystem();
+    try {
+      const h = spawnAgent({
+        system: own.system,
+        device,
+        root: await fetchTufMetadata(shard.tufUrl, t.tenantId),
+        transport,
+        installed: [
+          { kind: 'os', name: 'azure-sphere-os', version: '24.10', securityVersion: 3 },
+          { kind: 'app', name: 'blinky', version: '1.0.0', securityVersion: 1 },
+        ],
+        attesting: true,
+        deferOsMs: 240_000,
+      });
+      h.start();
+      await until(
+        () => h.events,
+        (e) => e.some((x) => x.kind === 'os-deferred'),
+      );
+      expect(h.events.find((e) => e.kind === 'os-deferred')).toEqual({
+        kind: 'os-deferred',
+        offerId: deploymentId,
+        forMs: 240_000,
+      });
+      // Postponed: nothing downloads (it would start within milliseconds otherwise).
+      await new Promise((r) => setTimeout(r, 500));
+      expect(h.events.filter((e) => e.kind === 'chunk')).toEqual([]);
+      const waiting = await t.client.getDeployment(deploymentId, true);
+      expect(waiting.rollout?.devices[0]?.state).toBe('pending');
+      own.clock.advance(240_000);
+      const done = await until(
+        () => t.client.getDeployment(deploymentId, true),
+        (r) => r.rollout?.devices[0]?.state === 'succeeded',
+      );
+      expect(done.rollout?.state).toBe('completed');
+      expect(h.power).toEqual(['device.firmware-installed', 'device.power-off', 'device.power-on']);
+    } finally {
+      await own.stop();
+    }
   });
 
   it('update agents - a device outside the group is refused chunks (NOT_OFFERED) and gets no offer', async () => {

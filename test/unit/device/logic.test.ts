@@ -533,6 +533,27 @@ describe('device logic faults and power', () => {
     expect(s2.captured).toBe(REQUEST);
   });
 
+  it('device - firmware written by the update agent is what the next power-on measures', () => {
+    const p = profile();
+    const e = env(p);
+    const attested = toAttested(p, e);
+    const firmware = {
+      osVersion: '26.01',
+      securityVersion: 6,
+      images: [{ stage: 'rom', digest: new Uint8Array(32) }],
+    };
+    // Written while running: nothing changes until the device boots again.
+    const [written, none] = transition(attested, { type: 'device.firmware-installed', firmware }, e);
+    expect(none).toEqual([]);
+    expect(written.phase).toBe('attested');
+    const [off] = transition(written, { type: 'device.power-off' }, e);
+    const [, fx] = transition(off, { type: 'device.power-on' }, e);
+    expect(ofKind(fx, 'boot-core')).toEqual([{ kind: 'boot-core', ...firmware }]);
+    // The first boot of a device runs its factory firmware.
+    const [, factory] = transition(initialDeviceState(p), { type: 'device.power-on' }, e);
+    expect(ofKind(factory, 'boot-core')[0]?.osVersion).toBe(p.osVersion);
+  });
+
   it('device - after power-off, later timers and in-flight results are ignored', () => {
     const p = profile();
     const e = env(p);

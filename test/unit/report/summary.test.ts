@@ -138,6 +138,7 @@ function makeSummary(overrides: Partial<RunSummary> = {}): RunSummary {
     latency: { challenge: latency([1, 2, 3, 4]), attest: latency([10, 20, 30, 400]) },
     faults,
     rollouts: [],
+    updates: null,
     thresholds,
     errors: [{ message: 'timeout waiting for attest reply', count: 6 }],
     ...overrides,
@@ -326,6 +327,33 @@ describe('summary', () => {
     expect(text.indexOf('Fault profiles')).toBeLessThan(text.indexOf('Rollouts'));
     expect(text.indexOf('Rollouts')).toBeLessThan(text.indexOf('Thresholds'));
     expect(renderSummaryTable(makeSummary(), { color: false })).not.toContain('Rollouts');
+    // The device side, below the table: postponed OS updates and final reports, largest first.
+    const sides = renderSummaryTable(
+      makeSummary({
+        rollouts: [rolloutRow()],
+        updates: {
+          checks: 2345,
+          checksFailed: 3,
+          bytes: 5 * 1024 * 1024,
+          reports: {
+            downloading: 600,
+            succeeded: 500,
+            'failed:INSTALL_FAILED': 2,
+            'succeeded:ALREADY_INSTALLED': 80,
+          },
+          reportRetries: 4,
+          osDeferrals: 17,
+        },
+      }),
+      { color: false },
+    );
+    expect(sides).toContain(
+      '  device side: 2,345 update checks (3 failed) · 5MiB received · 17 OS updates postponed\n' +
+        '               4 reports repeated\n',
+    );
+    expect(sides).toContain(
+      '  final reports: succeeded 500 · succeeded:ALREADY_INSTALLED 80 · failed:INSTALL_FAILED 2\n',
+    );
     const colored = renderSummaryTable(makeSummary({ rollouts: [rolloutRow(), failed] }), { color: true });
     expect(colored).toMatch(/\x1b\[32m✓\x1b\[0m bad-app/);
     expect(colored).toMatch(/\x1b\[31m✗\x1b\[0m late-app/);
@@ -348,7 +376,6 @@ describe('summary', () => {
     expect(parsed.run.timeScale).toBeNull();
     expect(parsed.faults.map((f) => f.profile)).toEqual(['tamperedKernel', 'replay', 'wrongClock']);
     expect(parsed.thresholds.results).toHaveLength(2);
-    expect(parsed.version).toBe(2);
     expect(parsed.rollouts).toEqual([]);
     await writeSummaryJson(path, makeSummary({ rollouts: [rolloutRow()] }));
     const withRollouts = JSON.parse(await readFile(path, 'utf8')) as RunSummary;

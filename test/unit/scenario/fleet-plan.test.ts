@@ -155,6 +155,28 @@ describe('fleet plan', () => {
     }
   });
 
+  test("plan - OS deferrals: exact count of healthy devices, each with the scenario's delay, independent of the rest", () => {
+    const s = withRollouts({ updates: { deferOs: { devices: '10%', for: '6h' } } });
+    expect(s.updates.deferOs).toEqual({ devices: 100, forMs: 21_600_000 });
+    const plans = planFleet(s);
+    const deferring = plans.filter((p) => p.deferOsMs > 0);
+    expect(deferring.length).toBe(100);
+    for (const p of deferring) {
+      expect(p.fault).toBeNull();
+      expect(p.deferOsMs).toBe(21_600_000);
+    }
+    expect(planFleet(s)).toEqual(plans);
+    const base = planFleet(withRollouts({ updates: {} }));
+    expect(plans.map(({ deferOsMs: _d, ...rest }) => rest)).toEqual(
+      base.map(({ deferOsMs: _d, ...rest }) => rest),
+    );
+    expect(base.every((p) => p.deferOsMs === 0)).toBe(true);
+    // More than half the fleet is refused, like update faults.
+    expect(() => withRollouts({ updates: { deferOs: { devices: '60%', for: '1h' } } })).toThrow(
+      /updates\.deferOs: 600 devices deferring OS updates is more than half of the fleet/,
+    );
+  });
+
   test('plan - update faults: exact counts, healthy devices only, seeded and independent of the rest', () => {
     const s = withRollouts();
     expect(s.updates.faults).toEqual({

@@ -43,6 +43,7 @@ const FULL = `${HEAD}updates:
     powerLossMidDownload: 2%
     slowLink: 5%
   slowLinkBytesPerSecond: 2KiB
+  deferOs: { devices: 5%, for: 12h }
 groups:
   - { name: Canary, updatePolicy: SYSTEM_ONLY }
 images:
@@ -91,6 +92,7 @@ describe('scenario updates, images and rollouts', () => {
       chunkBytes: 65_536,
       slowLinkBytesPerSecond: 2_048,
       faults: { installFails: 10, bootLoop: 3, powerLossMidDownload: 20, slowLink: 50 },
+      deferOs: { devices: 50, forMs: 43_200_000 },
     });
     expect(s.groups).toEqual([{ name: 'Canary', osFeed: 'RETAIL', updatePolicy: 'SYSTEM_ONLY' }]);
     expect(s.images).toEqual([
@@ -187,6 +189,7 @@ describe('scenario updates, images and rollouts', () => {
       chunkBytes: 64 * 1024,
       slowLinkBytesPerSecond: 2 * 1024,
       faults: { installFails: 0, bootLoop: 0, powerLossMidDownload: 0, slowLink: 0 },
+      deferOs: { devices: 0, forMs: 0 },
     });
     expect([s.groups, s.images, s.rollouts]).toEqual([[], [], []]);
   });
@@ -399,14 +402,23 @@ rollouts:
     expect(m).toContain(`images[1].size: must be between 1 byte and ${formatSize(MAX_IMAGE_BYTES)}`);
     expect(m).toContain('images[2].kind: expected one of "app", "os", got "firmware" (line 11');
     expect(m).toContain('images[2].size: must be between 1 byte and');
-    // Second pass (once every field parses): duplicates and the OS security version.
+    // Second pass (once every field parses): duplicates and the OS security version, which a
+    // known build has already (devices report it), and an unknown one must give.
     const second = problems(`${HEAD}images:
   - { id: a, kind: os, name: os, version: "25.11", size: 1KiB }
   - { id: a, kind: os, name: os, version: "25.11", securityVersion: 7, size: 1KiB }
+  - { id: b, kind: os, name: os, version: "25.04", securityVersion: 5, size: 1KiB }
 `);
     expect(second.message).toContain(
-      'images[0].securityVersion: required for os images (the anti-rollback version devices check) (line 9, column 5)',
+      'images[0].securityVersion: required for os images the service has no build of (the anti-rollback version devices check) (line 9, column 5)',
     );
+    expect(second.message).toContain(
+      'images[2].securityVersion: OS 25.04 has security version 4 (leave it out, or upload another version) (line 11',
+    );
+    const known = parseScenarioYaml(`${HEAD}images:
+  - { id: a, kind: os, name: os, version: "25.04", size: 1KiB }
+`);
+    expect(known.images[0]?.securityVersion).toBe(4);
     expect(second.message).toContain('images[1].id: duplicate image id "a" (also images[0]) (line 10');
     expect(second.message).toContain(
       'images[1].version: images[0] is also the os image os 25.11; the service keeps one image per kind, name and version (line 10',

@@ -426,6 +426,25 @@ service: { certificateLifetime: 1h }
     );
   });
 
+  test('warnings - an OS build the service cannot appraise, and deferrals beyond 24 h', () => {
+    const s = parseScenarioYaml(`name: w
+duration: 25h
+fleet: { size: 10 }
+updates: { deferOs: { devices: { count: 2 }, for: 36h } }
+images:
+  - { id: next, kind: os, name: azure-sphere-os, version: "26.04", securityVersion: 6, size: 1KiB }
+  - { id: known, kind: os, name: azure-sphere-os, version: "25.10", size: 1KiB }
+`);
+    const warnings = scenarioWarnings(s);
+    expect(warnings.map((w) => w.path)).toEqual(['images[0].version', 'updates.deferOs.for']);
+    expect(warnings[0]?.message).toContain(
+      'no reference measurements for OS 26.04 (it knows 23.05, 24.10, 25.04, 25.10)',
+    );
+    expect(warnings[1]?.message).toBe(
+      'applications may postpone an OS update by at most 1d; the agents will install after that, not after 1d12h',
+    );
+  });
+
   test('warnings - a real-time scenario with a re-attestation cycle has none', () => {
     expect(scenarioWarnings(parseScenarioYaml(`name: w\nduration: 25h\nfleet: { size: 10 }\n`))).toEqual([]);
   });

@@ -116,12 +116,25 @@ describe('update agent', () => {
     });
   });
 
-  it('update agent - OS offers go before application offers; the installed version is skipped', () => {
-    const [, fx] = run([
+  it('update agent - OS offers go before application offers; the installed version is not downloaded but counts as succeeded', () => {
+    const [s, fx] = run([
       { type: 'update.check-due' },
       { type: 'update.offers', offers: [appOffer('1.1.0'), appOffer('1.0.0'), osOffer('25.10', 5)] },
     ]);
-    expect(reports(fx)).toEqual([['os:25.10', 'downloading', null]]);
+    expect(reports(fx)).toEqual([
+      ['app:1.0.0', 'succeeded', UPDATE_CODES.ALREADY_INSTALLED],
+      ['os:25.10', 'downloading', null],
+    ]);
+    expect(s.queue.map((o) => o.offerId)).toEqual(['app:1.1.0']);
+    // Asked again (the report was not acknowledged yet), it reports under the same ID.
+    const [, again] = run([
+      { type: 'update.check-due' },
+      { type: 'update.offers', offers: [appOffer('1.0.0')] },
+    ]);
+    const ids = [...fx, ...again].flatMap((e) =>
+      e.kind === 'report' && e.offerId === 'app:1.0.0' ? [e.reportId] : [],
+    );
+    expect(new Set(ids).size).toBe(1);
   });
 
   it('update agent - an OS below the anti-rollback version is refused without download', () => {
