@@ -525,13 +525,8 @@ export function updateAgentDefinition(
           if (!o.ok) {
             // Back to idle now, and check again sooner than the regular interval.
             s.checkFailures++;
-            ctx.schedule(
-              backoffDelay(s.checkFailures, b.retry, () => ctx.rng.next()),
-              {
-                type: 'update.check-due',
-              },
-            );
-            return step(s, { type: 'update.offers', offers: [] }, ctx);
+            const retryInMs = backoffDelay(s.checkFailures, b.retry, () => ctx.rng.next());
+            return step(s, { type: 'update.check-failed', retryInMs }, ctx);
           }
           s.checkFailures = 0;
           // Copies: decoded bytes are views of the NATS read buffer (tens of KiB, shared with
@@ -547,7 +542,13 @@ export function updateAgentDefinition(
           let next = s;
           const os = o.value.offers.find((x) => x.kind === 'os');
           const deferMs = opts.deferOsMs ?? 0;
-          if (os !== undefined && deferMs > 0 && !s.deferAsked.has(os.deploymentId)) {
+          const running = s.logic.components['os']?.active.version;
+          if (
+            os !== undefined &&
+            os.version !== running &&
+            deferMs > 0 &&
+            !s.deferAsked.has(os.deploymentId)
+          ) {
             // The application learns of the pending OS update and asks to postpone it.
             s.deferAsked.add(os.deploymentId);
             const now = ctx.clock.now();

@@ -74,6 +74,11 @@ export interface UpdateAgentState {
   readonly deferredUntilMs: number | null;
   /** Attempts per offer ID, so report IDs stay unique across retries. */
   readonly attempts: Readonly<Record<string, number>>;
+  /**
+   * The one check timer that counts: each scheduled check carries the number it was given, and
+   * only the latest one runs, so boots and failed checks never add parallel check schedules.
+   */
+  readonly checkTimer: number;
 }
 
 export type UpdateAgentEffect =
@@ -118,7 +123,15 @@ export function initialUpdateAgentState(installed: readonly InstalledImage[]): U
     deferralStartedMs: null,
     deferredUntilMs: null,
     attempts: {},
+    checkTimer: 0,
   };
+}
+
+/** Schedules the next update check in `delayMs`, replacing any check scheduled before. */
+function scheduleCheck(s: UpdateAgentState, delayMs: number, effects: UpdateAgentEffect[]): UpdateAgentState {
+  const timer = s.checkTimer + 1;
+  effects.push({ kind: 'schedule', delayMs, msg: { type: 'update.check-due', timer } });
+  return { ...s, checkTimer: timer };
 }
 
 type Step = [UpdateAgentState, UpdateAgentEffect[]];
@@ -158,8 +171,10 @@ function report(
 function next(s: UpdateAgentState, now: number, b: UpdateAgentBehaviour, effects: UpdateAgentEffect[]): Step {
   const [offer, ...rest] = s.queue;
   if (offer === undefined) {
-    effects.push({ kind: 'schedule', delayMs: b.checkEveryMs, msg: { type: 'update.check-due' } });
-    return [{ ...s, phase: 'idle', current: null, queue: [] }, effects];
+    return [
+      scheduleCheck({ ...s, phase: 'idle', current: null, queue: [] }, b.checkEveryMs, effects),
+      effects,
+    ];
   }
   if (offer.kind === 'os' && s.deferredUntilMs !== null && now < s.deferredUntilMs) {
     effects.push({
@@ -212,7 +227,14 @@ export function updateTransition(
   switch (msg.type) {
     case 'update.check-due':
       if (s.phase !== 'idle') return [s, []];
+      // A timer replaced by a later schedule is stale; an unscheduled check (at boot) always runs.
+      if (msg.timer !== undefined && msg.timer !== s.checkTimer) return [s, []];
       return [{ ...s, phase: 'checking' }, [{ kind: 'request-offers' }]];
+    case 'update.check-failed': {
+      if (s.phase !== 'checking') return [s, []];
+      const effects: UpdateAgentEffect[] = [];
+      return [scheduleCheck({ ...s, phase: 'idle' }, msg.retryInMs, effects), effects];
+    }
     case 'update.offers': {
       if (s.phase !== 'checking') return [s, []];
       const effects: UpdateAgentEffect[] = [];

@@ -34,7 +34,10 @@ export type UpdateCode = (typeof UPDATE_CODES)[keyof typeof UPDATE_CODES];
 
 /** Everything the update agent receives. Results of effects carry the offer they belong to. */
 export type UpdateAgentMessage =
-  | { readonly type: 'update.check-due' }
+  /** Time to check; `timer` is set on scheduled checks (see `UpdateAgentState.checkTimer`). */
+  | { readonly type: 'update.check-due'; readonly timer?: number }
+  /** The check got no answer or a refusal: idle, and check again in `retryInMs`. */
+  | { readonly type: 'update.check-failed'; readonly retryInMs: number }
   | { readonly type: 'update.offers'; readonly offers: readonly UpdateOffer[] }
   | {
       readonly type: 'update.chunk-received';

@@ -251,6 +251,65 @@ export async function queryRollouts(
     }));
 }
 
+/** Devices per OS or app version as Prometheus recorded them over a run: the most at any scrape, and the last. */
+export interface PrometheusVersionMix {
+  /** `os <version>` or `app <name> <version>`. */
+  readonly version: string;
+  readonly most: number;
+  readonly last: number;
+}
+
+/**
+ * Reads `sphere_devices_by_os_version` and `sphere_devices_by_app_version` over `[fromMs, toMs]`
+ * (wall) from Prometheus's storage: how the version mix moved while the rollouts ran.
+ */
+export async function queryVersionMix(
+  url: string,
+  fromMs: number,
+  toMs: number,
+): Promise<PrometheusVersionMix[]> {
+  const step = Math.max(1, Math.ceil((toMs - fromMs) / 1000 / 500));
+  const range = async (query: string) => {
+    const params = new URLSearchParams({
+      query,
+      start: String(fromMs / 1000),
+      end: String(toMs / 1000),
+      step: String(step),
+    });
+    const res = await fetch(`${url}/api/v1/query_range?${params.toString()}`);
+    const body = (await res.json()) as {
+      status: string;
+      data?: { result: ReadonlyArray<{ metric: Record<string, string>; values: [number, string][] }> };
+    };
+    if (body.status !== 'success' || body.data === undefined)
+      throw new Error(`prometheus query ${query} failed`);
+    return body.data.result;
+  };
+  const [os, apps] = await Promise.all([
+    range('sum by (os_version) (sphere_devices_by_os_version)'),
+    range('sum by (app, version) (sphere_devices_by_app_version)'),
+  ]);
+  const mix = (label: string, values: readonly [number, string][]): PrometheusVersionMix => ({
+    version: label,
+    most: Math.max(0, ...values.map(([, v]) => Number(v))),
+    last: Number(values.at(-1)?.[1] ?? 0),
+  });
+  return [
+    ...os.map((r) => mix(`os ${r.metric['os_version'] ?? '?'}`, r.values)),
+    ...apps.map((r) => mix(`app ${r.metric['app'] ?? '?'} ${r.metric['version'] ?? '?'}`, r.values)),
+  ].sort((a, b) => a.version.localeCompare(b.version, 'en', { numeric: true }));
+}
+
+/** Lines for the version mix in the stack's closing block. */
+export function renderVersionMix(mix: readonly PrometheusVersionMix[]): string[] {
+  if (mix.length === 0) return [];
+  const width = Math.max(...mix.map((m) => m.version.length));
+  return [
+    'Devices by version (most at any scrape → last):',
+    ...mix.map((m) => `  ${m.version.padEnd(width)}  ${String(m.most).padStart(6)} → ${m.last}`),
+  ];
+}
+
 /** Lines for the stack's closing "what Prometheus saw" block. */
 export function renderPrometheusRollouts(url: string, rollouts: readonly PrometheusRollout[]): string[] {
   const lines = [

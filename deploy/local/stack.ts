@@ -28,7 +28,9 @@ import {
   findPrometheus,
   PROMETHEUS_MISSING_HINT,
   queryRollouts,
+  queryVersionMix,
   renderPrometheusRollouts,
+  renderVersionMix,
   startPrometheus,
 } from './prometheus.js';
 import type { PrometheusHandle, PrometheusTarget } from './prometheus.js';
@@ -351,6 +353,7 @@ async function main(argv: string[]): Promise<number> {
   if (!cli.noRun) {
     const outDir = join(runDir, 'results');
     mkdirSync(outDir, { recursive: true });
+    const runnerStartedAt = Date.now();
     const runner = spawnManaged(
       'runner',
       process.execPath,
@@ -400,6 +403,9 @@ async function main(argv: string[]): Promise<number> {
           say('');
           for (const line of renderPrometheusRollouts(prometheus.url, rollouts)) say(line);
           writeFileSync(join(outDir, 'prometheus-rollouts.json'), `${JSON.stringify(rollouts, null, 2)}\n`);
+          const mix = await queryVersionMix(prometheus.url, runnerStartedAt, Date.now());
+          for (const line of renderVersionMix(mix)) say(line);
+          writeFileSync(join(outDir, 'prometheus-versions.json'), `${JSON.stringify(mix, null, 2)}\n`);
         }
       } catch (err) {
         say(

@@ -23,6 +23,8 @@ export const SUMMARY_VERSION = 3;
 export interface UpdatesSummary {
   readonly checks: number;
   readonly checksFailed: number;
+  /** Failed checks by the service's refusal code or the transport's error code. */
+  readonly checkFailures: Readonly<Record<string, number>>;
   /** Image bytes the devices received. */
   readonly bytes: number;
   /** Acknowledged reports by `outcome`, or `outcome:code` when a code came with it. */
@@ -491,7 +493,13 @@ export function renderSummaryTable(summary: RunSummary, options: RenderOptions =
       wrapList(
         '  device side: ',
         [
-          `${count(u.checks)} update checks (${count(u.checksFailed)} failed)`,
+          `${count(u.checks)} update checks (${count(u.checksFailed)} failed${
+            u.checksFailed === 0
+              ? ''
+              : `: ${entries(u.checkFailures)
+                  .map(([code, n]) => `${code} ${count(n)}`)
+                  .join(', ')}`
+          })`,
           `${formatSize(u.bytes)} received`,
           `${count(u.osDeferrals)} OS updates postponed`,
           `${count(u.reportRetries)} reports repeated`,

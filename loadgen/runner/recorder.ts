@@ -22,8 +22,8 @@ export interface DeviceTrack {
 
 /** What the run learned about updates from the devices' side (mutable while it runs). */
 export type UpdateObservations = {
-  -readonly [K in Exclude<keyof UpdatesSummary, 'reports'>]: UpdatesSummary[K];
-} & { readonly reports: Record<string, number> };
+  -readonly [K in Exclude<keyof UpdatesSummary, 'reports' | 'checkFailures'>]: UpdatesSummary[K];
+} & { readonly reports: Record<string, number>; readonly checkFailures: Record<string, number> };
 
 /**
  * Aggregates device events into the run's observations: latencies, outcomes by result and code,
@@ -40,6 +40,7 @@ export class RunRecorder {
   readonly updates: UpdateObservations = {
     checks: 0,
     checksFailed: 0,
+    checkFailures: {},
     bytes: 0,
     reports: {},
     reportRetries: 0,
@@ -152,7 +153,11 @@ export class RunRecorder {
     switch (event.kind) {
       case 'check':
         u.checks++;
-        if (!event.ok) u.checksFailed++;
+        if (!event.ok) {
+          u.checksFailed++;
+          const code = event.code ?? 'OTHER';
+          u.checkFailures[code] = (u.checkFailures[code] ?? 0) + 1;
+        }
         return;
       case 'chunk':
         u.bytes += event.bytes;

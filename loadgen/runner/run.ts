@@ -231,7 +231,14 @@ export async function runScenario(opts: RunOptions): Promise<RunSummary> {
       latency: { challenge: recorder.challengeLatency.stats(), attest: recorder.attestLatency.stats() },
       faults,
       rollouts: rolloutSummaries,
-      updates: rollouts === null ? null : { ...recorder.updates, reports: { ...recorder.updates.reports } },
+      updates:
+        rollouts === null
+          ? null
+          : {
+              ...recorder.updates,
+              reports: { ...recorder.updates.reports },
+              checkFailures: { ...recorder.updates.checkFailures },
+            },
       thresholds,
       errors: [...recorder.errors, ...(rollouts?.errors ?? [])].map(([message, count]) => ({
         message,

@@ -5,7 +5,7 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { distPath, repoRoot, useProcesses } from '../fixtures/processes.js';
 import type { RunSummary } from '../../loadgen/report/index.js';
 import { findPrometheus } from '../../deploy/local/prometheus.js';
-import type { PrometheusRollout } from '../../deploy/local/prometheus.js';
+import type { PrometheusRollout, PrometheusVersionMix } from '../../deploy/local/prometheus.js';
 
 const runsDir = mkdtempSync(join(tmpdir(), 'sphere-e2e-'));
 afterAll(() => rmSync(runsDir, { recursive: true, force: true }));
@@ -62,7 +62,7 @@ describe('e2e local stack', () => {
     expect(summary.latency.attest.count).toBe(summary.attestations.ok);
   });
 
-  it('e2e - a defective release halts in wave 2 within its budget, a good one completes, and Prometheus recorded both', async () => {
+  it('e2e - a defective release halts in wave 2 within its budget, a good one and an OS release complete, and Prometheus recorded all three', async () => {
     const runs = join(runsDir, 'rollouts');
     const { code, summary, output } = await runStack(
       join(repoRoot, 'test/e2e/fixtures/e2e-rollouts.yaml'),
@@ -82,6 +82,11 @@ describe('e2e local stack', () => {
     // may add at most what wave 2 had offered.
     expect(bad?.failures).toBeGreaterThanOrEqual(8);
     expect(good).toMatchObject({ state: 'completed', currentWave: 3, expectationMet: true });
+    // The OS release: devices on 24.10 rebooted into 25.10 (some after their app postponed it),
+    // those already on 25.10 counted as succeeded without downloading.
+    expect(byName.get('os')).toMatchObject({ state: 'completed', currentWave: 2, expectationMet: true });
+    expect(summary.updates?.osDeferrals).toBeGreaterThan(0);
+    expect(summary.updates?.reports['succeeded:ALREADY_INSTALLED']).toBeGreaterThan(0);
     if (findPrometheus() === null) return; // CI installs prometheus; without it the stack skips it
     const [run] = readdirSync(runs);
     const recorded = JSON.parse(
@@ -97,7 +102,16 @@ describe('e2e local stack', () => {
         ?.waves.filter((w) => (w.devices['succeeded'] ?? 0) > 0)
         .map((w) => w.wave),
     ).toEqual([1, 2, 3]);
-    expect(output).toMatch(/Prometheus \(http:\/\/127\.0\.0\.1:\d+\) recorded 2 rollouts/);
+    expect(states.get(byName.get('os')?.deploymentId ?? '')?.state).toBe('completed');
+    // The OS version mix moved while the rollouts ran: devices left 24.10 for 25.10.
+    const mix = JSON.parse(
+      readFileSync(join(runs, run ?? '', 'results', 'prometheus-versions.json'), 'utf8'),
+    ) as PrometheusVersionMix[];
+    const os = (v: string) => mix.find((m) => m.version === `os ${v}`);
+    expect(os('24.10')?.last).toBeLessThan(os('24.10')?.most ?? 0);
+    expect(os('25.10')?.last).toBeGreaterThan(0);
+    expect(output).toContain('Devices by version (most at any scrape → last):');
+    expect(output).toMatch(/Prometheus \(http:\/\/127\.0\.0\.1:\d+\) recorded 3 rollouts/);
   });
 
   it('e2e - a failed threshold makes the stack exit 99 with the failing threshold in the summary', async () => {

@@ -334,6 +334,7 @@ describe('summary', () => {
         updates: {
           checks: 2345,
           checksFailed: 3,
+          checkFailures: { DUPLICATE_IDENTITY: 2, TIMEOUT: 1 },
           bytes: 5 * 1024 * 1024,
           reports: {
             downloading: 600,
@@ -348,8 +349,8 @@ describe('summary', () => {
       { color: false },
     );
     expect(sides).toContain(
-      '  device side: 2,345 update checks (3 failed) · 5MiB received · 17 OS updates postponed\n' +
-        '               4 reports repeated\n',
+      '  device side: 2,345 update checks (3 failed: DUPLICATE_IDENTITY 2, TIMEOUT 1) · 5MiB received\n' +
+        '               17 OS updates postponed · 4 reports repeated\n',
     );
     expect(sides).toContain(
       '  final reports: succeeded 500 · succeeded:ALREADY_INSTALLED 80 · failed:INSTALL_FAILED 2\n',

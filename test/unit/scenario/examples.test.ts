@@ -49,7 +49,7 @@ describe('examples', async () => {
     );
   });
 
-  test('examples - rollouts: ~1,000 devices, 60-90 wall s, a rollout expected to halt and one to complete', async () => {
+  test('examples - rollouts: ~1,000 devices, 60-90 wall s, a rollout expected to halt, two to complete (one an OS)', async () => {
     const s = await loadScenarioFile(join(EXAMPLES, 'rollouts.yaml'));
     expect(s.fleet.size).toBe(1000);
     expect(s.wallDurationMs).toBeGreaterThanOrEqual(60_000);
@@ -57,10 +57,12 @@ describe('examples', async () => {
     expect(s.rollouts.map((r) => [r.name, r.expect])).toEqual([
       ['bad-app', 'halted'],
       ['good-app', 'completed'],
+      ['os', 'completed'],
     ]);
-    const [bad, good] = s.rollouts;
-    if (bad === undefined || good === undefined) throw new Error('two rollouts expected');
-    expect(bad.group).not.toBe(good.group);
+    const [bad, good, os] = s.rollouts;
+    if (bad === undefined || good === undefined || os === undefined)
+      throw new Error('three rollouts expected');
+    expect(new Set([bad.group, good.group, os.group]).size).toBe(3);
     for (const r of s.rollouts) {
       expect(compileRolloutConfig(r.config).ok).toBe(true);
       // Every wave can reach every device well before the run ends.
@@ -95,8 +97,22 @@ describe('examples', async () => {
     const groups = new Map<string, number>();
     for (const p of plans)
       if (p.rolloutGroup !== null) groups.set(p.rolloutGroup, (groups.get(p.rolloutGroup) ?? 0) + 1);
-    expect(Object.fromEntries(groups)).toEqual({ [bad.group]: bad.devices, [good.group]: good.devices });
+    expect(Object.fromEntries(groups)).toEqual({
+      [bad.group]: bad.devices,
+      [good.group]: good.devices,
+      [os.group]: os.devices,
+    });
     expect(plans.filter((p) => p.updateFault !== null && p.rolloutGroup !== null).length).toBeGreaterThan(0);
+
+    // The OS release is a build the service knows; part of its group runs an older OS (they
+    // reboot into it), some of those postpone it, and no update fault can reach its budget.
+    const osImage = images.get(os.imageId);
+    expect(osImage).toMatchObject({ kind: 'os', version: '25.10', securityVersion: 5 });
+    const members = plans.filter((p) => p.rolloutGroup === os.group);
+    const older = members.filter((p) => p.osVersion !== '25.10');
+    expect(older.length).toBeGreaterThan(10);
+    expect(older.filter((p) => p.deferOsMs > 0).length).toBeGreaterThan(0);
+    expect(os.config.errorThreshold.count ?? 0).toBeGreaterThan(failing);
   });
 
   test('examples - sizes and connection modes match their names', async () => {

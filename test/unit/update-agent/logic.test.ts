@@ -112,8 +112,29 @@ describe('update agent', () => {
     expect(fx.at(-1)).toEqual({
       kind: 'schedule',
       delayMs: B.checkEveryMs,
-      msg: { type: 'update.check-due' },
+      msg: { type: 'update.check-due', timer: s.checkTimer },
     });
+  });
+
+  it('update agent - one check schedule at a time: boot checks and failed checks replace it, stale timers do nothing', () => {
+    const schedules = (fx: UpdateAgentEffect[]) => fx.filter((e) => e.kind === 'schedule').map((e) => e.msg);
+    // A regular check finds nothing: the next is scheduled as timer 1.
+    let [s, fx] = run([{ type: 'update.check-due' }, { type: 'update.offers', offers: [] }]);
+    expect(schedules(fx)).toEqual([{ type: 'update.check-due', timer: 1 }]);
+    // The device reboots and checks at once (no timer): that check schedules timer 2.
+    [s, fx] = run([{ type: 'update.check-due' }, { type: 'update.offers', offers: [] }], s);
+    expect(schedules(fx)).toEqual([{ type: 'update.check-due', timer: 2 }]);
+    // Timer 1 fires later: stale, no check. Timer 2 runs.
+    [s, fx] = run([{ type: 'update.check-due', timer: 1 }], s);
+    expect([s.phase, fx]).toEqual(['idle', []]);
+    [s, fx] = run([{ type: 'update.check-due', timer: 2 }], s);
+    expect(fx).toEqual([{ kind: 'request-offers' }]);
+    // It fails: one retry, replacing the regular schedule (never one of each).
+    [s, fx] = run([{ type: 'update.check-failed', retryInMs: 30_000 }], s);
+    expect(s.phase).toBe('idle');
+    expect(fx).toEqual([{ kind: 'schedule', delayMs: 30_000, msg: { type: 'update.check-due', timer: 3 } }]);
+    // A failure report outside a check changes nothing.
+    expect(run([{ type: 'update.check-failed', retryInMs: 1 }], s)).toEqual([s, []]);
   });
 
   it('update agent - OS offers go before application offers; the installed version is not downloaded but counts as succeeded', () => {
@@ -313,6 +334,7 @@ describe('update agent', () => {
     const ids = offers.map((o) => o.offerId);
     const msg = fc.oneof(
       fc.constant<UpdateAgentMessage>({ type: 'update.check-due' }),
+      fc.constant<UpdateAgentMessage>({ type: 'update.check-failed', retryInMs: 1000 }),
       fc.subarray(offers).map<UpdateAgentMessage>((os) => ({ type: 'update.offers', offers: os })),
       fc
         .record({ offerId: fc.constantFrom(...ids), index: fc.nat(4) })
