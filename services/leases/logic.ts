@@ -114,7 +114,7 @@ export function plan(
   for (let p = 0; p < cfg.partitions; p++) {
     const lease = leases.get(p);
     const want = desiredOwner(p, live) === shard;
-    if (holds(lease, shard, nowMs) && lease !== undefined) {
+    if (lease !== undefined && holds(lease, shard, nowMs)) {
       if (!want) {
         // Another live shard ranks higher (it joined): hand over now rather than at expiry.
         actions.push({ kind: 'release', partition: p, revision: lease.revision });

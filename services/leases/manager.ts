@@ -21,11 +21,6 @@ const leaseKey = (p: number) => `lease.${p}`;
 const memberKey = (shard: string) => `member.${shard}`;
 const encode = (v: unknown) => new TextEncoder().encode(JSON.stringify(v));
 
-/** Shard IDs become KV keys: letters, digits, `-` and `_` only. */
-export function isLeaseShardId(id: string): boolean {
-  return /^[A-Za-z0-9_-]{1,64}$/.test(id);
-}
-
 /**
  * A lease store in a JetStream KV bucket (history 1). A watch keeps a local copy of every lease
  * and member, so a tick reads nothing over the network; conditional writes (`create`, `update`

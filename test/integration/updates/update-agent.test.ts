@@ -6,7 +6,7 @@
  */
 import { randomBytes } from 'node:crypto';
 import { afterAll, describe, expect, it } from 'vitest';
-import type { UpdateFault } from '../../../actors/update-agent/index.js';
+import type { InstalledImage, UpdateFault } from '../../../actors/update-agent/index.js';
 import {
   decodeChunkReply,
   deviceSubject,
@@ -42,6 +42,36 @@ async function groupWith(t: TestTenant, label: string, devices: readonly TestDev
   );
   return group.deviceGroupId;
 }
+
+/** Uploads OS 25.04 and deploys it to `groupId` in one wave; returns the deployment ID. */
+async function deployOs2504(
+  t: TestTenant,
+  groupId: string,
+  bytes: number,
+  limits: { successThreshold?: number; errorCount: number },
+): Promise<string> {
+  const image = await t.client.uploadImage({
+    kind: 'os',
+    name: 'azure-sphere-os',
+    version: '25.04',
+    securityVersion: 4,
+    content: randomBytes(bytes),
+  });
+  const created = await t.client.createDeployment({
+    deviceGroupId: groupId,
+    imageId: image.image?.imageId ?? '',
+    waves: [{ size: { $case: 'share', value: 1 } }],
+    ...limits,
+  });
+  return created.rollout?.deploymentId ?? '';
+}
+
+/** What a device runs before an OS update: `os` and blinky 1.0.0. */
+const running = (os: { version: string; securityVersion: number }): InstalledImage[] => [
+  { kind: 'os', name: 'azure-sphere-os', ...os },
+  { kind: 'app', name: 'blinky', version: '1.0.0', securityVersion: 1 },
+];
+const OS_2410 = { version: '24.10', securityVersion: 3 };
 
 describe('update agents', () => {
   it('update agents - download, verify, install and report; faults end failed or rolled back; resumes after power loss', async () => {
@@ -153,26 +183,10 @@ describe('update agents', () => {
     const devices = cases.map((_, i) => bootedDevice(uniqueSeed(`agent-os-${i}`)));
     await endorseAndClaim(admin, t.client, devices);
     const groupId = await groupWith(t, 'agents-os', devices);
-    const image = await t.client.uploadImage({
-      kind: 'os',
-      name: 'azure-sphere-os',
-      version: '25.04',
-      securityVersion: 4,
-      content: randomBytes(40_000),
-    });
-    const created = await t.client.createDeployment({
-      deviceGroupId: groupId,
-      imageId: image.image?.imageId ?? '',
-      waves: [{ size: { $case: 'share', value: 1 } }],
-      successThreshold: 0,
-      errorCount: 100,
-    });
-    const deploymentId = created.rollout?.deploymentId ?? '';
+    const deploymentId = await deployOs2504(t, groupId, 40_000, { successThreshold: 0, errorCount: 100 });
     const root = await fetchTufMetadata(shard.tufUrl, t.tenantId);
     const handles = devices.map((device, i) => {
       const c = cases[i] ?? null;
-      const os =
-        c === 'current' ? { version: '25.04', securityVersion: 4 } : { version: '24.10', securityVersion: 3 };
       return spawnAgent({
         system: agents.system,
         device,
@@ -180,10 +194,7 @@ describe('update agents', () => {
         transport,
         fault: c === 'bootLoop' ? c : null,
         defective: () => c === 'defective',
-        installed: [
-          { kind: 'os', name: 'azure-sphere-os', ...os },
-          { kind: 'app', name: 'blinky', version: '1.0.0', securityVersion: 1 },
-        ],
+        installed: running(c === 'current' ? { version: '25.04', securityVersion: 4 } : OS_2410),
         attesting: true,
       });
     });
@@ -237,20 +248,7 @@ describe('update agents', () => {
     const device = bootedDevice(uniqueSeed('agent-defer'));
     await endorseAndClaim(admin, t.client, [device]);
     const groupId = await groupWith(t, 'agents-defer', [device]);
-    const image = await t.client.uploadImage({
-      kind: 'os',
-      name: 'azure-sphere-os',
-      version: '25.04',
-      securityVersion: 4,
-      content: randomBytes(20_000),
-    });
-    const created = await t.client.createDeployment({
-      deviceGroupId: groupId,
-      imageId: image.image?.imageId ?? '',
-      waves: [{ size: { $case: 'share', value: 1 } }],
-      errorCount: 1,
-    });
-    const deploymentId = created.rollout?.deploymentId ?? '';
+    const deploymentId = await deployOs2504(t, groupId, 20_000, { errorCount: 1 });
     // Its own clock, moved by hand: 4 simulated minutes (within the shard's clock skew limit).
     const own = agentSystem();
     try {
@@ -259,10 +257,7 @@ describe('update agents', () => {
         device,
         root: await fetchTufMetadata(shard.tufUrl, t.tenantId),
         transport,
-        installed: [
-          { kind: 'os', name: 'azure-sphere-os', version: '24.10', securityVersion: 3 },
-          { kind: 'app', name: 'blinky', version: '1.0.0', securityVersion: 1 },
-        ],
+        installed: running(OS_2410),
         attesting: true,
         deferOsMs: 240_000,
       });
