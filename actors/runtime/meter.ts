@@ -33,6 +33,8 @@ export interface Gauge {
   /** `value` defaults to 1. */
   dec(value?: number): void;
   dec(labels: Labels, value?: number): void;
+  /** Drops the series with exactly these labels (it disappears from the exposition). */
+  remove(labels: Labels): void;
 }
 
 export interface Histogram {
@@ -60,7 +62,12 @@ export class MetricConflictError extends Error {
 }
 
 const noopCounter: Counter = { inc: () => undefined };
-const noopGauge: Gauge = { set: () => undefined, inc: () => undefined, dec: () => undefined };
+const noopGauge: Gauge = {
+  set: () => undefined,
+  inc: () => undefined,
+  dec: () => undefined,
+  remove: () => undefined,
+};
 const noopHistogram: Histogram = { observe: () => undefined };
 
 /** Meter that records nothing. */

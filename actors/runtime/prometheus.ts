@@ -126,6 +126,9 @@ export function createPromMeter(opts: PromMeterOptions = {}): PromMeter {
             if (labels === undefined) g.dec(v ?? 1);
             else g.dec(labels, v ?? 1);
           },
+          remove(labels: Labels) {
+            g.remove(labels);
+          },
         };
       });
     },

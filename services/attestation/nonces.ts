@@ -57,6 +57,18 @@ export class NonceBook {
     return 'ok';
   }
 
+  /**
+   * Records `nonce` as consumed without checking it: another shard accepted it (read back from the
+   * journal), so this one must refuse its replay too.
+   */
+  remember(nonce: Uint8Array, nowMs: number): void {
+    if (nonce.length !== NONCE_BYTES) return;
+    const issuedAt = Number(new DataView(nonce.buffer, nonce.byteOffset).getBigInt64(0));
+    if (issuedAt + this.#ttlMs < nowMs) return;
+    this.#consumed.set(key(nonce), issuedAt + this.#ttlMs);
+    this.#sweep(nowMs);
+  }
+
   /** Consumed nonces currently remembered. */
   get remembered(): number {
     return this.#consumed.size;

@@ -1,109 +1,313 @@
 import { connect, StorageType } from 'nats';
-import type { JetStreamClient, NatsConnection, ObjectStore } from 'nats';
-import type { JournalRecord } from './records.js';
+import type { JetStreamClient, JetStreamManager, NatsConnection, ObjectStore } from 'nats';
+import type { JournalRecord, PartitionBatch } from './records.js';
+
+/** A stored entry, as a follower receives it. */
+export type JournalEntry =
+  /** A service-wide record; `id` is the one its writer gave it (to match the write to its effect). */
+  | { readonly kind: 'service'; readonly seq: number; readonly id: string; readonly record: JournalRecord }
+  /** An append to one partition's log by that partition's owner. */
+  | {
+      readonly kind: 'partition';
+      readonly seq: number;
+      readonly partition: number;
+      readonly batch: PartitionBatch;
+    };
+
+/** A running follower of a journal. */
+export interface Follower {
+  /** Resolves once every entry stored when `follow` was called has been delivered. */
+  readonly caughtUp: Promise<void>;
+  /** Resolves when stopped; rejects if following failed (the follower's state stopped advancing). */
+  readonly ended: Promise<void>;
+  stop(): void;
+}
 
 /**
- * The shard's durable state as an append-only journal of facts (tenant created, devices claimed,
- * image uploaded, rollout message applied, ...). A restarted shard replays it in order and ends up
- * in the state it had: every step is deterministic given the recorded inputs (times, keys, IDs).
- * Large bytes (image content) go to a blob store beside it.
+ * The service's durable state: one ordered log of facts. Service-wide records (tenant created,
+ * devices claimed, image uploaded, rollout message, ...) are appended by any shard; each
+ * partition's device snapshots are appended by its owner only, fenced: an append names the last
+ * sequence its writer saw in that partition's log and is refused if anyone wrote since. Every
+ * shard follows the whole log in order and applies it, so all shards fold the same facts in the
+ * same order. Large bytes (image content) go to a blob store beside it.
  */
 export interface Journal {
-  /** Appends `record`; resolves once it is stored (for JetStream: acknowledged by the server). */
-  append(record: JournalRecord): Promise<void>;
+  /** Whether the journal survives the process (JetStream) or not (memory). */
+  readonly durable: boolean;
+  /** The first record (the service's genesis), or `null` while the journal is empty. */
+  first(): Promise<JournalRecord | null>;
+  /** Stores `genesis` as the first record if the journal is still empty; `false` if another was first. */
+  begin(genesis: Extract<JournalRecord, { t: 'genesis' }>): Promise<boolean>;
+  /** Appends a service-wide record under a unique `id`; resolves with its sequence once stored. */
+  append(record: JournalRecord, id: string): Promise<number>;
+  /**
+   * Appends to partition `partition`'s log if its last entry is still `expectedSeq` (0: the log
+   * is empty); resolves with the new sequence, or `null` when refused because someone else wrote.
+   * `expectedSeq: null` appends unconditionally (only the test-only unfenced mode does that).
+   */
+  appendPartition(
+    partition: number,
+    batch: PartitionBatch,
+    expectedSeq: number | null,
+  ): Promise<number | null>;
+  /** Delivers every entry in order from the first, then each new one, to `deliver` (one at a time). */
+  follow(deliver: (entry: JournalEntry) => Promise<void> | void): Follower;
   /** Stores `bytes` under `name` (image content); resolves once stored. */
   putBlob(name: string, bytes: Uint8Array): Promise<void>;
   getBlob(name: string): Promise<Uint8Array | null>;
-  /** Feeds every stored record, in append order, to `apply`; resolves with how many. */
-  replay(apply: (record: JournalRecord) => void | Promise<void>): Promise<number>;
-  /** Whether the journal survives the process (JetStream) or not (memory). */
-  readonly durable: boolean;
   close(): Promise<void>;
-}
-
-/**
- * The journal of a shard that keeps its state in memory only: nothing outlives the process and a
- * new process starts empty, so records and blobs are not kept (the state itself holds them).
- */
-export function memoryJournal(): Journal {
-  return {
-    durable: false,
-    append: () => Promise.resolve(),
-    putBlob: () => Promise.resolve(),
-    getBlob: () => Promise.resolve(null),
-    replay: () => Promise.resolve(0),
-    close: () => Promise.resolve(),
-  };
-}
-
-export interface JetStreamJournalOptions {
-  readonly servers: string;
-  /** Names the stream (`<NAME>_JOURNAL`), its subjects (`<name>.journal.>`) and blob bucket. */
-  readonly name: string;
-  /** NATS connection name. */
-  readonly connectionName: string;
 }
 
 /** Records larger than this are refused (NATS' default max payload is 1 MiB). */
 export const MAX_RECORD_BYTES = 900 * 1024;
 
+const encoder = new TextEncoder();
+const decoder = new TextDecoder();
+
+function encodeRecord(what: string, value: unknown): Uint8Array {
+  const data = encoder.encode(JSON.stringify(value));
+  if (data.length > MAX_RECORD_BYTES)
+    throw new Error(`journal record ${what} is ${data.length} bytes (limit ${MAX_RECORD_BYTES}); split it`);
+  return data;
+}
+
+/**
+ * A journal in memory, for a shard that keeps no state across processes: the same log, order and
+ * fencing as the JetStream one, so the shard runs one code path either way.
+ */
+export function memoryJournal(): Journal {
+  const entries: JournalEntry[] = [];
+  const lastOfPartition = new Map<number, number>();
+  const blobs = new Map<string, Uint8Array>();
+  const wakers = new Set<() => void>();
+  const push = (make: (seq: number) => JournalEntry): number => {
+    const entry = make(entries.length + 1);
+    entries.push(entry);
+    for (const w of wakers) w();
+    return entry.seq;
+  };
+  return {
+    durable: false,
+    first: () => {
+      const e = entries[0];
+      return Promise.resolve(e?.kind === 'service' ? e.record : null);
+    },
+    begin(genesis) {
+      if (entries.length > 0) return Promise.resolve(false);
+      push((seq) => ({ kind: 'service', seq, id: 'genesis', record: genesis }));
+      return Promise.resolve(true);
+    },
+    append(record, id) {
+      encodeRecord(record.t, record);
+      return Promise.resolve(push((seq) => ({ kind: 'service', seq, id, record })));
+    },
+    appendPartition(partition, batch, expectedSeq) {
+      encodeRecord('partition batch', batch);
+      if (expectedSeq !== null && (lastOfPartition.get(partition) ?? 0) !== expectedSeq)
+        return Promise.resolve(null);
+      const seq = push((s) => ({ kind: 'partition', seq: s, partition, batch }));
+      lastOfPartition.set(partition, seq);
+      return Promise.resolve(seq);
+    },
+    follow(deliver) {
+      let stopped = false;
+      let next = 0;
+      const target = entries.length;
+      let caught!: () => void;
+      const caughtUp = new Promise<void>((r) => (caught = r));
+      if (target === 0) caught();
+      let wake: (() => void) | null = null;
+      const waker = () => wake?.();
+      wakers.add(waker);
+      const ended = (async () => {
+        while (!stopped) {
+          const e = entries[next];
+          if (e === undefined) {
+            await new Promise<void>((r) => (wake = r));
+            wake = null;
+            continue;
+          }
+          next++;
+          await deliver(e);
+          if (next === target) caught();
+        }
+      })();
+      return {
+        caughtUp,
+        ended,
+        stop() {
+          stopped = true;
+          wakers.delete(waker);
+          waker();
+        },
+      };
+    },
+    putBlob(name, bytes) {
+      blobs.set(name, bytes);
+      return Promise.resolve();
+    },
+    getBlob: (name) => Promise.resolve(blobs.get(name) ?? null),
+    close() {
+      for (const w of wakers) w();
+      wakers.clear();
+      return Promise.resolve();
+    },
+  };
+}
+
+export interface JetStreamJournalOptions {
+  readonly servers: string;
+  /** Names the stream (`<NAME>_JOURNAL`), its subjects (`<name>.journal.>`, `<name>.part.>`) and blob bucket. */
+  readonly name: string;
+  /** NATS connection name. */
+  readonly connectionName: string;
+  /** Replicas of the stream and blob store (3 on a 3-node cluster). */
+  readonly replicas?: number;
+}
+
 /**
  * The journal in a JetStream stream (file storage, so it survives nats-server restarts too) and
- * image content in a JetStream object store. Appends are pipelined: each resolves on its own
- * acknowledgement, and JetStream stores them in the order they were published on this connection.
+ * image content in a JetStream object store. Service records go to `<name>.journal.<t>`, partition
+ * batches to `<name>.part.<partition>` (fenced with Nats-Expected-Last-Subject-Sequence). Appends
+ * are pipelined; a follower is an ordered consumer, which re-creates itself after reconnects.
  */
 export async function openJetStreamJournal(opts: JetStreamJournalOptions): Promise<Journal> {
-  const nc: NatsConnection = await connect({ servers: opts.servers, name: opts.connectionName });
+  const nc: NatsConnection = await connect({
+    servers: opts.servers,
+    name: opts.connectionName,
+    maxReconnectAttempts: -1,
+  });
   try {
     const stream = `${opts.name.toUpperCase().replace(/[^A-Z0-9_-]/g, '_')}_JOURNAL`;
-    const subject = `${opts.name}.journal`;
-    const jsm = await nc.jetstreamManager().catch((cause: unknown) => {
+    const service = `${opts.name}.journal`;
+    const part = `${opts.name}.part`;
+    const subjects = [`${service}.>`, `${part}.>`];
+    const jsm: JetStreamManager = await nc.jetstreamManager().catch((cause: unknown) => {
       throw new Error(
         `JetStream is not available on ${opts.servers}: start nats-server with -js (the local stack does), or run the shard with --no-journal`,
         { cause },
       );
     });
+    const replicas = opts.replicas ?? 1;
     try {
-      await jsm.streams.info(stream);
-    } catch {
-      await jsm.streams.add({ name: stream, subjects: [`${subject}.>`], storage: StorageType.File });
+      const info = await jsm.streams.info(stream);
+      if (!subjects.every((s) => info.config.subjects?.includes(s)))
+        await jsm.streams.update(stream, { ...info.config, subjects });
+    } catch (e) {
+      if (!String(e).includes('stream not found')) throw e;
+      await jsm.streams
+        .add({ name: stream, subjects, storage: StorageType.File, num_replicas: replicas })
+        .catch(async (err: unknown) => {
+          // Another shard created it first.
+          await jsm.streams.info(stream).catch(() => {
+            throw err;
+          });
+        });
     }
     const js: JetStreamClient = nc.jetstream();
-    const blobs: ObjectStore = await js.views.os(`${opts.name}-blobs`, { storage: StorageType.File });
-    const encoder = new TextEncoder();
-    const decoder = new TextDecoder();
+    const blobs: ObjectStore = await js.views.os(`${opts.name}-blobs`, {
+      storage: StorageType.File,
+      replicas,
+    });
+    const parse = (m: {
+      subject: string;
+      seq: number;
+      data: Uint8Array;
+      headers?: { get(k: string): string };
+    }): JournalEntry => {
+      const value: unknown = JSON.parse(decoder.decode(m.data));
+      if (m.subject.startsWith(`${part}.`)) {
+        return {
+          kind: 'partition',
+          seq: m.seq,
+          partition: Number(m.subject.slice(part.length + 1)),
+          batch: value as PartitionBatch,
+        };
+      }
+      return {
+        kind: 'service',
+        seq: m.seq,
+        id: m.headers?.get('Nats-Msg-Id') ?? '',
+        record: value as JournalRecord,
+      };
+    };
     return {
       durable: true,
-      async append(record) {
-        const data = encoder.encode(JSON.stringify(record));
-        if (data.length > MAX_RECORD_BYTES) {
-          throw new Error(
-            `journal record ${record.t} is ${data.length} bytes (limit ${MAX_RECORD_BYTES}); split it`,
-          );
+      async first() {
+        const info = await jsm.streams.info(stream);
+        if (info.state.messages === 0) return null;
+        const m = await jsm.streams.getMessage(stream, { seq: info.state.first_seq });
+        return JSON.parse(decoder.decode(m.data)) as JournalRecord;
+      },
+      async begin(genesis) {
+        try {
+          await js.publish(`${service}.genesis`, encodeRecord('genesis', genesis), {
+            msgID: 'genesis',
+            expect: { lastSequence: 0 },
+          });
+          return true;
+        } catch {
+          return false;
         }
-        await js.publish(`${subject}.${record.t}`, data);
+      },
+      async append(record, id) {
+        const ack = await js.publish(`${service}.${record.t}`, encodeRecord(record.t, record), { msgID: id });
+        return ack.seq;
+      },
+      async appendPartition(partition, batch, expectedSeq) {
+        const data = encodeRecord('partition batch', batch);
+        try {
+          const ack = await js.publish(
+            `${part}.${partition}`,
+            data,
+            expectedSeq === null ? {} : { expect: { lastSubjectSequence: expectedSeq } },
+          );
+          return ack.seq;
+        } catch (e) {
+          if (String(e).includes('wrong last sequence')) return null;
+          throw e;
+        }
+      },
+      follow(deliver) {
+        let stopped = false;
+        let stop: () => void = () => undefined;
+        let caught!: () => void;
+        let failed!: (e: unknown) => void;
+        const caughtUp = new Promise<void>((resolve, reject) => {
+          caught = resolve;
+          failed = reject;
+        });
+        const ended = (async () => {
+          const info = await jsm.streams.info(stream);
+          const target = info.state.last_seq;
+          if (info.state.messages === 0) caught();
+          const consumer = await js.consumers.get(stream);
+          const messages = await consumer.consume();
+          stop = () => void messages.close();
+          if (stopped) stop();
+          for await (const m of messages) {
+            await deliver(parse(m));
+            if (m.seq >= target) caught();
+          }
+        })().catch((e: unknown) => {
+          failed(e);
+          if (!stopped) throw e;
+        });
+        return {
+          caughtUp,
+          ended,
+          stop() {
+            stopped = true;
+            stop();
+          },
+        };
       },
       async putBlob(name, bytes) {
         await blobs.putBlob({ name }, bytes);
       },
       getBlob: (name) => blobs.getBlob(name),
-      async replay(apply) {
-        const info = await jsm.streams.info(stream);
-        const last = info.state.last_seq;
-        if (info.state.messages === 0) return 0;
-        const consumer = await js.consumers.get(stream);
-        const messages = await consumer.consume();
-        let n = 0;
-        for await (const m of messages) {
-          await apply(JSON.parse(decoder.decode(m.data)) as JournalRecord);
-          n++;
-          if (m.seq >= last) break;
-        }
-        await messages.close();
-        return n;
-      },
       async close() {
-        await nc.drain();
+        await nc.drain().catch(() => nc.close());
       },
     };
   } catch (e) {

@@ -22,6 +22,8 @@ export type JournalRecord =
       readonly anchorWallMs: number;
       readonly anchorSimMs: number;
       readonly timeScale: number;
+      /** Key of the challenge nonces' MACs (base64), shared by every shard of the service. */
+      readonly nonceSecret?: string;
     }
   /** A shard process started on this journal (so each start draws fresh identifiers and nonces). */
   | { readonly t: 'boot'; readonly shardId: string; readonly atWallMs: number }
@@ -92,3 +94,41 @@ export type JournalRecordType = JournalRecord['t'];
 export const b64 = (b: Uint8Array): string =>
   Buffer.from(b.buffer, b.byteOffset, b.length).toString('base64');
 export const unb64 = (s: string): Uint8Array => new Uint8Array(Buffer.from(s, 'base64'));
+
+/**
+ * What a partition's owner knows about one device beyond the service-wide records (endorsement,
+ * claim, group): its last accepted boot, attestation outcome, certificates and running apps. The
+ * owner stores the whole snapshot after every change, so the latest one per device is the state.
+ */
+export interface DeviceSnapshot {
+  readonly d: string;
+  readonly bootId: string;
+  readonly bootCount: number;
+  readonly os: string;
+  readonly sv: number;
+  readonly compromised: boolean;
+  readonly ok: number;
+  readonly failed: number;
+  readonly seenMs: number;
+  readonly last: {
+    readonly atMs: number;
+    readonly ok: boolean;
+    readonly code: string;
+    readonly message: string;
+  } | null;
+  /** DER certificates (base64) and their end of validity. */
+  readonly certs: { readonly update: string; readonly client: string; readonly notAfterMs: number } | null;
+  readonly apps: Readonly<Record<string, string>>;
+  /** The challenge nonce this change consumed (base64), so a new owner refuses its replay. */
+  readonly nonce: string | null;
+}
+
+/**
+ * One append to a partition's log by its owner: the owner's process incarnation, its lease's
+ * fencing token, and device snapshots. A batch without devices marks a new owner taking over.
+ */
+export interface PartitionBatch {
+  readonly o: string;
+  readonly token: number;
+  readonly devices: readonly DeviceSnapshot[];
+}

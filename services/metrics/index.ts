@@ -70,6 +70,30 @@ export function createServiceMetrics(meter: Meter) {
       help: 'Partitions this shard currently owns.',
       labelNames: ['shard'],
     }),
+    partitionAcquisitions: meter.counter({
+      name: 'sphere_partition_acquisitions_total',
+      help: 'Partitions this shard took over (lease acquired, takeover marker stored, serving).',
+      labelNames: ['shard'],
+    }),
+    partitionLosses: meter.counter({
+      name: 'sphere_partition_losses_total',
+      help: 'Partitions this shard stopped serving, by reason: released (rebalanced to a joining shard, or shutdown), expired (lease not renewed in time), fenced (another owner wrote to the partition log first).',
+      labelNames: ['shard', 'reason'],
+    }),
+    partitionTakeover: meter.histogram({
+      name: 'sphere_partition_takeover_seconds',
+      help: 'Wall time from acquiring a partition lease to serving the partition (takeover marker stored and the log applied up to it).',
+      buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10],
+    }),
+    partitionWrites: meter.counter({
+      name: 'sphere_partition_writes_total',
+      help: "Appends to partition logs by result: ok, fenced (refused: someone else wrote since this shard's last append), error (not acknowledged).",
+      labelNames: ['result'],
+    }),
+    partitionForeignWrites: meter.counter({
+      name: 'sphere_partition_foreign_writes_total',
+      help: 'Appends by another shard seen in a partition log while this shard was serving it: two owners at once. Fencing keeps this at 0.',
+    }),
     rolloutDevices: meter.gauge({
       name: 'sphere_rollout_devices',
       help: 'Devices of a deployment by wave (0: not yet in a wave) and state (pending, downloading, installing, succeeded, failed, rolled_back).',

@@ -4,6 +4,7 @@ import type { AttestationPolicy, NonceBook, ReferenceValues } from '../attestati
 import type { AlertLog, TenantRegistry } from '../registry/index.js';
 import type { ServiceMetrics } from '../metrics/index.js';
 import type { AdmissionControl } from './admission.js';
+import type { DeviceSnapshot } from '../journal/index.js';
 
 /** One verification (and, when `tbs` is non-empty, certificate signing) for the crypto pool. */
 export interface CryptoItem {
@@ -42,4 +43,10 @@ export interface ShardContext {
   readonly partitions: number;
   /** Wall clock in ms for latency metrics. */
   readonly wallNow: () => number;
+  /**
+   * Stores a device's snapshot in its partition's log; `true` once stored under this shard's
+   * ownership, `false` if the partition is not (or no longer) this shard's. Answer the device only
+   * after it resolves.
+   */
+  readonly persist: (partition: number, snapshot: DeviceSnapshot) => Promise<boolean>;
 }

@@ -4,21 +4,28 @@ import type { Rollout, RolloutError, RolloutMessage } from '../rollouts/index.js
 import type { ServiceMetrics } from '../metrics/index.js';
 import type { Clock } from '../../actors/runtime/index.js';
 
-/** Messages a deployment actor handles: the engine's, plus reads and commands with replies. */
+/**
+ * Messages a deployment actor handles. The rollout changes only by `deployment.committed`: a
+ * rollout message read back from the journal, applied at the time it was stored with, so every
+ * shard (each runs a replica of every deployment) folds the same messages into the same state.
+ */
 export type DeploymentMessage =
   | {
-      readonly type: 'deployment.apply';
+      readonly type: 'deployment.committed';
       readonly msg: RolloutMessage;
-      /**
-       * `error`: the engine refused the command (state unchanged). `stored` settles once the
-       * change is in the journal (at once when nothing changed); acknowledge only after it.
-       */
-      readonly reply?: (error: RolloutError | null, stored: Promise<void>) => void;
+      readonly atMs: number;
+      /** Whether this shard wrote the message (it counts installs and answers the writer). */
+      readonly local: boolean;
+      /** `error`: the engine refused the message (state unchanged). */
+      readonly reply: (error: RolloutError | null) => void;
     }
   | { readonly type: 'deployment.read'; readonly reply: (r: Rollout) => void }
   /** Hands a watcher already added to the deployment's {@link RolloutWatchers} the current state. */
   | { readonly type: 'deployment.watch'; readonly listener: RolloutListener }
-  | { readonly type: 'deployment.tick' };
+  /** The wait between waves may have ended: the deployment's home shard journals a tick. */
+  | { readonly type: 'deployment.tick' }
+  /** This shard became (or stopped being) the deployment's home: it exports the gauges or drops them. */
+  | { readonly type: 'deployment.home' };
 
 /** Receives a deployment's rollout state; must not throw and should be cheap (it runs in the actor's turn). */
 export type RolloutListener = (rollout: Rollout) => void;
@@ -72,10 +79,10 @@ export interface DeploymentState {
 
 /**
  * One deployment (rollout) of an image to a device group: applies the rollout engine's
- * transitions one message at a time, keeps `sphere_rollout_*` gauges current, counts wave
- * transitions and installs, and ticks itself while waiting between waves. Every message that
- * changes the rollout is journaled (`persist`, with the time it was applied at), so a restarted
- * shard folds the same messages into the same state.
+ * transitions to committed messages one at a time. On its home shard (the owner of the
+ * deployment's home partition) it also keeps the `sphere_rollout_*` gauges current, counts wave
+ * transitions, and journals a tick when the wait between waves ends; elsewhere it is a replica
+ * that update checks read.
  */
 export function deploymentDefinition(
   initial: Rollout,
@@ -83,7 +90,10 @@ export function deploymentDefinition(
     readonly clock: Clock;
     readonly metrics: ServiceMetrics;
     readonly watchers: RolloutWatchers;
-    readonly persist: (msg: RolloutMessage, atMs: number) => Promise<void>;
+    /** Whether this shard is the deployment's home now. */
+    readonly isHome: () => boolean;
+    /** Journals a tick (the journal applies it back through `deployment.committed`). */
+    readonly commitTick: (nowMs: number) => void;
   },
 ): ActorDefinition<DeploymentState, DeploymentMessage> {
   const { clock, metrics, watchers } = deps;
@@ -97,6 +107,8 @@ export function deploymentDefinition(
   // (unless a supervisor restart really did reset the state).
   let latest: Rollout = initial;
   let publishQueued = false;
+  /** Series this shard exports, so that it can drop them when it stops being home. */
+  const exported = new Set<string>();
   function publishSoon(r: Rollout): void {
     latest = r;
     if (publishQueued) return;
@@ -109,8 +121,19 @@ export function deploymentDefinition(
   }
 
   function publish(r: Rollout): void {
+    if (!deps.isHome()) {
+      for (const key of exported) {
+        const [wave = '', state = ''] = key.split('/');
+        metrics.rolloutDevices.remove({ deployment, wave, state });
+      }
+      exported.clear();
+      for (const state of ROLLOUT_STATES) metrics.rolloutState.remove({ deployment, state });
+      metrics.rolloutCurrentWave.remove({ deployment });
+      return;
+    }
     const g = rolloutGauges(r);
     for (const d of g.devices) {
+      exported.add(`${d.wave}/${d.state}`);
       metrics.rolloutDevices.set({ deployment, wave: String(d.wave), state: d.state }, d.count);
     }
     for (const state of ROLLOUT_STATES)
@@ -135,22 +158,38 @@ export function deploymentDefinition(
         case 'deployment.watch':
           watchers.notifyOne(msg.listener, state.rollout);
           return state;
-        case 'deployment.tick':
-        case 'deployment.apply': {
+        case 'deployment.home':
+          publish(state.rollout);
+          if (state.rollout.waitUntilMs !== null) ctx.self.tell({ type: 'deployment.tick' });
+          return state;
+        case 'deployment.tick': {
+          const { waitUntilMs } = state.rollout;
+          if (waitUntilMs === null || !deps.isHome()) return state;
           const now = clock.now();
-          const m: RolloutMessage =
-            msg.type === 'deployment.tick' ? { type: 'rollout.tick', nowMs: now } : msg.msg;
+          if (now < waitUntilMs) {
+            ctx.schedule(waitUntilMs - now, { type: 'deployment.tick' });
+            return state;
+          }
+          // Journaled only when it changes something (the same check runs again when it is applied).
+          const stepped = transition(state.rollout, { type: 'rollout.tick', nowMs: now }, { nowMs: now });
+          if (stepped.ok && stepped.value[1].some((e) => e.kind === 'persist')) deps.commitTick(now);
+          return state;
+        }
+        case 'deployment.committed': {
+          const m = msg.msg;
           const before = state.rollout;
-          const stepped = transition(before, m, { nowMs: now });
+          const stepped = transition(before, m, { nowMs: msg.atMs });
           if (!stepped.ok) {
-            if (msg.type === 'deployment.apply') msg.reply?.(stepped.error, Promise.resolve());
+            msg.reply(stepped.error);
             return state;
           }
           const [rollout, effects] = stepped.value;
+          const home = deps.isHome();
           for (const e of effects) {
             switch (e.kind) {
               case 'wave-opened':
-                metrics.rolloutWaveTransitions.inc({ deployment, wave: String(e.wave), reason: e.reason });
+                if (home)
+                  metrics.rolloutWaveTransitions.inc({ deployment, wave: String(e.wave), reason: e.reason });
                 break;
               case 'offer-update':
               case 'order-rollback':
@@ -164,8 +203,8 @@ export function deploymentDefinition(
                 e satisfies never;
             }
           }
-          const stored = effects.some((e) => e.kind === 'persist') ? deps.persist(m, now) : Promise.resolve();
           if (
+            msg.local &&
             m.type === 'rollout.device-report' &&
             (m.outcome === 'succeeded' || m.outcome === 'failed' || m.outcome === 'rolled-back')
           ) {
@@ -173,16 +212,13 @@ export function deploymentDefinition(
             if (accepted)
               metrics.updateInstalls.inc({ result: m.outcome.replace('-', '_'), kind: rollout.image.kind });
           }
-          // Ticks until the wait between waves ends (also re-armed by a tick after a restart).
-          if (
-            rollout.waitUntilMs !== null &&
-            (rollout.waitUntilMs !== before.waitUntilMs || msg.type === 'deployment.tick')
-          ) {
-            ctx.schedule(Math.max(0, rollout.waitUntilMs - now), { type: 'deployment.tick' });
+          // Ticks when the wait between waves ends (the home shard journals the tick).
+          if (rollout.waitUntilMs !== null && rollout.waitUntilMs !== before.waitUntilMs) {
+            ctx.schedule(Math.max(0, rollout.waitUntilMs - clock.now()), { type: 'deployment.tick' });
           }
           latest = rollout;
           publishSoon(rollout);
-          if (msg.type === 'deployment.apply') msg.reply?.(null, stored);
+          msg.reply(null);
           return { rollout };
         }
         default:

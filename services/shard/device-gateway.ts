@@ -7,7 +7,8 @@ import {
   decodeChunkRequest,
   decodeUpdateCheckRequest,
   decodeUpdateReport,
-  deviceSubjectAll,
+  DEVICE_OPS,
+  deviceSubject,
   encodeAttestReply,
   encodeChallengeReply,
   encodeChunkReply,
@@ -24,18 +25,28 @@ import type { UpdateService } from './updates.js';
 /** Queue group shared by all shards, so each device request reaches exactly one of them. */
 export const SHARD_QUEUE = 'sphere-shards';
 
+/** The device-facing subscriptions of a shard, opened per partition it owns. */
+export interface DeviceGateway {
+  /** Starts serving `partition`'s subjects (idempotent). */
+  open(partition: number): void;
+  /** Stops serving `partition`'s subjects (idempotent); requests already received still finish. */
+  close(partition: number): void;
+  closeAll(): void;
+}
+
 /**
  * The device-facing NATS entry points. Each decodes defensively (size limit, strict protobuf,
  * field validation), routes to the partition actor that owns the device, and answers every
  * failure with a typed rejection; undecodable input is counted and alerted (to no tenant, as
- * the sender cannot be identified) and never stops the subscription.
+ * the sender cannot be identified) and never stops the subscription. A shard subscribes to the
+ * subjects of the partitions it holds a lease on, and only those.
  */
 export function serveDevices(
   transport: Transport,
   ctx: ShardContext,
   partitionRef: (partition: number) => ActorRef<PartitionMessage> | undefined,
   updates: UpdateService,
-): Subscription[] {
+): DeviceGateway {
   const { metrics } = ctx;
   const counters = {
     challenge: metrics.challenges,
@@ -90,64 +101,51 @@ export function serveDevices(
   const challengeError = (r: Rejection) => encodeChallengeReply({ ok: false, error: r });
   const attestError = (r: Rejection) => encodeAttestReply({ ok: false, error: r });
 
-  const challenge = transport.serve(
-    deviceSubjectAll('challenge'),
-    (m) => {
-      const t0 = ctx.wallNow();
-      const decoded = decodeChallengeRequest(m.data);
-      if (!decoded.ok) return refuse('challenge', '', decoded.error, m, challengeError);
-      const deviceId = decoded.value.deviceId;
-      const ref = route(m, deviceId);
-      if (!('tell' in ref)) return refuse('challenge', deviceId, ref, m, challengeError);
-      const accepted = ref.tell({
-        type: 'partition.challenge',
-        deviceId,
-        respond: (reply) => {
-          m.respond(encodeChallengeReply(reply));
-          metrics.requestLatency.observe({ transport: 'nats', op: 'challenge' }, (ctx.wallNow() - t0) / 1000);
-        },
-      });
-      if (!accepted) refuse('challenge', deviceId, overloaded, m, challengeError);
-    },
-    { queue: SHARD_QUEUE },
-  );
+  const challenge = (m: InboundMessage): void => {
+    const t0 = ctx.wallNow();
+    const decoded = decodeChallengeRequest(m.data);
+    if (!decoded.ok) return refuse('challenge', '', decoded.error, m, challengeError);
+    const deviceId = decoded.value.deviceId;
+    const ref = route(m, deviceId);
+    if (!('tell' in ref)) return refuse('challenge', deviceId, ref, m, challengeError);
+    const accepted = ref.tell({
+      type: 'partition.challenge',
+      deviceId,
+      respond: (reply) => {
+        m.respond(encodeChallengeReply(reply));
+        metrics.requestLatency.observe({ transport: 'nats', op: 'challenge' }, (ctx.wallNow() - t0) / 1000);
+      },
+    });
+    if (!accepted) refuse('challenge', deviceId, overloaded, m, challengeError);
+  };
 
-  const attest = transport.serve(
-    deviceSubjectAll('attest'),
-    (m) => {
-      const t0 = ctx.wallNow();
-      const decoded = decodeAttestRequest(m.data);
-      if (!decoded.ok) return refuse('attest', '', decoded.error, m, attestError);
-      const { request, evidence } = decoded.value;
-      const ref = route(m, evidence.deviceId);
-      if (!('tell' in ref)) return refuse('attest', evidence.deviceId, ref, m, attestError);
-      const accepted = ref.tell({
-        type: 'partition.attest',
-        request,
-        evidence,
-        receivedAtWall: t0,
-        respond: (reply) => {
-          m.respond(encodeAttestReply(reply));
-          metrics.requestLatency.observe({ transport: 'nats', op: 'attest' }, (ctx.wallNow() - t0) / 1000);
-        },
-      });
-      if (!accepted) refuse('attest', evidence.deviceId, overloaded, m, attestError);
-    },
-    { queue: SHARD_QUEUE },
-  );
+  const attest = (m: InboundMessage): void => {
+    const t0 = ctx.wallNow();
+    const decoded = decodeAttestRequest(m.data);
+    if (!decoded.ok) return refuse('attest', '', decoded.error, m, attestError);
+    const { request, evidence } = decoded.value;
+    const ref = route(m, evidence.deviceId);
+    if (!('tell' in ref)) return refuse('attest', evidence.deviceId, ref, m, attestError);
+    const accepted = ref.tell({
+      type: 'partition.attest',
+      request,
+      evidence,
+      receivedAtWall: t0,
+      respond: (reply) => {
+        m.respond(encodeAttestReply(reply));
+        metrics.requestLatency.observe({ transport: 'nats', op: 'attest' }, (ctx.wallNow() - t0) / 1000);
+      },
+    });
+    if (!accepted) refuse('attest', evidence.deviceId, overloaded, m, attestError);
+  };
 
-  const heartbeat = transport.serve(
-    deviceSubjectAll('heartbeat'),
-    (m) => {
-      const decoded = decodeHeartbeat(m.data);
-      if (!decoded.ok) return refuse('heartbeat', '', decoded.error, m, () => new Uint8Array());
-      const ref = route(m, decoded.value.deviceId);
-      if (!('tell' in ref))
-        return refuse('heartbeat', decoded.value.deviceId, ref, m, () => new Uint8Array());
-      ref.tell({ type: 'partition.heartbeat', heartbeat: decoded.value });
-    },
-    { queue: SHARD_QUEUE },
-  );
+  const heartbeat = (m: InboundMessage): void => {
+    const decoded = decodeHeartbeat(m.data);
+    if (!decoded.ok) return refuse('heartbeat', '', decoded.error, m, () => new Uint8Array());
+    const ref = route(m, decoded.value.deviceId);
+    if (!('tell' in ref)) return refuse('heartbeat', decoded.value.deviceId, ref, m, () => new Uint8Array());
+    ref.tell({ type: 'partition.heartbeat', heartbeat: decoded.value });
+  };
 
   /**
    * Serves one update-protocol request: decode, check the subject fits the device, run `handle`,
@@ -159,44 +157,72 @@ export function serveDevices(
     decode: (b: Uint8Array) => { ok: true; value: Req } | { ok: false; error: Rejection },
     handle: (req: Req) => Promise<Reply<Res>>,
     encode: (r: Reply<Res>) => Uint8Array,
-  ): Subscription {
+  ): (m: InboundMessage) => void {
     const encodeError = (error: Rejection) => encode({ ok: false, error });
-    return transport.serve(
-      deviceSubjectAll(op),
-      (m) => {
-        const t0 = ctx.wallNow();
-        const decoded = decode(m.data);
-        if (!decoded.ok) return refuse(op, '', decoded.error, m, encodeError);
-        const req = decoded.value;
-        const ref = route(m, req.deviceId);
-        if (!('tell' in ref)) return refuse(op, req.deviceId, ref, m, encodeError);
-        handle(req).then(
-          (reply) => {
-            if (!reply.ok) counters[op].inc({ result: 'rejected', reason: reply.error.code });
-            m.respond(encode(reply));
-            metrics.requestLatency.observe({ transport: 'nats', op }, (ctx.wallNow() - t0) / 1000);
-          },
-          (e: unknown) => {
-            const message = e instanceof Error ? e.message : String(e);
-            counters[op].inc({ result: 'rejected', reason: REJECT_CODES.INTERNAL });
-            m.respond(
-              encodeError({ code: REJECT_CODES.INTERNAL, message: `${op} failed: ${message}; retry` }),
-            );
-          },
-        );
-      },
-      { queue: SHARD_QUEUE },
-    );
+    return (m) => {
+      const t0 = ctx.wallNow();
+      const decoded = decode(m.data);
+      if (!decoded.ok) return refuse(op, '', decoded.error, m, encodeError);
+      const req = decoded.value;
+      const ref = route(m, req.deviceId);
+      if (!('tell' in ref)) return refuse(op, req.deviceId, ref, m, encodeError);
+      handle(req).then(
+        (reply) => {
+          if (!reply.ok) counters[op].inc({ result: 'rejected', reason: reply.error.code });
+          m.respond(encode(reply));
+          metrics.requestLatency.observe({ transport: 'nats', op }, (ctx.wallNow() - t0) / 1000);
+        },
+        (e: unknown) => {
+          const message = e instanceof Error ? e.message : String(e);
+          counters[op].inc({ result: 'rejected', reason: REJECT_CODES.INTERNAL });
+          m.respond(encodeError({ code: REJECT_CODES.INTERNAL, message: `${op} failed: ${message}; retry` }));
+        },
+      );
+    };
   }
 
   // Update reports feed the deployment's rollout engine, which ignores (and counts) reports from
   // devices outside its population; binding reports to the attested identity is issue 5's.
-  return [
+  const handlers: Record<DeviceOp, (m: InboundMessage) => void> = {
     challenge,
     attest,
     heartbeat,
-    serveUpdate('update-check', decodeUpdateCheckRequest, (r) => updates.check(r), encodeUpdateCheckReply),
-    serveUpdate('update-chunk', decodeChunkRequest, (r) => updates.chunk(r), encodeChunkReply),
-    serveUpdate('update-report', decodeUpdateReport, (r) => updates.report(r), encodeUpdateReportReply),
-  ];
+    'update-check': serveUpdate(
+      'update-check',
+      decodeUpdateCheckRequest,
+      (r) => updates.check(r),
+      encodeUpdateCheckReply,
+    ),
+    'update-chunk': serveUpdate(
+      'update-chunk',
+      decodeChunkRequest,
+      (r) => updates.chunk(r),
+      encodeChunkReply,
+    ),
+    'update-report': serveUpdate(
+      'update-report',
+      decodeUpdateReport,
+      (r) => updates.report(r),
+      encodeUpdateReportReply,
+    ),
+  };
+  const open = new Map<number, Subscription[]>();
+  return {
+    open(partition) {
+      if (open.has(partition)) return;
+      open.set(
+        partition,
+        DEVICE_OPS.map((op) =>
+          transport.serve(deviceSubject(op, partition), handlers[op], { queue: SHARD_QUEUE }),
+        ),
+      );
+    },
+    close(partition) {
+      for (const sub of open.get(partition) ?? []) sub.unsubscribe();
+      open.delete(partition);
+    },
+    closeAll() {
+      for (const p of [...open.keys()]) this.close(p);
+    },
+  };
 }

@@ -1,4 +1,4 @@
-import { createHash, createPrivateKey, randomBytes } from 'node:crypto';
+import { createHash, createPrivateKey, randomBytes, randomUUID } from 'node:crypto';
 import {
   ActorSystem,
   connectNatsTransport,
@@ -11,7 +11,7 @@ import type {
   ActorRef,
   MetricsServer,
   PromMeter,
-  Subscription,
+  Rng,
   Transport,
 } from '../../actors/runtime/index.js';
 import { deviceIdFromPublicKey, publicKeyFromRaw } from '../../actors/crypto/index.js';
@@ -59,16 +59,13 @@ import {
 } from '../registry/index.js';
 import type { DeviceGroup, DeviceRecord, DeviceRegistry, ImageRecord, Product } from '../registry/index.js';
 import { createTufRepository, serveTufRepositories } from '../updates/tuf/index.js';
-import {
-  deserializeRollout,
-  initialRollout,
-  rolloutGauges,
-  serializeRollout,
-  transition,
-} from '../rollouts/index.js';
+import { deserializeRollout, initialRollout, rolloutGauges, serializeRollout } from '../rollouts/index.js';
 import { b64, memoryJournal, openJetStreamJournal, unb64 } from '../journal/index.js';
-import type { JournalRecord, StoredCa } from '../journal/index.js';
-import type { Rollout, RolloutMessage } from '../rollouts/index.js';
+import type { Follower, Journal, JournalEntry, JournalRecord, StoredCa } from '../journal/index.js';
+import type { Rollout, RolloutError, RolloutMessage } from '../rollouts/index.js';
+import { DEFAULT_LEASE_CONFIG, LeaseManager, openKvLeaseStore } from '../leases/index.js';
+import type { LeaseConfig, LeaseStore } from '../leases/index.js';
+import { PartitionOwnership } from './ownership.js';
 import { RolloutWatchers, deploymentDefinition } from './deployment-actor.js';
 import { appVersions, createUpdateService } from './updates.js';
 import type { DeploymentEntry } from './updates.js';
@@ -77,7 +74,8 @@ import type { TufHttpServer, TufRepository } from '../updates/tuf/index.js';
 import type { ShardContext } from './context.js';
 import { AdmissionControl } from './admission.js';
 import { serveDevices } from './device-gateway.js';
-import { partitionDefinition } from './partition-actor.js';
+import type { DeviceGateway } from './device-gateway.js';
+import { partitionDefinition, snapshotOf } from './partition-actor.js';
 import type { ClaimOutcome, PartitionMessage, PartitionState } from './partition-actor.js';
 
 /** Options of a shard process, validated by `compileShardOptions` (main.ts) before use. */
@@ -101,6 +99,15 @@ export interface ShardOptions {
   readonly shardId: string;
   /** Name of the JetStream journal holding the service's state; `null`: memory only. */
   readonly journal: string | null;
+  /** Replicas of the journal, blobs and lease bucket (3 on a 3-node NATS cluster). */
+  readonly replicas: number;
+  /** Partition leases (only with a journal: on memory, the one shard serves every partition). */
+  readonly lease: LeaseConfig & { readonly tickMs: number };
+  /**
+   * `false` only for tests that must show a checker catching two owners: partition appends are
+   * not fenced and ignore the lease's deadline. Never in production.
+   */
+  readonly fencing: boolean;
 }
 
 export const DEFAULT_SHARD_OPTIONS: Omit<ShardOptions, 'nats' | 'adminToken'> = {
@@ -117,6 +124,9 @@ export const DEFAULT_SHARD_OPTIONS: Omit<ShardOptions, 'nats' | 'adminToken'> = 
   seed: 'shard',
   shardId: 'shard-0',
   journal: null,
+  replicas: 1,
+  lease: { ...DEFAULT_LEASE_CONFIG, tickMs: 1000 },
+  fencing: true,
 };
 
 /** A running shard. */
@@ -147,57 +157,42 @@ export async function startShard(opts: ShardOptions): Promise<Shard> {
           servers: opts.nats,
           name: opts.journal,
           connectionName: `${opts.shardId}-journal`,
+          replicas: opts.replicas,
         });
-  const history: JournalRecord[] = [];
+  const rng = createRng(opts.seed);
+  let genesis: Genesis;
+  let bootSeq: number;
   try {
-    await journal.replay((r) => void history.push(r));
+    genesis = await openGenesis(journal, opts, rng);
+    // Each process start is an incarnation named by its boot record's place in the journal: its
+    // identifiers, nonces and leases must never be mistaken for an earlier process's.
+    bootSeq = await journal.append(
+      { t: 'boot', shardId: opts.shardId, atWallMs: Date.now() },
+      `boot-${randomUUID()}`,
+    );
   } catch (e) {
     await journal.close();
     throw e;
   }
-  // The service's identity and simulated time come from the journal's first record, so a
-  // restarted shard keeps its root CA and its clock runs on from where it was.
-  const first = history[0];
-  const genesis = first?.t === 'genesis' ? first : null;
-  if (genesis !== null && genesis.timeScale !== opts.timeScale) {
-    await journal.close();
-    throw new Error(
-      `journal "${opts.journal}" was written at --time-scale ${genesis.timeScale}, not ${opts.timeScale}; restart with that scale or use a fresh --journal`,
-    );
-  }
-  const anchorWallMs = genesis?.anchorWallMs ?? Date.now();
-  const anchorSimMs = genesis?.anchorSimMs ?? anchorWallMs;
+  const incarnation = `${opts.shardId}-b${bootSeq}`;
+  // The service's identity and simulated time come from the journal's first record, so every
+  // shard (and a restarted one) shares the root CA and the clock runs on from where it was.
+  const { anchorWallMs, anchorSimMs } = genesis;
   const clock = createScaledClock({
     timeScale: opts.timeScale,
     epochMs: anchorSimMs + (Date.now() - anchorWallMs) * opts.timeScale,
   });
-  const rng = createRng(opts.seed);
-  // Each start of a shard on a journal draws from its own fork (the journal grows by a `boot`
-  // record every start): identifiers and nonces must never repeat what an earlier process issued.
-  const bootRng = rng.fork(`boot/${history.length}`);
+  const bootRng = rng.fork(`boot/${bootSeq}`);
   const meter = createPromMeter({ defaultMetrics: true });
   const metrics = createServiceMetrics(meter);
   const pool = createCryptoPool({ workers: opts.workers, batchSize: opts.batchSize, meter });
   const tenants = new TenantRegistry();
   const alerts = new AlertLog();
-  const root =
-    genesis !== null
-      ? restoreCa(genesis.rootCa)
-      : createRootCa({
-          commonName: 'Sphere Security Service Root CA',
-          notBeforeMs: anchorSimMs - 86_400_000,
-          validityMs: 10 * 365 * 86_400_000,
-        });
-  if (genesis === null) {
-    await journal.append({
-      t: 'genesis',
-      rootCa: storeCa(root),
-      anchorWallMs,
-      anchorSimMs,
-      timeScale: opts.timeScale,
-    });
-  }
-  await journal.append({ t: 'boot', shardId: opts.shardId, atWallMs: Date.now() });
+  const root = restoreCa(genesis.rootCa);
+  const nonceSecret =
+    genesis.nonceSecret === undefined ? rng.fork('nonce-secret').bytes(32) : unb64(genesis.nonceSecret);
+  /** Set once leases and the journal's follower run (below); partitions are persisted through it. */
+  let ownership: PartitionOwnership | null = null;
   const ctx: ShardContext = {
     shardId: opts.shardId,
     clock,
@@ -206,13 +201,14 @@ export async function startShard(opts: ShardOptions): Promise<Shard> {
     references: defaultReferenceValues(),
     tenants,
     alerts,
-    nonces: new NonceBook(rng.fork('nonce-secret').bytes(32), opts.policy.nonceTtlMs),
+    nonces: new NonceBook(nonceSecret, opts.policy.nonceTtlMs),
     crypto: pool,
     admission: new AdmissionControl({ maxInFlight: opts.maxInFlight }),
     timeScale: opts.timeScale,
     metrics,
     partitions: opts.partitions,
     wallNow: () => performance.now(),
+    persist: (partition, snapshot) => ownership?.persist(partition, snapshot) ?? Promise.resolve(false),
   };
   const system = new ActorSystem({
     clock,
@@ -223,15 +219,28 @@ export async function startShard(opts: ShardOptions): Promise<Shard> {
   });
   const actors: ActorHandle<PartitionState, PartitionMessage>[] = [];
   for (let p = 0; p < opts.partitions; p++) actors.push(system.spawn(partitionDefinition(p, ctx)));
-  metrics.partitionsOwned.set({ shard: opts.shardId }, actors.length);
+  metrics.partitionsOwned.set({ shard: opts.shardId }, 0);
 
-  /** Runs `make(reply)` in the partition's turn and resolves with what it replies. */
-  const ask = <T>(partition: number, make: (reply: (v: T) => void) => PartitionMessage): Promise<T> =>
+  /**
+   * Runs `make(reply)` in the partition's turn and resolves with what it replies. A full mailbox
+   * is waited out for up to `patienceMs` (journal records are applied with infinite patience: a
+   * replica must never skip one).
+   */
+  const ask = <T>(
+    partition: number,
+    make: (reply: (v: T) => void) => PartitionMessage,
+    patienceMs = 5000,
+  ): Promise<T> =>
     new Promise<T>((resolve, reject) => {
       const ref = actors[partition];
-      if (ref === undefined || !ref.tell(make(resolve))) {
-        reject(new OperatorError('INTERNAL', `partition ${partition} is unavailable or full; retry`));
-      }
+      const until = performance.now() + patienceMs;
+      const attempt = (): void => {
+        if (ref !== undefined && ref.tell(make(resolve))) return;
+        if (ref === undefined || performance.now() > until)
+          reject(new OperatorError('INTERNAL', `partition ${partition} is unavailable or full; retry`));
+        else setTimeout(attempt, 2);
+      };
+      attempt();
     });
   const visitAll = (visit: (devices: DeviceRegistry) => void): Promise<void[]> =>
     Promise.all(
@@ -273,15 +282,31 @@ export async function startShard(opts: ShardOptions): Promise<Shard> {
     return counts;
   };
 
-  // State changes. Each is a journal record applied by one function, live and on replay, so a
-  // restarted shard that replays the journal ends in the same state. Live, a change is applied,
-  // then stored, then answered (TUF changes are stored first: see keepFresh).
+  // State changes. Each is a journal record, applied by one function when the follower reads it
+  // back from the journal (below), on every shard and on replay alike: a change is stored, then
+  // applied, then answered, so all shards apply the same changes in the same order. `commit`
+  // resolves with what applying its record returned (or rejects with what applying it threw).
   const fatal = (e: unknown): never => {
     // Memory and journal would disagree from here on; stop so a restart replays a consistent state.
-    console.error('shard: the journal refused a record; stopping (a restart replays the journal):', e);
+    console.error('shard: the journal failed; stopping (a restart replays the journal):', e);
     process.exit(75);
   };
-  const store = (record: JournalRecord): Promise<void> => journal.append(record).catch(fatal);
+  const committing = new Map<string, { resolve: (v: unknown) => void; reject: (e: unknown) => void }>();
+  let commits = 0;
+  const commit = <T>(record: JournalRecord): Promise<T> =>
+    new Promise<T>((resolve, reject) => {
+      const id = `${incarnation}-${++commits}`;
+      committing.set(id, { resolve: (v) => resolve(v as T), reject });
+      journal.append(record, id).catch((e: unknown) => {
+        committing.delete(id);
+        reject(
+          new OperatorError(
+            'UNAVAILABLE',
+            `the journal did not store the change (${e instanceof Error ? e.message : String(e)}); retry`,
+          ),
+        );
+      });
+    });
 
   const applyTenant = (r: Extract<JournalRecord, { t: 'tenant' }>): CaIdentity => {
     const id = parseTenantId(r.id);
@@ -315,11 +340,11 @@ export async function startShard(opts: ShardOptions): Promise<Shard> {
     let alreadyKnown = 0;
     await Promise.all(
       [...byPartition(devices, (d) => d.deviceId)].map(([p, group]) =>
-        ask<[number, number]>(p, (reply) => ({
-          type: 'partition.endorse',
-          devices: group,
-          reply: (n, a) => reply([n, a]),
-        })).then(([n, a]) => {
+        ask<[number, number]>(
+          p,
+          (reply) => ({ type: 'partition.endorse', devices: group, reply: (n, a) => reply([n, a]) }),
+          Infinity,
+        ).then(([n, a]) => {
           registered += n;
           alreadyKnown += a;
         }),
@@ -337,7 +362,7 @@ export async function startShard(opts: ShardOptions): Promise<Shard> {
     ids.forEach((id, i) => positions.set(id, [...(positions.get(id) ?? []), i]));
     await Promise.all(
       [...byPartition([...positions.keys()], (d) => d)].map(([p, group]) =>
-        ask<T[]>(p, (reply) => make(group, reply)).then((results) =>
+        ask<T[]>(p, (reply) => make(group, reply), Infinity).then((results) =>
           results.forEach((v, k) => {
             for (const i of positions.get(group[k] as DeviceId) ?? []) out[i] = v;
           }),
@@ -439,16 +464,23 @@ export async function startShard(opts: ShardOptions): Promise<Shard> {
     if (pending !== undefined) return pending;
     const now = clock.now();
     if (repos.get(tenantId)?.refreshDue(now) !== true) return Promise.resolve();
-    const record = { t: 'tuf-refresh', tenantId, atMs: now } as const;
-    const done = store(record)
-      .then(() => applyRefresh(record))
-      .finally(() => refreshing.delete(tenantId));
+    const done = commit<void>({ t: 'tuf-refresh', tenantId, atMs: now }).finally(() =>
+      refreshing.delete(tenantId),
+    );
     refreshing.set(tenantId, done);
     return done;
   };
 
-  /** Deployments by ID; each is an actor owning its rollout state. */
+  /** Deployments by ID; each is an actor owning its rollout state (a replica on every shard). */
   const deployments = new Map<DeploymentId, DeploymentEntry>();
+  /**
+   * The partition whose owner is a deployment's home: it exports the deployment's gauges and
+   * journals its ticks (deployment IDs are random hex, so homes spread like devices).
+   */
+  const homeOf = (id: DeploymentId): number => Number.parseInt(id.slice(2, 10), 16) % opts.partitions;
+  /** Journals a message for a deployment; resolves with the engine's refusal, if any, once applied. */
+  const commitRollout = (id: DeploymentId, msg: RolloutMessage): Promise<RolloutError | null> =>
+    commit<RolloutError | null>({ t: 'rollout', id, msg: JSON.stringify(msg), atMs: clock.now() });
   /** Spawns the actor of a deployment whose (created or replayed) rollout is `rollout`. */
   const spawnDeployment = (
     id: DeploymentId,
@@ -462,11 +494,20 @@ export async function startShard(opts: ShardOptions): Promise<Shard> {
         clock,
         metrics,
         watchers,
-        persist: (msg, atMs) => store({ t: 'rollout', id, msg: JSON.stringify(msg), atMs }),
+        isHome: () => ownership?.isServed(homeOf(id)) === true,
+        commitTick: (nowMs) =>
+          void commitRollout(id, { type: 'rollout.tick', nowMs }).catch((e: unknown) =>
+            console.error(`shard: deployment ${id}: tick not stored (the next one retries):`, e),
+          ),
       }),
     );
     deployments.set(id, { id, tenantId, groupId: rollout.groupId, ref });
     return ref;
+  };
+  /** A partition's owner changed here: its deployments' home moved (gauges, ticks). */
+  const homeChanged = (partition: number): void => {
+    for (const d of deployments.values())
+      if (homeOf(d.id) === partition) d.ref.tell({ type: 'deployment.home' });
   };
   const deploymentOf = (tenantId: TenantId, id: DeploymentId): ActorRef<DeploymentMessage> => {
     const d = deployments.get(id);
@@ -491,30 +532,19 @@ export async function startShard(opts: ShardOptions): Promise<Shard> {
       if (!ref.tell({ type: 'deployment.read', reply: resolve }))
         reject(new OperatorError('INTERNAL', 'deployment is unavailable; retry'));
     });
-  const applyToDeployment = (ref: ActorRef<DeploymentMessage>, msg: RolloutMessage): Promise<void> =>
-    new Promise((resolve, reject) => {
-      const accepted = ref.tell({
-        type: 'deployment.apply',
-        msg,
-        // Answered once stored, like device reports.
-        reply: (e, stored) => {
-          if (e === null) stored.then(resolve, reject);
-          else reject(new OperatorError('CONFLICT', e.message));
-        },
-      });
-      if (!accepted) reject(new OperatorError('INTERNAL', 'deployment is unavailable; retry'));
-    });
+  /** An operator's command to a deployment; refused by the engine: CONFLICT. */
+  const applyToDeployment = async (id: DeploymentId, msg: RolloutMessage): Promise<void> => {
+    const refused = await commitRollout(id, msg);
+    if (refused !== null) throw new OperatorError('CONFLICT', refused.message);
+  };
 
   /**
    * Adds devices to a deployment's population in a few bulk messages (one per device would
    * overflow the actor's mailbox for a large group and is quadratic in the engine).
    */
-  const joinDeployment = async (
-    ref: ActorRef<DeploymentMessage>,
-    deviceIds: readonly string[],
-  ): Promise<void> => {
+  const joinDeployment = async (id: DeploymentId, deviceIds: readonly string[]): Promise<void> => {
     for (let i = 0; i < deviceIds.length; i += JOIN_BATCH)
-      await applyToDeployment(ref, {
+      await applyToDeployment(id, {
         type: 'rollout.devices-joined',
         deviceIds: deviceIds.slice(i, i + JOIN_BATCH),
       });
@@ -541,8 +571,7 @@ export async function startShard(opts: ShardOptions): Promise<Shard> {
         ca: storeCa(createTenantCa(root, { tenantId: id, name, notBeforeMs: now - 86_400_000 })),
         tufKeys: { root: seeds(), targets: seeds(), snapshot: seeds(), timestamp: seeds() },
       } as const;
-      const ca = applyTenant(record);
-      await store(record);
+      const ca = await commit<CaIdentity>(record);
       return {
         tenantId: id,
         apiToken,
@@ -566,8 +595,7 @@ export async function startShard(opts: ShardOptions): Promise<Shard> {
       let alreadyKnown = 0;
       for (let i = 0; i < keys.length; i += RECORD_BATCH) {
         const record = { t: 'endorse', keys: keys.slice(i, i + RECORD_BATCH).map(b64) } as const;
-        const [n, a] = await applyEndorse(record);
-        await store(record);
+        const [n, a] = await commit<[number, number]>(record);
         registered += n;
         alreadyKnown += a;
       }
@@ -579,9 +607,7 @@ export async function startShard(opts: ShardOptions): Promise<Shard> {
       const rejected: { deviceId: string; code: string; message: string }[] = [];
       for (let i = 0; i < deviceIds.length; i += RECORD_BATCH) {
         const ids = deviceIds.slice(i, i + RECORD_BATCH);
-        const record = { t: 'claim', tenantId, deviceIds: ids } as const;
-        const outcomes = await applyClaim(record);
-        await store(record);
+        const outcomes = await commit<ClaimOutcome[]>({ t: 'claim', tenantId, deviceIds: ids });
         outcomes.forEach((o, k) => {
           const deviceId = ids[k] ?? '';
           if (o === 'claimed') claimed++;
@@ -661,9 +687,8 @@ export async function startShard(opts: ShardOptions): Promise<Shard> {
         productId: newId('p-', parseProductId),
         groupIds: DEFAULT_DEVICE_GROUPS.map(() => newId('g-', parseDeviceGroupId)),
       } as const;
-      const created = applyProduct(record);
+      const created = await commit<ReturnType<typeof applyProduct>>(record);
       if (!created.ok) throw new OperatorError(created.error.code, created.error.message);
-      await store(record);
       const counts = await groupCounts(tenantId);
       return {
         product: productView(created.product),
@@ -683,9 +708,8 @@ export async function startShard(opts: ShardOptions): Promise<Shard> {
         updatePolicy,
         groupId: newId('g-', parseDeviceGroupId),
       } as const;
-      const created = applyGroup(record);
+      const created = await commit<ReturnType<typeof applyGroup>>(record);
       if (!created.ok) throw new OperatorError(created.error.code, created.error.message);
-      await store(record);
       return groupView(created.group, new Map());
     },
     async listDeviceGroups(tenantId, productId) {
@@ -703,9 +727,12 @@ export async function startShard(opts: ShardOptions): Promise<Shard> {
       const rejected: { deviceId: string; code: string; message: string }[] = [];
       for (let i = 0; i < deviceIds.length; i += RECORD_BATCH) {
         const ids = deviceIds.slice(i, i + RECORD_BATCH);
-        const record = { t: 'assign', tenantId, groupId: deviceGroupId, deviceIds: ids } as const;
-        const outcomes = await applyAssign(record);
-        await store(record);
+        const outcomes = await commit<boolean[]>({
+          t: 'assign',
+          tenantId,
+          groupId: deviceGroupId,
+          deviceIds: ids,
+        });
         outcomes.forEach((ok, k) => {
           if (ok) {
             assigned++;
@@ -720,7 +747,7 @@ export async function startShard(opts: ShardOptions): Promise<Shard> {
       }
       // Devices joining a group mid-rollout are picked up by its deployments' current wave.
       for (const d of deployments.values()) {
-        if (d.tenantId === tenantId && d.groupId === deviceGroupId) await joinDeployment(d.ref, joined);
+        if (d.tenantId === tenantId && d.groupId === deviceGroupId) await joinDeployment(d.id, joined);
       }
       return { assigned, rejected };
     },
@@ -742,16 +769,19 @@ export async function startShard(opts: ShardOptions): Promise<Shard> {
         },
         config: request.config,
       });
-      // Stored before the actor journals its first message, so a replay finds it first.
-      await store({ t: 'deployment', id, tenantId, rollout: serializeRollout(rollout) });
-      const ref = spawnDeployment(id, tenantId, rollout);
+      const ref = await commit<ActorRef<DeploymentMessage>>({
+        t: 'deployment',
+        id,
+        tenantId,
+        rollout: serializeRollout(rollout),
+      });
       const members: string[] = [];
       await visitAll((devices) => {
         for (const r of devices.values())
           if (r.tenantId === tenantId && r.deviceGroupId === group.id) members.push(r.deviceId);
       });
-      await joinDeployment(ref, members);
-      await applyToDeployment(ref, { type: 'rollout.start' });
+      await joinDeployment(id, members);
+      await applyToDeployment(id, { type: 'rollout.start' });
       return rolloutView(await readDeployment(ref), false);
     },
     async getDeployment(tenantId, deploymentId, includeDevices) {
@@ -767,7 +797,7 @@ export async function startShard(opts: ShardOptions): Promise<Shard> {
             : action === 'cancel'
               ? { type: 'rollout.cancel' }
               : { type: 'rollout.retry-failed' };
-      await applyToDeployment(ref, msg);
+      await applyToDeployment(deploymentId, msg);
       return rolloutView(await readDeployment(ref), false);
     },
     watchDeployment(tenantId, deploymentId, onChange) {
@@ -808,10 +838,11 @@ export async function startShard(opts: ShardOptions): Promise<Shard> {
         securityVersion: upload.securityVersion,
         atMs: clock.now(),
       } as const;
-      // Stored before it is published: devices must never see metadata the journal lacks.
-      await journal.putBlob(`image-${record.id}`, upload.content).catch(fatal);
-      await store(record);
-      const image = applyImage(record, upload.content);
+      // Content first: every shard fetches it when it applies the record.
+      await journal.putBlob(`image-${record.id}`, upload.content).catch((e: unknown) => {
+        throw new OperatorError('UNAVAILABLE', `the image content was not stored (${String(e)}); retry`);
+      });
+      const image = await commit<ImageRecord>(record);
       return { image: imageView(image), targetsVersion: repo.versions().targets };
     },
     listImages(tenantId) {
@@ -854,7 +885,12 @@ export async function startShard(opts: ShardOptions): Promise<Shard> {
               message: 'identity is quarantined (seen live twice); it gets no updates until re-admitted',
             });
           } else {
-            r.apps = appVersions(check.installed);
+            const apps = appVersions(check.installed);
+            if (!sameApps(r.apps, apps)) {
+              r.apps = apps;
+              // For the version-mix gauges only: the check's answer does not wait for it.
+              void ctx.persist(partitionOf(r.deviceId, opts.partitions), snapshotOf(r, null));
+            }
             reply({ tenantId: r.tenantId, groupId: r.deviceGroupId });
           }
         },
@@ -863,80 +899,109 @@ export async function startShard(opts: ShardOptions): Promise<Shard> {
     deploymentsOf: (tenantId, groupId) =>
       [...deployments.values()].filter((d) => d.tenantId === tenantId && d.groupId === groupId),
     readRollout: readDeployment,
+    commitRollout,
     repo: (tenantId) => repos.get(tenantId),
     keepFresh,
     image: (tenantId, imageId) => images.list(tenantId).find((i) => i.id === imageId),
   });
 
-  /** Rebuilds the state from the journal (everything after genesis), then resumes deployments. */
-  async function replay(records: readonly JournalRecord[]): Promise<void> {
-    const rollouts = new Map<DeploymentId, { tenantId: TenantId; rollout: Rollout }>();
-    for (const r of records) {
-      switch (r.t) {
-        case 'genesis':
-        case 'boot':
-          break;
-        case 'tenant':
-          applyTenant(r);
-          break;
-        case 'endorse':
-          await applyEndorse(r);
-          break;
-        case 'claim':
-          await applyClaim(r);
-          break;
-        case 'assign':
-          await applyAssign(r);
-          break;
-        case 'product':
-          applyProduct(r);
-          break;
-        case 'group':
-          applyGroup(r);
-          break;
-        case 'image': {
-          const content = await journal.getBlob(`image-${r.id}`);
-          if (content === null) throw new Error(`journal: image ${r.id} has no content blob`);
-          applyImage(r, content);
-          break;
-        }
-        case 'tuf-refresh':
-          applyRefresh(r);
-          break;
-        case 'deployment': {
-          const id = parseDeploymentId(r.id);
-          const tenantId = parseTenantId(r.tenantId);
-          const rollout = deserializeRollout(r.rollout);
-          if (id === null || tenantId === null || !rollout.ok)
-            throw new Error(`journal: bad deployment ${r.id}`);
-          rollouts.set(id, { tenantId, rollout: rollout.value });
-          break;
-        }
-        case 'rollout': {
-          const id = parseDeploymentId(r.id);
-          const d = id === null ? undefined : rollouts.get(id);
-          if (d === undefined) throw new Error(`journal: rollout message for unknown deployment ${r.id}`);
-          const stepped = transition(d.rollout, JSON.parse(r.msg) as RolloutMessage, { nowMs: r.atMs });
-          if (stepped.ok) d.rollout = stepped.value[0];
-          break;
-        }
-        default:
-          r satisfies never;
+  /** Applies one service-wide record (on every shard, in journal order); returns its result. */
+  async function applyRecord(r: JournalRecord, local: boolean): Promise<unknown> {
+    switch (r.t) {
+      case 'genesis':
+      case 'boot':
+        return undefined;
+      case 'tenant':
+        return applyTenant(r);
+      case 'endorse':
+        return applyEndorse(r);
+      case 'claim':
+        return applyClaim(r);
+      case 'assign':
+        return applyAssign(r);
+      case 'product':
+        return applyProduct(r);
+      case 'group':
+        return applyGroup(r);
+      case 'image': {
+        const content = await journal.getBlob(`image-${r.id}`);
+        if (content === null) throw new Error(`journal: image ${r.id} has no content blob`);
+        return applyImage(r, content);
       }
+      case 'tuf-refresh':
+        return applyRefresh(r);
+      case 'deployment': {
+        const id = parseDeploymentId(r.id);
+        const tenantId = parseTenantId(r.tenantId);
+        const rollout = deserializeRollout(r.rollout);
+        if (id === null || tenantId === null || !rollout.ok)
+          throw new Error(`journal: bad deployment ${r.id}`);
+        return spawnDeployment(id, tenantId, rollout.value);
+      }
+      case 'rollout': {
+        const id = parseDeploymentId(r.id);
+        const d = id === null ? undefined : deployments.get(id);
+        if (d === undefined) throw new Error(`journal: rollout message for unknown deployment ${r.id}`);
+        const msg = JSON.parse(r.msg) as RolloutMessage;
+        return new Promise<RolloutError | null>((resolve) => {
+          const deliver = (): void => {
+            const told = d.ref.tell({
+              type: 'deployment.committed',
+              msg,
+              atMs: r.atMs,
+              local,
+              reply: resolve,
+            });
+            // A replica must apply every message: wait out a full mailbox.
+            if (!told) setTimeout(deliver, 2);
+          };
+          deliver();
+        });
+      }
+      default:
+        return r satisfies never;
     }
-    for (const [id, d] of rollouts) {
-      // A tick re-arms the wait between waves (and opens a wave whose wait ended meanwhile).
-      spawnDeployment(id, d.tenantId, d.rollout).tell({ type: 'deployment.tick' });
+  }
+
+  // The follower: every shard reads the whole journal in order, from the first record, and keeps
+  // reading. Service-wide records are applied (answering the local `commit` that wrote them);
+  // partition appends by other shards update this shard's replica of those partitions.
+  let appliedSeq = 0;
+  const seqWaiters: { seq: number; resolve: () => void }[] = [];
+  const applied = (seq: number): Promise<void> =>
+    seq <= appliedSeq ? Promise.resolve() : new Promise((resolve) => seqWaiters.push({ seq, resolve }));
+  let replayed = 0;
+  async function deliver(e: JournalEntry): Promise<void> {
+    if (e.kind === 'service') {
+      const waiter = committing.get(e.id);
+      committing.delete(e.id);
+      try {
+        const result = await applyRecord(e.record, waiter !== undefined);
+        waiter?.resolve(result);
+      } catch (err) {
+        if (waiter !== undefined) waiter.reject(err);
+        else if (!(err instanceof OperatorError)) fatal(err);
+      }
+    } else if (ownership?.observe(e.partition, e.seq, e.batch) === true && e.batch.devices.length > 0) {
+      const devices = e.batch.devices;
+      await ask<void>(e.partition, (reply) => ({ type: 'partition.replicate', devices, reply }), Infinity);
     }
-    if (records.length > 0) {
-      console.error(
-        `shard: replayed ${records.length} journal records (${[...tenants.values()].length} tenants, ${rollouts.size} deployments)`,
-      );
+    appliedSeq = e.seq;
+    replayed++;
+    for (let i = seqWaiters.length - 1; i >= 0; i--) {
+      const w = seqWaiters[i];
+      if (w !== undefined && w.seq <= appliedSeq) {
+        seqWaiters.splice(i, 1);
+        w.resolve();
+      }
     }
   }
 
   let transport: Transport | null = null;
-  let subs: Subscription[] = [];
+  let gateway: DeviceGateway | null = null;
+  let leaseStore: LeaseStore | null = null;
+  let follower: Follower | null = null;
+  let leaseTimer: NodeJS.Timeout | null = null;
   let grpc: OperatorServer | null = null;
   let metricsServer: MetricsServer | null = null;
   let tufServer: TufHttpServer | null = null;
@@ -949,7 +1014,14 @@ export async function startShard(opts: ShardOptions): Promise<Shard> {
     const byOs: Record<string, number> = {};
     const byApp = new Map<string, number>();
     const now = clock.now();
-    await visitAll((devices) => {
+    // Over the partitions this shard serves: summed over shards, every device counts once.
+    const served = [...(ownership?.served().keys() ?? [])];
+    await Promise.all(
+      served.map((p) =>
+        ask<void>(p, (reply) => ({ type: 'partition.visit', visit: (d) => reply(visit(d)) })),
+      ),
+    ).catch(() => undefined);
+    function visit(devices: DeviceRegistry): void {
       for (const r of devices.values()) {
         const s = deviceState(r, now);
         byState[s] = (byState[s] ?? 0) + 1;
@@ -959,7 +1031,7 @@ export async function startShard(opts: ShardOptions): Promise<Shard> {
           byApp.set(key, (byApp.get(key) ?? 0) + 1);
         }
       }
-    }).catch(() => undefined);
+    }
     // Versions no device runs any more drop to 0 rather than vanish, so graphs show the switch.
     for (const key of seenApps) if (!byApp.has(key)) byApp.set(key, 0);
     for (const os of seenOs) byOs[os] ??= 0;
@@ -976,9 +1048,72 @@ export async function startShard(opts: ShardOptions): Promise<Shard> {
   }
 
   try {
-    await replay(history.slice(genesis === null ? 0 : 1));
+    if (opts.journal !== null) {
+      leaseStore = await openKvLeaseStore({
+        servers: opts.nats,
+        bucket: `${opts.journal}-leases`,
+        connectionName: `${opts.shardId}-leases`,
+        replicas: opts.replicas,
+      });
+    }
+    let own: PartitionOwnership | null = null;
+    const leases =
+      leaseStore === null
+        ? null
+        : new LeaseManager({
+            store: leaseStore,
+            shard: incarnation,
+            config: { ...opts.lease, partitions: opts.partitions },
+            now: () => Date.now(),
+            observe: (e) => {
+              if (e.kind === 'released') own?.lost(e.partition, 'released');
+              else if (e.kind === 'lost') own?.lost(e.partition, e.reason);
+            },
+          });
+    own = new PartitionOwnership({
+      journal,
+      incarnation,
+      shardId: opts.shardId,
+      partitions: opts.partitions,
+      leases,
+      fencing: opts.fencing,
+      metrics,
+      wallNow: () => performance.now(),
+      applied,
+      onServe: (p) => {
+        gateway?.open(p);
+        homeChanged(p);
+      },
+      onStop: (p) => {
+        gateway?.close(p);
+        homeChanged(p);
+      },
+    });
+    ownership = own;
+    const started = performance.now();
+    follower = journal.follow(deliver);
+    follower.ended.catch(fatal);
+    await follower.caughtUp;
+    if (replayed > 2) {
+      console.error(
+        `shard: replayed ${replayed} journal records in ${Math.round(performance.now() - started)} ms (${[...tenants.values()].length} tenants, ${deployments.size} deployments)`,
+      );
+    }
     transport = await connectNatsTransport({ servers: opts.nats, name: opts.shardId, meter });
-    subs = serveDevices(transport, ctx, (p) => actors[p], updates);
+    gateway = serveDevices(transport, ctx, (p) => actors[p], updates);
+    if (leases === null) await own.takeAll();
+    else {
+      // The first tick takes free partitions at once; those of a shard that died wait for its
+      // leases to run out. Ticks never overlap.
+      await own.tick();
+      await own.settled();
+      let ticking = false;
+      leaseTimer = setInterval(() => {
+        if (ticking) return;
+        ticking = true;
+        void own.tick().finally(() => (ticking = false));
+      }, opts.lease.tickMs);
+    }
     await transport.flush();
     grpc = await startOperatorServer({ host: opts.grpcHost, port: opts.grpcPort, backend, metrics });
     tufServer = await serveTufRepositories({
@@ -993,7 +1128,11 @@ export async function startShard(opts: ShardOptions): Promise<Shard> {
       metricsServer = await meter.serveMetrics({ host: '127.0.0.1', port: opts.metricsPort });
   } catch (e) {
     clearInterval(gauges);
+    if (leaseTimer !== null) clearInterval(leaseTimer);
+    follower?.stop();
     await Promise.allSettled([
+      ownership?.close(),
+      leaseStore?.close(),
       transport?.close(),
       grpc?.close(),
       tufServer?.close(),
@@ -1017,8 +1156,13 @@ export async function startShard(opts: ShardOptions): Promise<Shard> {
     close() {
       closing ??= (async () => {
         clearInterval(gauges);
-        for (const s of subs) s.unsubscribe();
+        if (leaseTimer !== null) clearInterval(leaseTimer);
+        // Leases are given back first, so other shards take the partitions at once.
+        await ownership?.close();
+        gateway?.closeAll();
         await Promise.allSettled([grpc?.close(), transport?.close(), tufServer?.close()]);
+        follower?.stop();
+        await leaseStore?.close();
         await pool.close();
         await system.shutdown();
         await metricsServer?.close();
@@ -1027,6 +1171,47 @@ export async function startShard(opts: ShardOptions): Promise<Shard> {
       return closing;
     },
   };
+}
+
+type Genesis = Extract<JournalRecord, { t: 'genesis' }>;
+
+/**
+ * The service's first record: read it, or write it if the journal is empty. Two shards starting
+ * on an empty journal race; `begin` lets exactly one win and the other reads the winner's.
+ */
+async function openGenesis(journal: Journal, opts: ShardOptions, rng: Rng): Promise<Genesis> {
+  let first = await journal.first();
+  if (first === null) {
+    const anchorWallMs = Date.now();
+    const created: Genesis = {
+      t: 'genesis',
+      rootCa: storeCa(
+        createRootCa({
+          commonName: 'Sphere Security Service Root CA',
+          notBeforeMs: anchorWallMs - 86_400_000,
+          validityMs: 10 * 365 * 86_400_000,
+        }),
+      ),
+      anchorWallMs,
+      anchorSimMs: anchorWallMs,
+      timeScale: opts.timeScale,
+      nonceSecret: b64(rng.fork('nonce-secret').bytes(32)),
+    };
+    first = (await journal.begin(created)) ? created : await journal.first();
+  }
+  if (first?.t !== 'genesis')
+    throw new Error(`journal "${opts.journal}" does not start with a genesis record`);
+  if (first.timeScale !== opts.timeScale) {
+    throw new Error(
+      `journal "${opts.journal}" was written at --time-scale ${first.timeScale}, not ${opts.timeScale}; restart with that scale or use a fresh --journal`,
+    );
+  }
+  return first;
+}
+
+function sameApps(a: Readonly<Record<string, string>>, b: Readonly<Record<string, string>>): boolean {
+  const ka = Object.keys(a);
+  return ka.length === Object.keys(b).length && ka.every((k) => a[k] === b[k]);
 }
 
 function deviceView(r: DeviceRecord, nowMs: number): Device {

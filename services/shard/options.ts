@@ -30,7 +30,15 @@ Usage: node dist/services/shard/main.js --nats <url> [options]
   --journal <name>               keep the service's state in JetStream: stream <NAME>_JOURNAL and
                                  object store <name>-blobs (default "sphere"); a restarted shard
                                  replays it and carries on where it stopped
-  --no-journal                   keep state in memory only (lost when the process ends)
+  --no-journal                   keep state in memory only (lost when the process ends; then this
+                                 shard is the only one and serves every partition)
+  --replicas <n>                 JetStream replicas of the journal and leases: 3 on a 3-node
+                                 cluster (default 1)
+  --lease-ttl-ms <ms>            partition lease time to live, wall ms (default 6000): a dead
+                                 shard's partitions move after about this long
+  --unsafe-no-fencing            TEST ONLY: partition appends are not fenced and ignore lease
+                                 deadlines, so two shards can act for one partition (to show that
+                                 the chaos verdict catches it)
   --help                         this text
 
 Prints "READY grpc=<host:port> metrics=<url> tuf=<url>" on stdout once serving; SIGINT/SIGTERM stop it.`;
@@ -61,6 +69,9 @@ export function compileShardOptions(argv: string[], env: NodeJS.ProcessEnv): Sha
       'shard-id': { type: 'string' },
       journal: { type: 'string' },
       'no-journal': { type: 'boolean' },
+      replicas: { type: 'string' },
+      'lease-ttl-ms': { type: 'string' },
+      'unsafe-no-fencing': { type: 'boolean' },
       help: { type: 'boolean' },
     },
   });
@@ -95,6 +106,14 @@ export function compileShardOptions(argv: string[], env: NodeJS.ProcessEnv): Sha
   const d = DEFAULT_SHARD_OPTIONS;
   const p = DEFAULT_POLICY;
   const DAY = 86_400_000;
+  const shardId = values['shard-id'] ?? d.shardId;
+  if (!/^[a-z0-9][a-z0-9_-]{0,31}$/i.test(shardId)) {
+    throw new Error(
+      `--shard-id must be 1 to 32 letters, digits, "-" or "_" (it names the shard's lease membership), got "${shardId}"`,
+    );
+  }
+  const partitions = num('partitions', values.partitions, d.partitions, 1, 4096);
+  const ttlMs = num('lease-ttl-ms', values['lease-ttl-ms'], d.lease.ttlMs, 300, 600_000);
   return {
     nats: values.nats,
     adminToken,
@@ -105,7 +124,7 @@ export function compileShardOptions(argv: string[], env: NodeJS.ProcessEnv): Sha
     workers: num('workers', values.workers, d.workers, 1, 64),
     batchSize: num('batch-size', values['batch-size'], d.batchSize, 1, 4096),
     maxInFlight: num('max-in-flight', values['max-in-flight'], d.maxInFlight, 1, 1_000_000),
-    partitions: num('partitions', values.partitions, d.partitions, 1, 4096),
+    partitions,
     timeScale: num('time-scale', values['time-scale'], d.timeScale, 0.001, 1e7, false),
     policy: {
       nonceTtlMs: num('nonce-ttl-ms', values['nonce-ttl-ms'], p.nonceTtlMs, 1, 30 * DAY),
@@ -126,8 +145,19 @@ export function compileShardOptions(argv: string[], env: NodeJS.ProcessEnv): Sha
       maxClockSkewMs: num('max-clock-skew-ms', values['max-clock-skew-ms'], p.maxClockSkewMs, 0, 365 * DAY),
     },
     seed: values.seed ?? d.seed,
-    shardId: values['shard-id'] ?? d.shardId,
+    shardId,
     journal: journalName(values.journal, values['no-journal'] === true),
+    replicas: num('replicas', values.replicas, d.replicas, 1, 5),
+    // Renew with two thirds of the time left (a renewal can fail and be retried in time), tick six
+    // times per lease, and allow a tenth of it (at most 500 ms) of clock difference between shards.
+    lease: {
+      partitions,
+      ttlMs,
+      renewBeforeMs: Math.round((ttlMs * 2) / 3),
+      skewMs: Math.min(500, Math.round(ttlMs / 10)),
+      tickMs: Math.max(50, Math.round(ttlMs / 6)),
+    },
+    fencing: values['unsafe-no-fencing'] !== true,
   };
 }
 

@@ -16,8 +16,10 @@ import type {
 import { appraise, isDuplicateIdentity } from '../attestation/index.js';
 import { assembleCertificate, buildDeviceTbs, randomSerial } from '../certificates/index.js';
 import { DeviceRegistry } from '../registry/index.js';
-import type { DeviceRecord, Tenant } from '../registry/index.js';
+import type { AttestationOutcome, DeviceRecord, Tenant } from '../registry/index.js';
 import type { ShardContext } from './context.js';
+import { b64, unb64 } from '../journal/index.js';
+import type { DeviceSnapshot } from '../journal/index.js';
 
 /** Result of claiming one device. */
 export type ClaimOutcome = 'claimed' | 'already-yours' | 'claimed-by-another' | 'not-endorsed';
@@ -80,7 +82,13 @@ export type PartitionMessage =
       /** Per device: assigned, or not found in the tenant (unknown or another tenant's). */
       readonly reply: (assigned: boolean[]) => void;
     }
-  | { readonly type: 'partition.visit'; readonly visit: (devices: DeviceRegistry) => void };
+  | { readonly type: 'partition.visit'; readonly visit: (devices: DeviceRegistry) => void }
+  /** Device snapshots another shard stored for this partition (read back from the journal). */
+  | {
+      readonly type: 'partition.replicate';
+      readonly devices: readonly DeviceSnapshot[];
+      readonly reply: () => void;
+    };
 
 export interface PartitionState {
   readonly devices: DeviceRegistry;
@@ -126,7 +134,12 @@ export function partitionDefinition(
    * Replies, counts and alerts. `record` is passed only for outcomes of evidence whose signature
    * verified: a forgery must not change what the service says about a device.
    */
-  function finishAttest(job: AttestJob, record: DeviceRecord | null, reply: Reply<CertificatesMsg>): void {
+  function finishAttest(
+    job: AttestJob,
+    record: DeviceRecord | null,
+    reply: Reply<CertificatesMsg>,
+    consumedNonce: Uint8Array | null = null,
+  ): void {
     const now = clock.now();
     const reason = reply.ok ? 'OK' : reply.error.code;
     const result = reply.ok ? 'ok' : 'rejected';
@@ -147,7 +160,15 @@ export function partitionDefinition(
         boot_count: String(job.evidence.bootCount),
       });
     }
-    job.respond(reply);
+    if (record === null) {
+      job.respond(reply);
+      return;
+    }
+    // What the device is told is stored first: a new owner of the partition must know it.
+    ctx.persist(partition, snapshotOf(record, consumedNonce)).then(
+      (stored) => job.respond(stored ? reply : { ok: false, error: moved(partition) }),
+      () => job.respond({ ok: false, error: moved(partition) }),
+    );
   }
 
   function rejectEarly(
@@ -309,7 +330,7 @@ export function partitionDefinition(
     const bootId = hex(evidence.bootId);
     if (isDuplicateIdentity(record, evidence, bootId)) {
       record.compromised = true;
-      finishAttest(job, record, { ok: false, error: duplicate(record, evidence) });
+      finishAttest(job, record, { ok: false, error: duplicate(record, evidence) }, evidence.nonce);
       return;
     }
     const [updateSig, clientSig] = result.signatures;
@@ -320,13 +341,18 @@ export function partitionDefinition(
       updateTbs === undefined ||
       clientTbs === undefined
     ) {
-      finishAttest(job, record, {
-        ok: false,
-        error: {
-          code: REJECT_CODES.INTERNAL,
-          message: 'crypto pool returned no certificate signatures; retry',
+      finishAttest(
+        job,
+        record,
+        {
+          ok: false,
+          error: {
+            code: REJECT_CODES.INTERNAL,
+            message: 'crypto pool returned no certificate signatures; retry',
+          },
         },
-      });
+        evidence.nonce,
+      );
       return;
     }
     const certificates = {
@@ -341,15 +367,20 @@ export function partitionDefinition(
     record.certificates = certificates;
     metrics.certificatesIssued.inc({ kind: 'update' });
     metrics.certificatesIssued.inc({ kind: 'client' });
-    finishAttest(job, record, {
-      ok: true,
-      value: {
-        updateCertificate: certificates.update,
-        clientCertificate: certificates.client,
-        tenantCa: job.tenant.ca.certificateDer,
-        notAfterMs: job.notAfterMs,
+    finishAttest(
+      job,
+      record,
+      {
+        ok: true,
+        value: {
+          updateCertificate: certificates.update,
+          clientCertificate: certificates.client,
+          tenantCa: job.tenant.ca.certificateDer,
+          notAfterMs: job.notAfterMs,
+        },
       },
-    });
+      evidence.nonce,
+    );
   }
 
   function duplicate(record: DeviceRecord, evidence: EvidenceMsg): Rejection {
@@ -451,11 +482,74 @@ export function partitionDefinition(
         case 'partition.visit':
           msg.visit(state.devices);
           return state;
+        case 'partition.replicate': {
+          const now = clock.now();
+          for (const snapshot of msg.devices) {
+            const record = state.devices.get(snapshot.d as DeviceId);
+            if (record === undefined) continue;
+            applySnapshot(record, snapshot);
+            if (snapshot.nonce !== null) nonces.remember(unb64(snapshot.nonce), now);
+          }
+          msg.reply();
+          return state;
+        }
         default:
           return msg satisfies never;
       }
     },
   };
+}
+
+/** What a device is told when its partition moved to another shard while it was being served. */
+function moved(partition: number): Rejection {
+  return {
+    code: REJECT_CODES.OVERLOADED,
+    message: `partition ${partition} moved to another shard while this request was in flight; retry`,
+  };
+}
+
+/** The part of a device record its partition's owner journals (see {@link DeviceSnapshot}). */
+export function snapshotOf(r: DeviceRecord, consumedNonce: Uint8Array | null): DeviceSnapshot {
+  return {
+    d: r.deviceId,
+    bootId: r.bootId ?? '',
+    bootCount: r.bootCount,
+    os: r.osVersion,
+    sv: r.securityVersion,
+    compromised: r.compromised,
+    ok: r.attestationsOk,
+    failed: r.attestationsFailed,
+    seenMs: r.lastSeenMs,
+    last: r.lastAttestation === null ? null : { ...r.lastAttestation },
+    certs:
+      r.certificates === null
+        ? null
+        : {
+            update: b64(r.certificates.update),
+            client: b64(r.certificates.client),
+            notAfterMs: r.certificates.notAfterMs,
+          },
+    apps: r.apps,
+    nonce: consumedNonce === null ? null : b64(consumedNonce),
+  };
+}
+
+/** Sets a replica's record to what its owner journaled. */
+export function applySnapshot(r: DeviceRecord, s: DeviceSnapshot): void {
+  r.bootId = s.bootId === '' ? null : s.bootId;
+  r.bootCount = s.bootCount;
+  r.osVersion = s.os;
+  r.securityVersion = s.sv;
+  r.compromised = s.compromised;
+  r.attestationsOk = s.ok;
+  r.attestationsFailed = s.failed;
+  r.lastSeenMs = s.seenMs;
+  r.lastAttestation = s.last === null ? null : { ...s.last, code: s.last.code as AttestationOutcome['code'] };
+  r.certificates =
+    s.certs === null
+      ? null
+      : { update: unb64(s.certs.update), client: unb64(s.certs.client), notAfterMs: s.certs.notAfterMs };
+  r.apps = { ...s.apps };
 }
 
 function nonceRejection(verdict: 'unknown' | 'stale' | 'reused'): Rejection {

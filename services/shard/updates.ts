@@ -15,7 +15,7 @@ import type {
   UpdateReportMsg,
 } from '../../proto/codec/index.js';
 import { isFinalDeviceState } from '../rollouts/index.js';
-import type { Rollout } from '../rollouts/index.js';
+import type { Rollout, RolloutError, RolloutMessage } from '../rollouts/index.js';
 import type { AlertLog, ImageRecord } from '../registry/index.js';
 import type { ServiceMetrics } from '../metrics/index.js';
 import type { TufRepository } from '../updates/tuf/index.js';
@@ -51,6 +51,11 @@ export interface UpdateServiceDeps {
   deployment(id: DeploymentId): DeploymentEntry | undefined;
   deploymentsOf(tenantId: TenantId, groupId: string): readonly DeploymentEntry[];
   readRollout(ref: ActorRef<DeploymentMessage>): Promise<Rollout>;
+  /**
+   * Journals a message for a deployment's rollout; resolves once it is stored and applied (with
+   * the engine's refusal, if any: a refused report is still stored, and answered as received).
+   */
+  commitRollout(id: DeploymentId, msg: RolloutMessage): Promise<RolloutError | null>;
   repo(tenantId: TenantId): TufRepository | undefined;
   /**
    * Re-signs the tenant's TUF timestamp (or republishes) when it is due, journaling it first:
@@ -184,34 +189,25 @@ export function createUpdateService(deps: UpdateServiceDeps): UpdateService {
       });
       metrics.alerts.inc({ type: a.type, severity: a.severity });
     }
-    return new Promise((resolve) => {
-      const accepted = entry.ref.tell({
-        type: 'deployment.apply',
-        msg: {
-          type: 'rollout.device-report',
-          deviceId: r.deviceId,
-          reportId: r.reportId,
-          outcome: r.outcome,
-          atMs: r.deviceTimeMs,
+    // Acknowledged only once stored: a device repeats an unacknowledged report.
+    return deps
+      .commitRollout(entry.id, {
+        type: 'rollout.device-report',
+        deviceId: r.deviceId,
+        reportId: r.reportId,
+        outcome: r.outcome,
+        atMs: r.deviceTimeMs,
+      })
+      .then(
+        () => {
+          metrics.updateReports.inc({ result: 'ok', reason: r.code === '' ? 'OK' : r.code });
+          return { ok: true, value: { reportId: r.reportId } };
         },
-        // Acknowledged only once stored: a device repeats an unacknowledged report.
-        reply: (_refused, stored) =>
-          void stored.then(
-            () => {
-              metrics.updateReports.inc({ result: 'ok', reason: r.code === '' ? 'OK' : r.code });
-              resolve({ ok: true, value: { reportId: r.reportId } });
-            },
-            () => {
-              metrics.updateReports.inc({ result: 'rejected', reason: REJECT_CODES.INTERNAL });
-              resolve(reject(REJECT_CODES.INTERNAL, 'the report could not be stored; repeat it'));
-            },
-          ),
-      });
-      if (!accepted) {
-        metrics.updateReports.inc({ result: 'rejected', reason: REJECT_CODES.OVERLOADED });
-        resolve(reject(REJECT_CODES.OVERLOADED, 'deployment is busy; repeat the report shortly'));
-      }
-    });
+        () => {
+          metrics.updateReports.inc({ result: 'rejected', reason: REJECT_CODES.INTERNAL });
+          return reject(REJECT_CODES.INTERNAL, 'the report could not be stored; repeat it');
+        },
+      );
   }
 
   return { check, chunk, report };
