@@ -141,7 +141,10 @@ export class LeaseManager {
     this.#observe = opts.observe ?? (() => undefined);
   }
 
-  /** Partitions this shard may act for at `nowMs`, with their fencing tokens. */
+  /**
+   * Partitions this shard may act for at `nowMs`, with their fencing tokens (the lease revision
+   * that began this shard's tenure; renewals keep it).
+   */
   held(nowMs = this.#now()): Map<number, number> {
     const out = new Map<number, number>();
     for (const [p, m] of this.#mine) if (nowMs < m.expiresAtMs) out.set(p, m.token);
@@ -181,9 +184,10 @@ export class LeaseManager {
         this.#observe({ kind: 'lost', partition: a.partition, reason: 'fenced' });
       return;
     }
-    const had = this.#mine.has(a.partition);
-    this.#mine.set(a.partition, { token, expiresAtMs: record.expiresAtMs });
-    if (!had) this.#observe({ kind: 'acquired', partition: a.partition, token });
+    // The fencing token names the tenure: the revision that acquired it, kept through renewals.
+    const had = this.#mine.get(a.partition);
+    this.#mine.set(a.partition, { token: had?.token ?? token, expiresAtMs: record.expiresAtMs });
+    if (had === undefined) this.#observe({ kind: 'acquired', partition: a.partition, token });
   }
 
   /** Gives up every held lease (a clean shutdown: others take them at once, not at expiry). */
