@@ -241,13 +241,15 @@ export async function openJetStreamJournal(opts: JetStreamJournalOptions): Promi
       },
       async begin(genesis) {
         try {
+          // Only the first genesis is stored: the subject must still be empty (the server ignores
+          // an expected last *stream* sequence of 0, so the subject's is the one that holds).
           await js.publish(`${service}.genesis`, encodeRecord('genesis', genesis), {
-            msgID: 'genesis',
-            expect: { lastSequence: 0 },
+            expect: { lastSubjectSequence: 0 },
           });
           return true;
-        } catch {
-          return false;
+        } catch (e) {
+          if (String(e).includes('wrong last sequence')) return false;
+          throw e;
         }
       },
       async append(record, id) {

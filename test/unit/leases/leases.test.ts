@@ -123,6 +123,24 @@ describe('leases', () => {
     expect(a.held().size + c.held().size).toBe(CFG.partitions);
   });
 
+  it('leases - the fencing token names the tenure: renewals keep it, a new tenure gets a new one', async () => {
+    const b = new Backend();
+    let now = 0;
+    const a = new LeaseManager({ store: storeFor(b, () => false), shard: 'a', config: CFG, now: () => now });
+    await a.tick();
+    const first = new Map(a.held());
+    for (let i = 0; i < 5; i++) {
+      now += CFG.ttlMs - CFG.renewBeforeMs + 1; // due for renewal every tick
+      await a.tick();
+    }
+    expect(new Map(a.held())).toEqual(first);
+    // Lapsed and taken again: a new tenure, a greater token.
+    now += CFG.ttlMs + CFG.skewMs + 1;
+    expect(a.held().size).toBe(0);
+    await a.tick();
+    for (const [p, token] of a.held()) expect(token, `partition ${p}`).toBeGreaterThan(first.get(p) ?? 0);
+  });
+
   it('leases - whatever the order of ticks, deaths, clock steps and stale views, no partition ever has two holders, and live shards end up holding all', async () => {
     const step = fc.oneof(
       fc.record({
