@@ -55,6 +55,29 @@ function shardFlagsFor(s: Scenario): string[] {
   ];
 }
 
+/**
+ * Polls the shards' `sphere_shard_partitions_owned` until every shard serves some partitions and
+ * together they serve all, unchanged over two polls (or 30 s pass); returns the last counts.
+ */
+async function waitForBalance(shards: readonly { url: string; id: string }[]): Promise<string[]> {
+  const read = async (s: { url: string; id: string }): Promise<number> => {
+    const text = await (await fetch(s.url)).text().catch(() => '');
+    const m = new RegExp(`^sphere_shard_partitions_owned\\{shard="${s.id}"\\} (\\d+)`, 'm').exec(text);
+    return Number(m?.[1] ?? 0);
+  };
+  const until = Date.now() + 30_000;
+  let last = '';
+  let counts: number[] = [];
+  while (Date.now() < until) {
+    counts = await Promise.all(shards.map(read));
+    const key = counts.join(',');
+    if (counts.every((n) => n > 0) && key === last) break;
+    last = key;
+    await new Promise((r) => setTimeout(r, 1000));
+  }
+  return counts.map((n, i) => `${shards[i]?.id ?? i} ${n}`);
+}
+
 const USAGE = `Usage: node dist/deploy/local/stack.js [scenario.yaml] [options]
 
 Starts a local sphere-fleet stack (nats-server with JetStream, shard process(es)), runs the
@@ -65,9 +88,9 @@ Arguments:
   scenario.yaml          scenario to run (default: loadgen/examples/quickstart.yaml)
 
 Options:
-  --shards N             number of shard processes (default 1); the runner talks to shard 0's gRPC.
-                         Shards keep their state in memory until partition leases arrive, so with
-                         N > 1 a device's request can reach a shard that does not know it: use 1
+  --shards N             number of shard processes (default 1). They share the JetStream journal
+                         and split the 64 partitions by lease; the stack waits until every shard
+                         serves its share. The runner talks to shard 0's gRPC (any shard would do).
   --workers N            worker threads per shard (passed to the shard as --workers)
   --keep-running         keep the stack up after the scenario finished, until Ctrl-C
   --no-run               start the stack only (implies --keep-running)
@@ -161,12 +184,6 @@ async function main(argv: string[]): Promise<number> {
     say(USAGE);
     return 0;
   }
-  if (cli.shards > 1) {
-    process.stderr.write(
-      `stack: warning: ${cli.shards} shards each keep their own in-memory state (partition leases are not built yet);\n` +
-        '       device requests reaching a shard that did not enroll them are refused as UNKNOWN_DEVICE\n',
-    );
-  }
 
   const shardMain = resolve(process.env['SPHERE_SHARD_MAIN'] || join(root, 'dist/services/shard/main.js'));
   const runnerMain = resolve(process.env['SPHERE_RUNNER_MAIN'] || join(root, 'dist/loadgen/cli.js'));
@@ -253,6 +270,8 @@ async function main(argv: string[]): Promise<number> {
       String(metricsPort),
       '--admin-token-file',
       tokenFile,
+      '--shard-id',
+      `shard-${i}`,
     ];
     if (cli.workers !== undefined) args.push('--workers', String(cli.workers));
     args.push(...shardFlagsFor(scenario));
@@ -283,6 +302,14 @@ async function main(argv: string[]): Promise<number> {
     return 1;
   }
   if (interrupted) return ctl.shutdown(130);
+  if (shards.length > 1) {
+    // Shards started together rebalance for a second or two (the first takes every free
+    // partition, then hands the others their share): start the fleet once that settled.
+    const balanced = await waitForBalance(
+      shards.map((s, i) => ({ url: `http://127.0.0.1:${s.metricsPort}/metrics`, id: `shard-${i}` })),
+    );
+    say(`shards: partitions owned ${balanced.join(' · ')}`);
+  }
 
   const rel = (p: string): string => relative(process.cwd(), p) || '.';
   const first = shards[0];
