@@ -924,7 +924,17 @@ export async function startShard(opts: ShardOptions): Promise<Shard> {
       case 'group':
         return applyGroup(r);
       case 'image': {
-        const content = await journal.getBlob(`image-${r.id}`);
+        // A NATS hiccup must not make this replica skip the image: retry until the store answers.
+        let content: Uint8Array | null = null;
+        for (let attempt = 0; ; attempt++) {
+          try {
+            content = await journal.getBlob(`image-${r.id}`);
+            break;
+          } catch (err) {
+            if (attempt >= 30) throw err;
+            await new Promise((resolve) => setTimeout(resolve, 500));
+          }
+        }
         if (content === null) throw new Error(`journal: image ${r.id} has no content blob`);
         return applyImage(r, content);
       }
@@ -979,8 +989,11 @@ export async function startShard(opts: ShardOptions): Promise<Shard> {
         const result = await applyRecord(e.record, waiter !== undefined);
         waiter?.resolve(result);
       } catch (err) {
+        // Applying is deterministic, so every shard fails on this record alike and their states
+        // still agree: skip it (stopping would only fail again on the same record after a restart).
         if (waiter !== undefined) waiter.reject(err);
-        else if (!(err instanceof OperatorError)) fatal(err);
+        else if (!(err instanceof OperatorError))
+          console.error(`shard: journal record ${e.seq} (${e.record.t}) cannot be applied; skipped:`, err);
       }
     } else if (ownership?.observe(e.partition, e.seq, e.batch) === true && e.batch.devices.length > 0) {
       const devices = e.batch.devices;
