@@ -61,7 +61,9 @@ function shardFlagsFor(s: Scenario): string[] {
  */
 async function waitForBalance(shards: readonly { url: string; id: string }[]): Promise<string[]> {
   const read = async (s: { url: string; id: string }): Promise<number> => {
-    const text = await (await fetch(s.url)).text().catch(() => '');
+    const text = await fetch(s.url)
+      .then((r) => r.text())
+      .catch(() => '');
     const m = new RegExp(`^sphere_shard_partitions_owned\\{shard="${s.id}"\\} (\\d+)`, 'm').exec(text);
     return Number(m?.[1] ?? 0);
   };

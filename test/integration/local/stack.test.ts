@@ -15,14 +15,18 @@ import {
 // fake shard and runner entry points (SPHERE_SHARD_MAIN / SPHERE_RUNNER_MAIN) and the real
 // default scenario file.
 
-// Fake shard: checks its flags, has a grandchild, prints READY (unless FAKE_SHARD=crash).
+// Fake shard: checks its flags, has a grandchild, serves /metrics with the partitions it owns
+// (half of 64), prints READY (unless FAKE_SHARD=crash).
 const FAKE_SHARD = `
 import { spawn } from 'node:child_process';
+import { createServer } from 'node:http';
 import { parseArgs } from 'node:util';
 const { values } = parseArgs({ strict: false, options: {
   nats: { type: 'string' }, 'grpc-port': { type: 'string' }, 'metrics-port': { type: 'string' },
-  'admin-token-file': { type: 'string' }, workers: { type: 'string' } } });
+  'admin-token-file': { type: 'string' }, workers: { type: 'string' }, 'shard-id': { type: 'string' } } });
 if (process.env.FAKE_SHARD === 'crash') { console.error('shard: cannot bind'); process.exit(3); }
+createServer((req, res) => res.end('sphere_shard_partitions_owned{shard="' + values['shard-id'] + '"} 32\\n'))
+  .listen(Number(values['metrics-port']), '127.0.0.1');
 const g = spawn('sleep', ['1000'], { stdio: 'ignore' });
 console.log('shard starting ' + JSON.stringify(values) + ' grandchild=' + g.pid);
 setTimeout(() => console.log('READY grpc=127.0.0.1:' + values['grpc-port'] + ' metrics=http://127.0.0.1:' + values['metrics-port'] + '/metrics'), 100);
@@ -111,6 +115,9 @@ describe('local stack launcher (fake shard and runner)', () => {
     expect(text).toMatch(/nats=INFO/);
     expect(text).toContain(`"--grpc","${state.shards[0]?.grpc}"`);
     expect(readFileSync(join(state.runDir, 'shard-0.log'), 'utf8')).toContain('"workers":"3"');
+    // Each shard gets its own ID; the fleet starts once they have split the partitions.
+    expect(readFileSync(join(state.runDir, 'shard-1.log'), 'utf8')).toContain('"shard-id":"shard-1"');
+    expect(text).toContain('shards: partitions owned shard-0 32 · shard-1 32');
     expect(text).toContain(`"--admin-token-file","${state.adminTokenFile}"`);
     expect(statSync(state.adminTokenFile).mode & 0o777).toBe(0o600);
     expect(readFileSync(state.adminTokenFile, 'utf8')).toMatch(/^[0-9a-f]{64}\n$/);
