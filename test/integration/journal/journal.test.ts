@@ -6,6 +6,7 @@
 import { describe, expect, it } from 'vitest';
 import { memoryJournal, openJetStreamJournal } from '../../../services/journal/index.js';
 import type { Journal, JournalEntry, JournalRecord } from '../../../services/journal/index.js';
+import { checkSingleOwner } from '../../../loadgen/verdict/ownership.js';
 import { useNatsServer } from '../../fixtures/nats.js';
 
 const nats = useNatsServer({ jetstream: true });
@@ -76,6 +77,16 @@ async function contract(a: Journal, b: Journal): Promise<void> {
   expect(ids.slice(1).sort()).toEqual(['a-1', 'a-2', 'b-1']);
   const p3 = seenA.flatMap((e) => (e.kind === 'partition' && e.partition === 3 ? [e.batch.o] : []));
   expect(p3).toEqual(['a', 'a', 'b', 'a']);
+  // The ownership checker reads this history: the refused stale append left no trace, the
+  // unfenced one (last) is caught as a write of a's tenure after b took over.
+  const appends = seenA.flatMap((e) =>
+    e.kind === 'partition'
+      ? [{ seq: e.seq, partition: e.partition, owner: e.batch.o, token: e.batch.token, devices: 0 }]
+      : [],
+  );
+  expect(checkSingleOwner(appends.slice(0, -1)).pass).toBe(true);
+  const caught = checkSingleOwner(appends);
+  expect(caught.violations.map((v) => [v.partition, v.staleOwner, v.newerOwner])).toEqual([[3, 'a', 'b']]);
 
   // A follower started late still gets everything, then what is appended after.
   const late: JournalEntry[] = [];
