@@ -151,6 +151,12 @@ export class LeaseManager {
     return out;
   }
 
+  /** Whether this shard may act for `partition` at `nowMs` (what `held` has, without building it). */
+  holds(partition: number, nowMs = this.#now()): boolean {
+    const m = this.#mine.get(partition);
+    return m !== undefined && nowMs < m.expiresAtMs;
+  }
+
   /** Renews membership, then carries out this tick's plan. Never throws for a lost race. */
   async tick(): Promise<void> {
     const now = this.#now();

@@ -109,6 +109,7 @@ export function deploymentDefinition(
   let publishQueued = false;
   /** Series this shard exports, so that it can drop them when it stops being home. */
   const exported = new Set<string>();
+  let exporting = false;
   function publishSoon(r: Rollout): void {
     latest = r;
     if (publishQueued) return;
@@ -122,6 +123,9 @@ export function deploymentDefinition(
 
   function publish(r: Rollout): void {
     if (!deps.isHome()) {
+      // Dropped once, when this shard stops being home (replicas publish nothing).
+      if (!exporting) return;
+      exporting = false;
       for (const key of exported) {
         const [wave = '', state = ''] = key.split('/');
         metrics.rolloutDevices.remove({ deployment, wave, state });
@@ -131,6 +135,7 @@ export function deploymentDefinition(
       metrics.rolloutCurrentWave.remove({ deployment });
       return;
     }
+    exporting = true;
     const g = rolloutGauges(r);
     for (const d of g.devices) {
       exported.add(`${d.wave}/${d.state}`);

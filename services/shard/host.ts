@@ -222,29 +222,39 @@ export async function startShard(opts: ShardOptions): Promise<Shard> {
   metrics.partitionsOwned.set({ shard: opts.shardId }, 0);
 
   /**
-   * Runs `make(reply)` in the partition's turn and resolves with what it replies. A full mailbox
-   * is waited out for up to `patienceMs` (journal records are applied with infinite patience: a
-   * replica must never skip one).
+   * Tells `ref` the message `make(reply)` builds and resolves with what it replies. A full
+   * mailbox is waited out for up to `patienceMs` (journal records are applied with infinite
+   * patience: a replica must never skip one).
    */
-  const ask = <T>(
-    partition: number,
-    make: (reply: (v: T) => void) => PartitionMessage,
-    patienceMs = 5000,
+  const askActor = <M, T>(
+    ref: ActorRef<M> | undefined,
+    what: string,
+    make: (reply: (v: T) => void) => M,
+    patienceMs: number,
   ): Promise<T> =>
     new Promise<T>((resolve, reject) => {
-      const ref = actors[partition];
       const until = performance.now() + patienceMs;
       const attempt = (): void => {
         if (ref !== undefined && ref.tell(make(resolve))) return;
         if (ref === undefined || performance.now() > until)
-          reject(new OperatorError('INTERNAL', `partition ${partition} is unavailable or full; retry`));
+          reject(new OperatorError('INTERNAL', `${what} is unavailable or full; retry`));
         else setTimeout(attempt, 2);
       };
       attempt();
     });
-  const visitAll = (visit: (devices: DeviceRegistry) => void): Promise<void[]> =>
+  /** Runs `make(reply)` in the partition's turn and resolves with what it replies. */
+  const ask = <T>(
+    partition: number,
+    make: (reply: (v: T) => void) => PartitionMessage,
+    patienceMs = 5000,
+  ): Promise<T> => askActor(actors[partition], `partition ${partition}`, make, patienceMs);
+  /** Runs `visit` over the records of `partitions` (default: all), each in its partition's turn. */
+  const visitAll = (
+    visit: (devices: DeviceRegistry) => void,
+    partitions: Iterable<number> = actors.keys(),
+  ): Promise<void[]> =>
     Promise.all(
-      actors.map((_, p) =>
+      [...partitions].map((p) =>
         ask<void>(p, (reply) => ({ type: 'partition.visit', visit: (d) => reply(visit(d)) })),
       ),
     );
@@ -953,20 +963,12 @@ export async function startShard(opts: ShardOptions): Promise<Shard> {
         const d = id === null ? undefined : deployments.get(id);
         if (d === undefined) throw new Error(`journal: rollout message for unknown deployment ${r.id}`);
         const msg = JSON.parse(r.msg) as RolloutMessage;
-        return new Promise<RolloutError | null>((resolve) => {
-          const deliver = (): void => {
-            const told = d.ref.tell({
-              type: 'deployment.committed',
-              msg,
-              atMs: r.atMs,
-              local,
-              reply: resolve,
-            });
-            // A replica must apply every message: wait out a full mailbox.
-            if (!told) setTimeout(deliver, 2);
-          };
-          deliver();
-        });
+        return askActor<DeploymentMessage, RolloutError | null>(
+          d.ref,
+          `deployment ${r.id}`,
+          (reply) => ({ type: 'deployment.committed', msg, atMs: r.atMs, local, reply }),
+          Infinity,
+        );
       }
       default:
         return r satisfies never;
@@ -1028,13 +1030,7 @@ export async function startShard(opts: ShardOptions): Promise<Shard> {
     const byApp = new Map<string, number>();
     const now = clock.now();
     // Over the partitions this shard serves: summed over shards, every device counts once.
-    const served = [...(ownership?.served().keys() ?? [])];
-    await Promise.all(
-      served.map((p) =>
-        ask<void>(p, (reply) => ({ type: 'partition.visit', visit: (d) => reply(visit(d)) })),
-      ),
-    ).catch(() => undefined);
-    function visit(devices: DeviceRegistry): void {
+    await visitAll((devices) => {
       for (const r of devices.values()) {
         const s = deviceState(r, now);
         byState[s] = (byState[s] ?? 0) + 1;
@@ -1044,7 +1040,7 @@ export async function startShard(opts: ShardOptions): Promise<Shard> {
           byApp.set(key, (byApp.get(key) ?? 0) + 1);
         }
       }
-    }
+    }, ownership?.served().keys() ?? []).catch(() => undefined);
     // Versions no device runs any more drop to 0 rather than vanish, so graphs show the switch.
     for (const key of seenApps) if (!byApp.has(key)) byApp.set(key, 0);
     for (const os of seenOs) byOs[os] ??= 0;

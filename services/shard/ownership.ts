@@ -84,7 +84,7 @@ export class PartitionOwnership {
   persist(partition: number, snapshot: DeviceSnapshot): Promise<boolean> {
     const s = this.#served.get(partition);
     if (s === undefined) return Promise.resolve(false);
-    if (this.#o.fencing && this.#o.leases !== null && !this.#o.leases.held().has(partition)) {
+    if (this.#o.fencing && this.#o.leases !== null && !this.#o.leases.holds(partition)) {
       this.#stop(partition, 'expired');
       return Promise.resolve(false);
     }
