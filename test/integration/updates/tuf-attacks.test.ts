@@ -146,9 +146,12 @@ describe('TUF attacks on the update channel', () => {
         () => t.client.getDeployment(deploymentId, true),
         (r) => ['succeeded', 'failed'].includes(r.rollout?.devices[0]?.state ?? ''),
       );
-      const report = h.events.findLast(
-        (e) => e.kind === 'report' && e.acked && e.deploymentId === deploymentId,
-      );
+      // The rollout shows the outcome once the report is applied; the agent records the
+      // acknowledgement a moment later.
+      const acked = () =>
+        h.events.findLast((e) => e.kind === 'report' && e.acked && e.deploymentId === deploymentId);
+      const state = final.rollout?.devices[0]?.state;
+      const report = await until(acked, (e) => e?.kind === 'report' && e.outcome === state, 500);
       last =
         report?.kind === 'report'
           ? `${final.rollout?.devices[0]?.state}:${report.code}`

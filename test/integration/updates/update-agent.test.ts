@@ -24,7 +24,14 @@ import {
   useShard,
 } from '../../fixtures/shard.js';
 import type { TestDevice, TestTenant } from '../../fixtures/shard.js';
-import { FAST_UPDATES, agentSystem, fetchTufMetadata, spawnAgent, until } from '../../fixtures/updates.js';
+import {
+  FAST_UPDATES,
+  agentSystem,
+  fetchTufMetadata,
+  finalReportsAcked,
+  spawnAgent,
+  until,
+} from '../../fixtures/updates.js';
 
 const env = useShard({ seed: 'update-agents' });
 const agents = agentSystem();
@@ -119,6 +126,7 @@ describe('update agents', () => {
       (r) =>
         (r.rollout?.devices ?? []).every((d) => ['succeeded', 'failed', 'rolled_back'].includes(d.state)),
     );
+    await finalReportsAcked(handles);
     const stateOf = (d: TestDevice) => done.rollout?.devices.find((x) => x.deviceId === d.deviceId)?.state;
     expect(devices.map(stateOf)).toEqual([
       'succeeded',
@@ -206,6 +214,7 @@ describe('update agents', () => {
       (r) =>
         (r.rollout?.devices ?? []).every((d) => ['succeeded', 'failed', 'rolled_back'].includes(d.state)),
     );
+    await finalReportsAcked(handles);
     const stateOf = (d: TestDevice) => done.rollout?.devices.find((x) => x.deviceId === d.deviceId)?.state;
     expect(devices.map(stateOf)).toEqual(['succeeded', 'succeeded', 'failed', 'failed', 'succeeded']);
     const acked = (i: number) =>
