@@ -1,5 +1,6 @@
 #!/usr/bin/env node
 import { readFileSync } from 'node:fs';
+import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { parseDeploymentId } from '../proto/codec/index.js';
@@ -174,6 +175,7 @@ async function run(args: string[]): Promise<number> {
     return EXIT.usage;
   }
   const out = values.out ?? join('.runs', new Date().toISOString().replace(/[:.]/g, '-'));
+  await mkdir(out, { recursive: true });
   let interrupted = false;
   const abort = new Promise<string>((resolve) => {
     const onSignal = (sig: string) => {
@@ -196,6 +198,7 @@ async function run(args: string[]): Promise<number> {
     progress: values['no-progress'] !== true,
     log: (line) => console.log(line),
     abort,
+    historyPath: join(out, 'history.json'),
   });
   console.log(`\n${renderSummaryTable(summary)}`);
   const jsonPath = join(out, 'summary.json');

@@ -49,6 +49,6 @@ export {
 export type { Handler, InboundMessage, ServeOptions, Subscription, Transport } from './transport.js';
 export { DEFAULT_SERVE_CONCURRENCY, TransportError, TransportErrorCode } from './transport.js';
 export type { NatsTransportOptions } from './nats-transport.js';
-export { connectNatsTransport } from './nats-transport.js';
+export { connectNatsTransport, natsServers } from './nats-transport.js';
 export type { MemoryBus, MemoryBusOptions } from './memory-transport.js';
 export { createMemoryBus } from './memory-transport.js';

@@ -22,6 +22,16 @@ import {
   transportMetrics,
 } from './transport.js';
 
+/**
+ * The server list of a `--nats` value: one URL, or several separated by commas (the nodes of a
+ * cluster, or the proxies in front of them); the client fails over between them.
+ */
+export function natsServers(spec: string | readonly string[]): string[] {
+  const list = (typeof spec === 'string' ? spec.split(',') : [...spec]).map((s) => s.trim()).filter(Boolean);
+  if (list.length === 0) throw new Error('no NATS server URL given');
+  return list;
+}
+
 export interface NatsTransportOptions {
   readonly servers: string | string[];
   /** Client name shown by the server (monitoring, logs). */
@@ -290,7 +300,7 @@ export async function connectNatsTransport(opts: NatsTransportOptions): Promise<
   let nc: NatsConnection;
   try {
     nc = await connect({
-      servers: opts.servers,
+      servers: natsServers(opts.servers),
       ...(opts.name !== undefined ? { name: opts.name } : {}),
       maxReconnectAttempts: opts.maxReconnectAttempts ?? -1,
       waitOnFirstConnect: true,

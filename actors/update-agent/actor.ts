@@ -83,6 +83,7 @@ export type UpdateAgentEvent =
   | {
       readonly kind: 'report';
       readonly deploymentId: string;
+      readonly reportId: string;
       readonly outcome: UpdateOutcome;
       readonly code: string;
       /** The report reached the service and was acknowledged (false: it will be repeated). */
@@ -638,6 +639,7 @@ export function updateAgentDefinition(
           opts.observe?.({
             kind: 'report',
             deploymentId: pending.report.deploymentId,
+            reportId: msg.reportId,
             outcome: pending.report.outcome,
             code: pending.report.code,
             acked: msg.acked,

@@ -4,6 +4,7 @@ import type { UpdateAgentEvent } from '../../actors/update-agent/index.js';
 import { FAULT_PROFILES, LatencyRecorder } from '../scenario/index.js';
 import type { DevicePlan } from '../scenario/index.js';
 import type { UpdatesSummary } from '../report/index.js';
+import type { HistoryRecorder } from './history.js';
 
 /** What the run learned about one device. */
 export interface DeviceTrack {
@@ -51,7 +52,11 @@ export class RunRecorder {
   attestations = 0;
   readonly #metrics;
 
-  constructor(plans: readonly DevicePlan[], meter: Meter) {
+  /** The run's history for the verdict (see history.ts); `null` when not asked for. */
+  readonly history: HistoryRecorder | null;
+
+  constructor(plans: readonly DevicePlan[], meter: Meter, history: HistoryRecorder | null = null) {
+    this.history = history;
     this.tracks = plans.map((plan) => ({
       plan,
       phase: 'off',
@@ -103,7 +108,10 @@ export class RunRecorder {
     switch (event.kind) {
       case 'phase':
         track.phase = event.to;
-        if (event.from === 'off') track.poweredOn = true;
+        if (event.from === 'off') {
+          track.poweredOn = true;
+          this.history?.poweredOn(track.plan.index);
+        }
         this.#metrics.phases.dec({ phase: event.from });
         this.#metrics.phases.inc({ phase: event.to });
         return;
@@ -113,6 +121,7 @@ export class RunRecorder {
         track.ok++;
         track.lastFailed = false;
         track.certificatesNotAfterMs = event.notAfterMs;
+        this.history?.certified(track.plan.index, event.notAfterMs);
         if (healthy) this.healthyOk++;
         this.challengeLatency.record(event.challengeMs);
         this.attestLatency.record(event.totalMs);
@@ -124,6 +133,7 @@ export class RunRecorder {
         this.byResult['rejected'] = (this.byResult['rejected'] ?? 0) + 1;
         this.byCode[event.code] = (this.byCode[event.code] ?? 0) + 1;
         track.codes.set(event.code, (track.codes.get(event.code) ?? 0) + 1);
+        this.history?.failed(track.plan.index, event.code);
         track.failed++;
         track.lastFailed = true;
         if (healthy) this.healthyFailed++;
@@ -133,6 +143,7 @@ export class RunRecorder {
         const result = event.code === 'TIMEOUT' ? 'timeout' : 'transport_error';
         this.attestations++;
         this.byResult[result] = (this.byResult[result] ?? 0) + 1;
+        this.history?.failed(track.plan.index, null);
         const key = `${event.step}: ${event.code}`;
         this.errors.set(key, (this.errors.get(key) ?? 0) + 1);
         track.failed++;
@@ -171,6 +182,11 @@ export class RunRecorder {
           u.reportRetries++;
           return;
         }
+        this.history?.reportAcked(track.plan.index, {
+          deployment: event.deploymentId,
+          reportId: event.reportId,
+          outcome: event.outcome,
+        });
         const key = event.code === '' ? event.outcome : `${event.outcome}:${event.code}`;
         u.reports[key] = (u.reports[key] ?? 0) + 1;
         this.#metrics.updateReports.inc({

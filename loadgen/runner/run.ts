@@ -13,6 +13,7 @@ import {
 import type { ProgressSnapshot, RunSummary } from '../report/index.js';
 import { FleetLinks, manufactureFleet, spawnFleet } from './fleet.js';
 import { enrollFleet, serviceClock } from './setup.js';
+import { HistoryRecorder, writeHistoryJson } from './history.js';
 import { RunRecorder } from './recorder.js';
 import { prepareRollouts } from './rollouts.js';
 import type { RolloutRun } from './rollouts.js';
@@ -29,7 +30,12 @@ export interface RunOptions {
   readonly log: (line: string) => void;
   /** Resolves to stop the run early (Ctrl-C); the summary is still produced. */
   readonly abort?: Promise<string>;
+  /** Where to write the run's history for the verdict (history.ts); omitted: not recorded. */
+  readonly historyPath?: string;
 }
+
+/** The line the runner logs when the fleet starts; the local stack starts its chaos clock on it. */
+export const FLEET_STARTED = 'fleet started';
 
 /**
  * Runs a scenario against a live service: creates a tenant, endorses and claims the fleet
@@ -84,7 +90,17 @@ export async function runScenario(opts: RunOptions): Promise<RunSummary> {
 
     const clock = serviceClock(info);
     const runStartSim = clock.now();
-    const recorder = new RunRecorder(plans, meter);
+    const history =
+      opts.historyPath === undefined
+        ? null
+        : new HistoryRecorder(
+            plans.map((p, i) => ({
+              id: identities[i]?.deviceId ?? String(i),
+              fault: p.fault,
+              twin: p.twinOf !== undefined,
+            })),
+          );
+    const recorder = new RunRecorder(plans, meter, history);
     links = new FleetLinks(opts.nats, scenario.connections, meter);
     await links.ready();
     system = new ActorSystem({
@@ -110,6 +126,7 @@ export async function runScenario(opts: RunOptions): Promise<RunSummary> {
     plans.forEach((p, i) =>
       clock.setTimeout(() => devices[i]?.tell({ type: 'device.power-on' }), p.powerOnAtMs),
     );
+    log(`${FLEET_STARTED} at ${new Date().toISOString()}`);
     rollouts?.start(clock, runStartSim);
 
     const printer = opts.progress ? new ProgressPrinter() : null;
@@ -149,6 +166,10 @@ export async function runScenario(opts: RunOptions): Promise<RunSummary> {
     await links.close();
     links = null;
     const endSim = clock.now();
+    if (history !== null && opts.historyPath !== undefined) {
+      const valid = (i: number): boolean => (recorder.tracks[i]?.certificatesNotAfterMs ?? 0) > endSim;
+      await writeHistoryJson(opts.historyPath, history.finish(valid));
+    }
 
     const stages = scenario.stages.map((s) => {
       const mine = recorder.tracks.filter((t) => t.plan.stage === s.index);

@@ -1,5 +1,6 @@
 import { connect, StorageType } from 'nats';
 import type { JetStreamClient, JetStreamManager, NatsConnection, ObjectStore } from 'nats';
+import { natsServers } from '../../actors/runtime/index.js';
 import type { JournalRecord, PartitionBatch } from './records.js';
 
 /** A stored entry, as a follower receives it. */
@@ -38,7 +39,12 @@ export interface Journal {
   first(): Promise<JournalRecord | null>;
   /** Stores `genesis` as the first record if the journal is still empty; `false` if another was first. */
   begin(genesis: Extract<JournalRecord, { t: 'genesis' }>): Promise<boolean>;
-  /** Appends a service-wide record under a unique `id`; resolves with its sequence once stored. */
+  /**
+   * Appends a service-wide record under `id`; resolves with its sequence once stored. An id that
+   * was already stored (within JetStream's duplicate window, 2 minutes) is not stored again: the
+   * first record's sequence is returned. Unique ids make every append a new record; an id derived
+   * from the request (a device's report ID) makes a repeated request idempotent.
+   */
   append(record: JournalRecord, id: string): Promise<number>;
   /**
    * Appends to partition `partition`'s log if its last entry is still `expectedSeq` (0: the log
@@ -77,6 +83,7 @@ function encodeRecord(what: string, value: unknown): Uint8Array {
  */
 export function memoryJournal(): Journal {
   const entries: JournalEntry[] = [];
+  const byId = new Map<string, number>();
   const lastOfPartition = new Map<number, number>();
   const blobs = new Map<string, Uint8Array>();
   const wakers = new Set<() => void>();
@@ -99,7 +106,11 @@ export function memoryJournal(): Journal {
     },
     append(record, id) {
       encodeRecord(record.t, record);
-      return Promise.resolve(push((seq) => ({ kind: 'service', seq, id, record })));
+      const stored = byId.get(id);
+      if (stored !== undefined) return Promise.resolve(stored);
+      const seq = push((s) => ({ kind: 'service', seq: s, id, record }));
+      byId.set(id, seq);
+      return Promise.resolve(seq);
     },
     appendPartition(partition, batch, expectedSeq) {
       encodeRecord('partition batch', batch);
@@ -173,7 +184,7 @@ export interface JetStreamJournalOptions {
  */
 export async function openJetStreamJournal(opts: JetStreamJournalOptions): Promise<Journal> {
   const nc: NatsConnection = await connect({
-    servers: opts.servers,
+    servers: natsServers(opts.servers),
     name: opts.connectionName,
     maxReconnectAttempts: -1,
   });

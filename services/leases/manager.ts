@@ -1,5 +1,6 @@
 import { connect } from 'nats';
 import type { KV, NatsConnection } from 'nats';
+import { natsServers } from '../../actors/runtime/index.js';
 import { plan } from './logic.js';
 import type { LeaseAction, LeaseConfig, LeaseEntry, LeaseRecord, MemberEntry } from './logic.js';
 
@@ -33,7 +34,12 @@ export async function openKvLeaseStore(opts: {
   /** Replicas of the bucket (R3 on a 3-node cluster). */
   replicas?: number;
 }): Promise<LeaseStore> {
-  const nc: NatsConnection = await connect({ servers: opts.servers, name: opts.connectionName });
+  const nc: NatsConnection = await connect({
+    servers: natsServers(opts.servers),
+    name: opts.connectionName,
+    // A lease holder that gave up reconnecting could never renew nor release: reconnect forever.
+    maxReconnectAttempts: -1,
+  });
   let kv: KV;
   try {
     kv = await nc.jetstream().views.kv(opts.bucket, { history: 1, replicas: opts.replicas ?? 1 });

@@ -301,21 +301,41 @@ export async function startShard(opts: ShardOptions): Promise<Shard> {
     console.error('shard: the journal failed; stopping (a restart replays the journal):', e);
     process.exit(75);
   };
-  const committing = new Map<string, { resolve: (v: unknown) => void; reject: (e: unknown) => void }>();
+  type Waiter = { resolve: (v: unknown) => void; reject: (e: unknown) => void };
+  const committing = new Map<string, Waiter[]>();
   let commits = 0;
-  const commit = <T>(record: JournalRecord): Promise<T> =>
+  /**
+   * `id` names the change for deduplication (default: unique). A change whose id is already in
+   * the journal is not stored again; its caller gets what applying it returned when it waited
+   * for it, or `duplicate` when it was applied before this call.
+   */
+  const commit = <T>(record: JournalRecord, id = `${incarnation}-${++commits}`, duplicate?: T): Promise<T> =>
     new Promise<T>((resolve, reject) => {
-      const id = `${incarnation}-${++commits}`;
-      committing.set(id, { resolve: (v) => resolve(v as T), reject });
-      journal.append(record, id).catch((e: unknown) => {
-        committing.delete(id);
-        reject(
-          new OperatorError(
-            'UNAVAILABLE',
-            `the journal did not store the change (${e instanceof Error ? e.message : String(e)}); retry`,
-          ),
-        );
-      });
+      const waiter: Waiter = { resolve: (v) => resolve(v as T), reject };
+      committing.set(id, [...(committing.get(id) ?? []), waiter]);
+      const forget = (): void => {
+        const left = (committing.get(id) ?? []).filter((w) => w !== waiter);
+        if (left.length > 0) committing.set(id, left);
+        else committing.delete(id);
+      };
+      journal.append(record, id).then(
+        (seq) => {
+          // Already applied (a duplicate of an earlier change): the follower will not call back.
+          if (seq <= appliedSeq && committing.get(id)?.includes(waiter) === true) {
+            forget();
+            resolve(duplicate as T);
+          }
+        },
+        (e: unknown) => {
+          forget();
+          reject(
+            new OperatorError(
+              'UNAVAILABLE',
+              `the journal did not store the change (${e instanceof Error ? e.message : String(e)}); retry`,
+            ),
+          );
+        },
+      );
     });
 
   const applyTenant = (r: Extract<JournalRecord, { t: 'tenant' }>): CaIdentity => {
@@ -489,8 +509,14 @@ export async function startShard(opts: ShardOptions): Promise<Shard> {
    */
   const homeOf = (id: DeploymentId): number => Number.parseInt(id.slice(2, 10), 16) % opts.partitions;
   /** Journals a message for a deployment; resolves with the engine's refusal, if any, once applied. */
+  // A device report is stored under its report ID: a device repeating a report whose
+  // acknowledgement it missed does not store it twice.
   const commitRollout = (id: DeploymentId, msg: RolloutMessage): Promise<RolloutError | null> =>
-    commit<RolloutError | null>({ t: 'rollout', id, msg: JSON.stringify(msg), atMs: clock.now() });
+    commit<RolloutError | null>(
+      { t: 'rollout', id, msg: JSON.stringify(msg), atMs: clock.now() },
+      msg.type === 'rollout.device-report' ? `report-${id}-${msg.deviceId}-${msg.reportId}` : undefined,
+      null,
+    );
   /** Spawns the actor of a deployment whose (created or replayed) rollout is `rollout`. */
   const spawnDeployment = (
     id: DeploymentId,
@@ -985,15 +1011,15 @@ export async function startShard(opts: ShardOptions): Promise<Shard> {
   let replayed = 0;
   async function deliver(e: JournalEntry): Promise<void> {
     if (e.kind === 'service') {
-      const waiter = committing.get(e.id);
+      const waiters = committing.get(e.id);
       committing.delete(e.id);
       try {
-        const result = await applyRecord(e.record, waiter !== undefined);
-        waiter?.resolve(result);
+        const result = await applyRecord(e.record, waiters !== undefined);
+        for (const w of waiters ?? []) w.resolve(result);
       } catch (err) {
         // Applying is deterministic, so every shard fails on this record alike and their states
         // still agree: skip it (stopping would only fail again on the same record after a restart).
-        if (waiter !== undefined) waiter.reject(err);
+        if (waiters !== undefined) for (const w of waiters) w.reject(err);
         else if (!(err instanceof OperatorError))
           console.error(`shard: journal record ${e.seq} (${e.record.t}) cannot be applied; skipped:`, err);
       }

@@ -189,15 +189,26 @@ export function createUpdateService(deps: UpdateServiceDeps): UpdateService {
       });
       metrics.alerts.inc({ type: a.type, severity: a.severity });
     }
-    // Acknowledged only once stored: a device repeats an unacknowledged report.
+    // Acknowledged only once stored: a device repeats an unacknowledged report. One already
+    // applied (its acknowledgement was lost) is acknowledged again without storing it twice.
     return deps
-      .commitRollout(entry.id, {
-        type: 'rollout.device-report',
-        deviceId: r.deviceId,
-        reportId: r.reportId,
-        outcome: r.outcome,
-        atMs: r.deviceTimeMs,
+      .readRollout(entry.ref)
+      .then((rollout) => {
+        const i = rollout.index[r.deviceId];
+        return i !== undefined && rollout.devices[i]?.reportIds.includes(r.reportId) === true;
       })
+      .catch(() => false)
+      .then((known) =>
+        known
+          ? null
+          : deps.commitRollout(entry.id, {
+              type: 'rollout.device-report',
+              deviceId: r.deviceId,
+              reportId: r.reportId,
+              outcome: r.outcome,
+              atMs: r.deviceTimeMs,
+            }),
+      )
       .then(
         () => {
           metrics.updateReports.inc({ result: 'ok', reason: r.code === '' ? 'OK' : r.code });
