@@ -32,8 +32,8 @@ export function findPrometheus(): string | null {
 export interface PrometheusTarget {
   /** `host:port` serving `/metrics`. */
   readonly address: string;
-  /** Selects the job: `shard` → sphere-shard, `loadgen` → sphere-loadgen. */
-  readonly role: 'shard' | 'loadgen';
+  /** What serves it: a shard, the loadgen, or the stack's chaos controller. */
+  readonly role: 'shard' | 'loadgen' | 'chaos';
   /** Extra target labels (e.g. `{ shard: '0' }`). */
   readonly labels?: Readonly<Record<string, string>>;
 }

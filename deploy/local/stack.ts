@@ -34,8 +34,21 @@ import {
   startPrometheus,
 } from './prometheus.js';
 import type { PrometheusHandle, PrometheusTarget } from './prometheus.js';
+import { readFile } from 'node:fs/promises';
+import { createPromMeter } from '../../actors/runtime/index.js';
+import type { MetricsServer } from '../../actors/runtime/index.js';
+import { FLEET_STARTED } from '../../loadgen/runner/index.js';
+import type { RunHistory } from '../../loadgen/runner/index.js';
+import type { RunSummary } from '../../loadgen/report/index.js';
 import { loadScenarioFile } from '../../loadgen/scenario/index.js';
 import type { Scenario } from '../../loadgen/scenario/index.js';
+import { errorBudgets, judge, readStoredHistory, renderVerdict } from '../../loadgen/verdict/index.js';
+import type { Verdict } from '../../loadgen/verdict/index.js';
+import { openJetStreamJournal } from '../../services/journal/index.js';
+import { ChaosController } from '../chaos/controller.js';
+import type { ChaosProcess } from '../chaos/controller.js';
+import { startFabric } from '../chaos/fabric.js';
+import type { Fabric } from '../chaos/fabric.js';
 
 /** Shard flags that make the service run the scenario's clock and policy. */
 function shardFlagsFor(s: Scenario): string[] {
@@ -80,6 +93,33 @@ async function waitForBalance(shards: readonly { url: string; id: string }[]): P
   return counts.map((n, i) => `${shards[i]?.id ?? i} ${n}`);
 }
 
+/**
+ * The verdict: the runner's history and summary (from `outDir`), the journal read back from the
+ * NATS nodes directly (not through the faults), and the controller's fault timeline.
+ */
+async function judgeRun(
+  outDir: string,
+  controller: ChaosController,
+  fabric: Fabric | null,
+  scenario: Scenario,
+  replicas: number,
+): Promise<Verdict> {
+  const history = JSON.parse(await readFile(join(outDir, 'history.json'), 'utf8')) as RunHistory;
+  const summary = JSON.parse(await readFile(join(outDir, 'summary.json'), 'utf8')) as RunSummary;
+  const journal = await openJetStreamJournal({
+    servers: fabric?.directUrls ?? '',
+    name: 'sphere',
+    connectionName: 'verdict',
+    replicas,
+  });
+  try {
+    const stored = await readStoredHistory(journal);
+    return judge({ history, stored, summary, budgets: errorBudgets(scenario), faults: controller.spans() });
+  } finally {
+    await journal.close();
+  }
+}
+
 const USAGE = `Usage: node dist/deploy/local/stack.js [scenario.yaml] [options]
 
 Starts a local sphere-fleet stack (nats-server with JetStream, shard process(es)), runs the
@@ -90,9 +130,17 @@ Arguments:
   scenario.yaml          scenario to run (default: loadgen/examples/quickstart.yaml)
 
 Options:
-  --shards N             number of shard processes (default 1). They share the JetStream journal
-                         and split the 64 partitions by lease; the stack waits until every shard
-                         serves its share. The runner talks to shard 0's gRPC (any shard would do).
+  --shards N             number of shard processes (default 1, or the scenario's chaos.shards).
+                         They share the JetStream journal and split the 64 partitions by lease;
+                         the stack waits until every shard serves its share. The runner's gRPC
+                         client fails over between them.
+  --nats-nodes N         NATS nodes (default 1, or the scenario's chaos.natsNodes). More than one
+                         makes a cluster with JetStream replicas R3 (R2 with two nodes).
+                         With a cluster or a chaos section every link (devices, shards, routes)
+                         runs through a TCP proxy the chaos controller can cut, slow or reset.
+  --no-chaos             run a chaos scenario's stack without injecting its faults (a baseline)
+  --unsafe-no-fencing    TEST ONLY: shards neither fence partition appends nor respect lease
+                         deadlines; the verdict's single-owner check should then fail
   --workers N            worker threads per shard (passed to the shard as --workers)
   --keep-running         keep the stack up after the scenario finished, until Ctrl-C
   --no-run               start the stack only (implies --keep-running)
@@ -128,7 +176,10 @@ class UsageError extends Error {}
 
 interface Cli {
   scenario: string;
-  shards: number;
+  shards: number | undefined;
+  natsNodes: number | undefined;
+  noChaos: boolean;
+  unsafeNoFencing: boolean;
   workers: number | undefined;
   keepRunning: boolean;
   noRun: boolean;
@@ -142,6 +193,9 @@ function parseCli(argv: string[], root: string): Cli | 'help' {
     allowPositionals: true,
     options: {
       shards: { type: 'string' },
+      'nats-nodes': { type: 'string' },
+      'no-chaos': { type: 'boolean', default: false },
+      'unsafe-no-fencing': { type: 'boolean', default: false },
       workers: { type: 'string' },
       'keep-running': { type: 'boolean', default: false },
       'no-run': { type: 'boolean', default: false },
@@ -155,7 +209,10 @@ function parseCli(argv: string[], root: string): Cli | 'help' {
     throw new UsageError(`expected at most one scenario file, got: ${positionals.join(' ')}`);
   return {
     scenario: resolve(positionals[0] ?? join(root, 'loadgen/examples/quickstart.yaml')),
-    shards: positiveInt('shards', values.shards, 1) ?? 1,
+    shards: positiveInt('shards', values.shards, undefined),
+    natsNodes: positiveInt('nats-nodes', values['nats-nodes'], undefined),
+    noChaos: values['no-chaos'],
+    unsafeNoFencing: values['unsafe-no-fencing'],
     workers: positiveInt('workers', values.workers, undefined),
     keepRunning: values['keep-running'] || values['no-run'],
     noRun: values['no-run'],
@@ -228,11 +285,29 @@ async function main(argv: string[]): Promise<number> {
     },
   });
 
-  // 1. NATS
+  const chaos = cli.noChaos ? null : scenario.chaos;
+  const shardCount = cli.shards ?? scenario.chaos?.shards ?? 1;
+  const natsNodes = cli.natsNodes ?? scenario.chaos?.natsNodes ?? 1;
+  const replicas = Math.min(3, natsNodes);
+  const shardNames = Array.from({ length: shardCount }, (_, i) => `shard-${i}`);
+
+  // 1. NATS: one server, or a cluster whose every link runs through a chaos proxy.
   const natsLog = join(runDir, 'nats.log');
-  let nats: NatsServerHandle;
+  let nats: NatsServerHandle | null = null;
+  let fabric: Fabric | null = null;
   try {
-    nats = await startNatsServer({ jetstream: true, logFile: natsLog, name: 'sphere-local' });
+    if (natsNodes > 1 || scenario.chaos !== null) {
+      fabric = await startFabric({
+        natsNodes,
+        clients: ['devices', ...shardNames],
+        seed: scenario.seed,
+        logDir: runDir,
+      });
+      handles.push(fabric);
+    } else {
+      nats = await startNatsServer({ jetstream: true, logFile: natsLog, name: 'sphere-local' });
+      handles.push(nats);
+    }
   } catch (err) {
     fail(
       err instanceof NatsServerNotFoundError ? err.message : `could not start nats-server: ${String(err)}`,
@@ -240,32 +315,54 @@ async function main(argv: string[]): Promise<number> {
     await ctl.stopAll();
     return 1;
   }
-  handles.push(nats);
   if (interrupted) return ctl.shutdown(130);
+  const natsFor = (client: string): string => fabric?.natsFor(client) ?? nats?.url ?? '';
 
   // Machine-readable "where things are" (updated as processes start; tests use it to check for orphans).
   const state = {
     runDir,
     adminTokenFile: tokenFile,
-    nats: { url: nats.url, pid: nats.pid, log: natsLog },
+    nats:
+      fabric === null
+        ? { url: nats?.url ?? '', pid: nats?.pid ?? -1, log: natsLog }
+        : {
+            url: fabric.directUrls,
+            nodes: fabric.cluster.nodes.map((n) => ({
+              name: `nats-${n.index}`,
+              url: n.url,
+              pid: n.pid(),
+              monitor: `http://127.0.0.1:${n.monitorPort}`,
+              log: join(runDir, `nats-${n.index}.log`),
+            })),
+            links: fabric.links.map((l) => ({ from: l.from, to: l.to, proxy: l.proxy.address })),
+          },
     shards: [] as { pid: number; grpc: string; metrics: string; log: string }[],
     runner: null as null | { pid: number; metrics: string; log: string },
     prometheus: null as null | { pid: number; url: string; config: string; log: string },
+    chaos: null as null | { metrics: string },
   };
   const writeState = (): void =>
     writeFileSync(join(runDir, 'stack.json'), `${JSON.stringify(state, null, 2)}\n`);
   writeState();
 
-  // 2. Shards
-  const shards: { proc: ManagedProcess; grpcPort: number; metricsPort: number; log: string }[] = [];
-  for (let i = 0; i < cli.shards; i++) {
+  // 2. Shards. Each slot can be killed and started again (same ports, a new incarnation).
+  interface ShardSlot {
+    readonly name: string;
+    readonly grpcPort: number;
+    readonly metricsPort: number;
+    readonly log: string;
+    proc: ManagedProcess;
+    start(): ManagedProcess;
+  }
+  const shards: ShardSlot[] = [];
+  for (const [i, name] of shardNames.entries()) {
     const grpcPort = await getFreePort();
     const metricsPort = await getFreePort();
-    const log = join(runDir, `shard-${i}.log`);
+    const log = join(runDir, `${name}.log`);
     const args = [
       shardMain,
       '--nats',
-      nats.url,
+      natsFor(name),
       '--grpc-port',
       String(grpcPort),
       '--metrics-port',
@@ -273,21 +370,39 @@ async function main(argv: string[]): Promise<number> {
       '--admin-token-file',
       tokenFile,
       '--shard-id',
-      `shard-${i}`,
+      name,
+      '--replicas',
+      String(replicas),
     ];
     if (cli.workers !== undefined) args.push('--workers', String(cli.workers));
+    if (scenario.chaos !== null) args.push('--lease-ttl-ms', String(scenario.chaos.leaseTtlMs));
+    if (cli.unsafeNoFencing) args.push('--unsafe-no-fencing');
     args.push(...shardFlagsFor(scenario));
-    const proc = spawnManaged(`shard-${i}`, process.execPath, args, {
-      cwd: root,
-      ready: /^READY /,
-      readyTimeoutMs: cli.readyTimeoutMs,
-      logFile: log,
-      env: { ...process.env, SPHERE_SHARD_INDEX: String(i), SPHERE_SHARD_COUNT: String(cli.shards) },
-    });
-    handles.push(proc);
-    shards.push({ proc, grpcPort, metricsPort, log });
+    const slot: ShardSlot = {
+      name,
+      grpcPort,
+      metricsPort,
+      log,
+      proc: null as unknown as ManagedProcess,
+      start: () => {
+        const proc = spawnManaged(name, process.execPath, args, {
+          cwd: root,
+          ready: /^READY /,
+          readyTimeoutMs: cli.readyTimeoutMs,
+          logFile: log,
+          env: { ...process.env, SPHERE_SHARD_INDEX: String(i), SPHERE_SHARD_COUNT: String(shardCount) },
+        });
+        slot.proc = proc;
+        const entry = state.shards[i];
+        if (entry !== undefined) entry.pid = proc.pid;
+        return proc;
+      },
+    };
+    slot.start();
+    handles.push({ stop: () => slot.proc.stop(), kill: (sig) => slot.proc.kill(sig) });
+    shards.push(slot);
     state.shards.push({
-      pid: proc.pid,
+      pid: slot.proc.pid,
       grpc: `127.0.0.1:${grpcPort}`,
       metrics: `http://127.0.0.1:${metricsPort}/metrics`,
       log,
@@ -308,7 +423,7 @@ async function main(argv: string[]): Promise<number> {
     // Shards started together rebalance for a second or two (the first takes every free
     // partition, then hands the others their share): start the fleet once that settled.
     const balanced = await waitForBalance(
-      shards.map((s, i) => ({ url: `http://127.0.0.1:${s.metricsPort}/metrics`, id: `shard-${i}` })),
+      shards.map((s) => ({ url: `http://127.0.0.1:${s.metricsPort}/metrics`, id: s.name })),
     );
     say(`shards: partitions owned ${balanced.join(' · ')}`);
   }
@@ -316,9 +431,47 @@ async function main(argv: string[]): Promise<number> {
   const rel = (p: string): string => relative(process.cwd(), p) || '.';
   const first = shards[0];
   if (first === undefined) throw new Error('unreachable: no shard');
-  const grpcAddr = `127.0.0.1:${first.grpcPort}`;
+  // One shard is enough; with several the gRPC client fails over between them (any shard serves).
+  const grpcAddr =
+    shards.length === 1
+      ? `127.0.0.1:${first.grpcPort}`
+      : `ipv4:${shards.map((s) => `127.0.0.1:${s.grpcPort}`).join(',')}`;
   const runnerMetricsPort = await getFreePort();
   const runnerLog = join(runDir, 'runner.log');
+
+  // Set once the runner runs: reports a shard that dies when no fault killed it.
+  let watchShard: (slot: ShardSlot) => void = () => undefined;
+
+  // The chaos controller: plays the scenario's faults from the moment the fleet starts.
+  let controller: ChaosController | null = null;
+  let chaosMetrics: MetricsServer | null = null;
+  if (fabric !== null) {
+    const meter = createPromMeter({ defaultMetrics: false });
+    const processes: ChaosProcess[] = [
+      ...shards.map((slot) => ({
+        name: slot.name,
+        kill: () => slot.proc.kill('SIGKILL'),
+        restart: async () => {
+          await slot.proc.exited;
+          const proc = slot.start();
+          writeState();
+          watchShard(slot);
+          await proc.ready;
+        },
+        pause: () => slot.proc.kill('SIGSTOP'),
+        resume: () => slot.proc.kill('SIGCONT'),
+      })),
+      ...fabric.processes,
+    ];
+    controller = new ChaosController({ links: fabric.links, processes, meter, log: say });
+    const c = controller;
+    handles.push({ stop: () => c.stop({ heal: false }), kill: () => undefined });
+    chaosMetrics = await meter.serveMetrics({ port: await getFreePort() });
+    state.chaos = { metrics: chaosMetrics.url };
+    writeState();
+    const m = chaosMetrics;
+    handles.push({ stop: () => m.close(), kill: () => undefined });
+  }
 
   // 3. Prometheus (optional): scrapes the shards and the runner with deploy/prometheus/ rules.
   let prometheus: PrometheusHandle | null = null;
@@ -333,6 +486,7 @@ async function main(argv: string[]): Promise<number> {
         role: 'shard',
       }));
       if (!cli.noRun) targets.push({ address: `127.0.0.1:${runnerMetricsPort}`, role: 'loadgen' });
+      if (chaosMetrics !== null) targets.push({ address: new URL(chaosMetrics.url).host, role: 'chaos' });
       try {
         prometheus = await startPrometheus({
           binary,
@@ -358,11 +512,26 @@ async function main(argv: string[]): Promise<number> {
 
   say('');
   say('── sphere-fleet local stack ─────────────────────────────────────────');
-  say(`  NATS         ${nats.url}   (JetStream, log ${rel(natsLog)})`);
-  for (const [i, s] of shards.entries()) {
-    say(`  shard-${i}      gRPC 127.0.0.1:${s.grpcPort}   metrics http://127.0.0.1:${s.metricsPort}/metrics`);
+  if (nats !== null) say(`  NATS         ${nats.url}   (JetStream, log ${rel(natsLog)})`);
+  if (fabric !== null) {
+    for (const n of fabric.cluster.nodes)
+      say(
+        `  nats-${n.index}       ${n.url}   (JetStream R${replicas}, monitor http://127.0.0.1:${n.monitorPort}, log ${rel(join(runDir, `nats-${n.index}.log`))})`,
+      );
+    say(`  links        ${fabric.links.length} TCP proxies (devices, shards and routes to every node)`);
+  }
+  for (const s of shards) {
+    say(
+      `  ${s.name.padEnd(12)} gRPC 127.0.0.1:${s.grpcPort}   metrics http://127.0.0.1:${s.metricsPort}/metrics`,
+    );
     say(`               log ${rel(s.log)}`);
   }
+  if (chaosMetrics !== null)
+    say(
+      `  chaos        ${chaos === null ? 'no faults (--no-chaos or no chaos section)' : `${chaos.faults.length} faults`}   metrics ${chaosMetrics.url}`,
+    );
+  if (cli.unsafeNoFencing)
+    say('  UNSAFE       fencing is off (--unsafe-no-fencing): two shards may act for one partition');
   if (!cli.noRun) {
     say(`  runner       metrics http://127.0.0.1:${runnerMetricsPort}/metrics   log ${rel(runnerLog)}`);
     say(`  scenario     ${rel(cli.scenario)}`);
@@ -391,7 +560,7 @@ async function main(argv: string[]): Promise<number> {
         'run',
         cli.scenario,
         '--nats',
-        nats.url,
+        natsFor('devices'),
         '--grpc',
         grpcAddr,
         '--admin-token-file',
@@ -401,7 +570,15 @@ async function main(argv: string[]): Promise<number> {
         '--out',
         outDir,
       ],
-      { cwd: root, passthrough: true, logFile: runnerLog },
+      {
+        cwd: root,
+        passthrough: true,
+        logFile: runnerLog,
+        onLine: (line) => {
+          if (controller !== null && chaos !== null && line.startsWith(FLEET_STARTED))
+            controller.play(chaos.faults);
+        },
+      },
     );
     handles.push(runner);
     state.runner = {
@@ -410,19 +587,42 @@ async function main(argv: string[]): Promise<number> {
       log: runnerLog,
     };
     writeState();
-    // A shard dying mid-run is an error: stop the runner.
-    for (const s of shards)
-      void s.proc.exited.then((info) => {
-        if (runner.isRunning() && !interrupted) {
+    // A shard dying mid-run is an error (unless a chaos fault killed it): stop the runner.
+    watchShard = (slot) => {
+      const proc = slot.proc;
+      void proc.exited.then((info) => {
+        if (runner.isRunning() && !interrupted && controller?.isDown(slot.name) !== true) {
           fail(
-            `${s.proc.name} exited (code ${info.code ?? 'null'}, signal ${info.signal ?? 'none'}) during the run; see ${rel(s.log)}`,
+            `${proc.name} exited (code ${info.code ?? 'null'}, signal ${info.signal ?? 'none'}) during the run; see ${rel(slot.log)}`,
           );
           void runner.stop();
         }
       });
+    };
+    for (const s of shards) watchShard(s);
     const info = await runner.exited;
     if (interrupted) return ctl.shutdown(130);
     code = info.code ?? 1;
+    if (controller !== null) {
+      // Heal whatever is still broken, then judge the run on what was recorded.
+      await controller.stop({ heal: true });
+      if (chaos !== null) {
+        writeFileSync(
+          join(outDir, 'chaos-timeline.json'),
+          `${JSON.stringify({ faults: controller.spans(), events: controller.events() }, null, 2)}\n`,
+        );
+      }
+      try {
+        const verdict = await judgeRun(outDir, controller, fabric, scenario, replicas);
+        say('');
+        say(renderVerdict(verdict));
+        writeFileSync(join(outDir, 'verdict.json'), `${JSON.stringify(verdict, null, 2)}\n`);
+        if (!verdict.pass && code === 0) code = 99;
+      } catch (err) {
+        fail(`could not judge the run: ${err instanceof Error ? err.message : String(err)}`);
+        if (code === 0) code = 1;
+      }
+    }
     if (prometheus !== null) {
       // What Prometheus itself recorded of the rollouts (after one more scrape), so a user sees
       // the metrics pipeline end to end; also written to results/prometheus-rollouts.json.
@@ -447,7 +647,7 @@ async function main(argv: string[]): Promise<number> {
       code === 0
         ? 'stack: scenario passed (exit 0)'
         : code === 99
-          ? 'stack: scenario ran but a threshold failed (exit 99)'
+          ? 'stack: scenario ran but a threshold or the verdict failed (exit 99)'
           : `stack: scenario runner failed (exit ${info.code ?? `signal ${info.signal ?? '?'}`}); log ${rel(runnerLog)}`,
     );
   }

@@ -31,6 +31,9 @@ import { formatSize, parseSize } from './size.js';
 import { ScenarioError } from './errors.js';
 import type { ScenarioIssue } from './errors.js';
 import { locateIssues } from './locate.js';
+import { durationField, field, FieldError } from './fields.js';
+import { chaosSchema, resolveChaos } from './chaos.js';
+import type { ChaosConfig } from './chaos.js';
 import { THRESHOLD_METRICS, parseThreshold } from './thresholds.js';
 import { closest, fromZodIssue } from './zod-issues.js';
 import type { Threshold } from './thresholds.js';
@@ -265,6 +268,8 @@ export interface Scenario {
   /** Rollouts in file order (empty when none). */
   readonly rollouts: readonly RolloutSpec[];
   readonly thresholds: readonly Threshold[];
+  /** Faults to inject and the stack they need (chaos.ts); `null` without a `chaos:` section. */
+  readonly chaos: ChaosConfig | null;
 }
 
 /** Where the scenario input came from; `text` lets errors carry line numbers. */
@@ -276,45 +281,6 @@ export interface ScenarioSource {
 // ---------------------------------------------------------------------------------------------
 // Schema of the written form
 // ---------------------------------------------------------------------------------------------
-
-/** Thrown by field parsers; `path` is relative to the field. */
-class FieldError extends Error {
-  constructor(
-    message: string,
-    readonly path: readonly (string | number)[] = [],
-  ) {
-    super(message);
-  }
-}
-
-/**
- * A field whose value `parse` converts (durations, rates, shares...). `undefined` (absent) is
- * passed through unless the field is required. Parse failures become zod issues at the field.
- */
-function field<T>(parse: (value: unknown) => T, options: { required?: boolean } = {}) {
-  return z.unknown().transform((value, ctx): T | undefined => {
-    if (value === undefined || value === null) {
-      if (options.required === true) ctx.addIssue({ code: 'custom', message: 'required' });
-      return undefined;
-    }
-    try {
-      return parse(value);
-    } catch (error) {
-      const path = error instanceof FieldError ? [...error.path] : [];
-      ctx.addIssue({ code: 'custom', message: (error as Error).message, path });
-      return z.NEVER;
-    }
-  });
-}
-
-function durationField(options: { required?: boolean; positive?: boolean } = {}) {
-  return field((value) => {
-    const ms = parseDuration(value);
-    if (options.positive === true && ms <= 0)
-      throw new FieldError(`must be longer than 0, got ${describeValue(value)}`);
-    return ms;
-  }, options);
-}
 
 const rateField = (options: { required?: boolean } = {}) => field(parseRate, options);
 
@@ -679,6 +645,7 @@ export const scenarioInputSchema = z.strictObject({
   images: z.array(imageSchema).optional(),
   rollouts: z.array(rolloutSchema).optional(),
   thresholds: thresholdsSchema.optional(),
+  chaos: chaosSchema.optional(),
 });
 
 type ScenarioInput = z.output<typeof scenarioInputSchema>;
@@ -774,6 +741,8 @@ function resolve(input: ScenarioInput, issues: ScenarioIssue[]): Scenario | unde
     }
   }
 
+  const chaos = resolveChaos(input.chaos, durationMs / timeScale, add);
+
   if (issues.length > before) return undefined;
   return {
     name: input.name,
@@ -792,6 +761,7 @@ function resolve(input: ScenarioInput, issues: ScenarioIssue[]): Scenario | unde
     images,
     rollouts,
     thresholds,
+    chaos,
   };
 }
 

@@ -182,6 +182,22 @@ export interface JetStreamJournalOptions {
  * batches to `<name>.part.<partition>` (fenced with Nats-Expected-Last-Subject-Sequence). Appends
  * are pipelined; a follower is an ordered consumer, which re-creates itself after reconnects.
  */
+/**
+ * A replicated stream answers publishes only once its replicas elected a leader (until then
+ * JetStream says 503, no responders): wait for it, up to 30 s.
+ */
+async function waitForLeader(jsm: JetStreamManager, stream: string, replicas: number): Promise<void> {
+  if (replicas <= 1) return;
+  const until = Date.now() + 30_000;
+  for (;;) {
+    const info = await jsm.streams.info(stream).catch(() => null);
+    if (info?.cluster?.leader !== undefined && info.cluster.leader !== '') return;
+    if (Date.now() > until)
+      throw new Error(`stream ${stream} has no leader after 30 s (are ${replicas} JetStream servers up?)`);
+    await new Promise((r) => setTimeout(r, 250));
+  }
+}
+
 export async function openJetStreamJournal(opts: JetStreamJournalOptions): Promise<Journal> {
   const nc: NatsConnection = await connect({
     servers: natsServers(opts.servers),
@@ -215,6 +231,7 @@ export async function openJetStreamJournal(opts: JetStreamJournalOptions): Promi
           });
         });
     }
+    await waitForLeader(jsm, stream, replicas);
     const js: JetStreamClient = nc.jetstream();
     const blobs: ObjectStore = await js.views.os(`${opts.name}-blobs`, {
       storage: StorageType.File,

@@ -130,6 +130,7 @@ export class LeaseManager {
   readonly #cfg: LeaseConfig;
   readonly #now: () => number;
   readonly #observe: (e: LeaseEvent) => void;
+  readonly #ignoreDeadlines: boolean;
   /** Partition → what this shard wrote last (only its own, successful writes). */
   readonly #mine = new Map<number, { token: number; expiresAtMs: number }>();
 
@@ -139,7 +140,14 @@ export class LeaseManager {
     config: LeaseConfig;
     now: () => number;
     observe?: (e: LeaseEvent) => void;
+    /**
+     * TEST ONLY (the shard's --unsafe-no-fencing): trust a lease past its deadline until a renewal
+     * is refused, as a naive implementation would. A paused or cut-off holder then acts after
+     * another shard took over, which the chaos verdict must catch.
+     */
+    unsafeIgnoreDeadlines?: boolean;
   }) {
+    this.#ignoreDeadlines = opts.unsafeIgnoreDeadlines === true;
     this.#store = opts.store;
     this.#shard = opts.shard;
     this.#cfg = opts.config;
@@ -153,27 +161,32 @@ export class LeaseManager {
    */
   held(nowMs = this.#now()): Map<number, number> {
     const out = new Map<number, number>();
-    for (const [p, m] of this.#mine) if (nowMs < m.expiresAtMs) out.set(p, m.token);
+    for (const [p, m] of this.#mine) if (this.#ignoreDeadlines || nowMs < m.expiresAtMs) out.set(p, m.token);
     return out;
   }
 
   /** Whether this shard may act for `partition` at `nowMs` (what `held` has, without building it). */
   holds(partition: number, nowMs = this.#now()): boolean {
     const m = this.#mine.get(partition);
-    return m !== undefined && nowMs < m.expiresAtMs;
+    return m !== undefined && (this.#ignoreDeadlines || nowMs < m.expiresAtMs);
   }
 
   /** Renews membership, then carries out this tick's plan. Never throws for a lost race. */
   async tick(): Promise<void> {
     const now = this.#now();
     for (const [p, m] of this.#mine) {
-      if (now >= m.expiresAtMs) {
+      if (now >= m.expiresAtMs && !this.#ignoreDeadlines) {
         this.#mine.delete(p);
         this.#observe({ kind: 'lost', partition: p, reason: 'expired' });
       }
     }
     await this.#store.heartbeat(this.#shard, now + this.#cfg.ttlMs);
     const { leases, members } = this.#store.snapshot();
+    if (this.#ignoreDeadlines)
+      // The naive holder learns it lost a lease only by reading that someone else has it.
+      for (const p of [...this.#mine.keys()])
+        if (leases.get(p)?.owner !== this.#shard && this.#mine.delete(p))
+          this.#observe({ kind: 'lost', partition: p, reason: 'fenced' });
     const actions = plan(this.#shard, leases, members, now, this.#cfg);
     await Promise.all(actions.map((a) => this.#apply(a, now)));
   }

@@ -1100,6 +1100,7 @@ export async function startShard(opts: ShardOptions): Promise<Shard> {
             shard: incarnation,
             config: { ...opts.lease, partitions: opts.partitions },
             now: () => Date.now(),
+            unsafeIgnoreDeadlines: !opts.fencing,
             observe: (e) => {
               if (e.kind === 'released') own?.lost(e.partition, 'released');
               else if (e.kind === 'lost') own?.lost(e.partition, e.reason);

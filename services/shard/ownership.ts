@@ -108,7 +108,9 @@ export class PartitionOwnership {
       } catch (e) {
         // Not acknowledged: maybe stored, maybe not. The next append's fence tells.
         this.#o.metrics.partitionWrites.inc({ result: 'error' });
-        console.error(`shard: partition ${partition}: append not acknowledged:`, e);
+        this.#complain(
+          `partition ${partition}: append not acknowledged: ${e instanceof Error ? e.message : String(e)}`,
+        );
         for (const b of batch) b.done(false);
         continue;
       }
@@ -177,9 +179,8 @@ export class PartitionOwnership {
           this.#o.fencing ? (this.#seen.get(partition) ?? 0) : null,
         );
       } catch (e) {
-        console.error(
-          `shard: partition ${partition}: takeover marker not stored:`,
-          e instanceof Error ? e.message : e,
+        this.#complain(
+          `partition ${partition}: takeover marker not stored: ${e instanceof Error ? e.message : String(e)}`,
         );
         await sleep(500);
         continue;
@@ -194,6 +195,21 @@ export class PartitionOwnership {
     this.#o.metrics.partitionTakeover.observe((this.#o.wallNow() - t0) / 1000);
     this.#o.metrics.partitionsOwned.set({ shard: this.#o.shardId }, this.#served.size);
     this.#o.onServe(partition);
+  }
+
+  #quietUntil = 0;
+  #suppressed = 0;
+  /** Logs a journal error, at most one line a second (a NATS node dying fails every partition's append at once). */
+  #complain(msg: string): void {
+    const now = this.#o.wallNow();
+    if (now < this.#quietUntil) {
+      this.#suppressed++;
+      return;
+    }
+    const more = this.#suppressed > 0 ? ` (and ${this.#suppressed} more since the last report)` : '';
+    console.error(`shard: ${msg}${more}`);
+    this.#suppressed = 0;
+    this.#quietUntil = now + 1000;
   }
 
   #stop(partition: number, reason: LossReason): void {
