@@ -262,13 +262,15 @@ export class ChaosController {
   }
 
   /**
-   * Cancels what is scheduled and heals every fault still in effect (so the run ends on a whole
-   * stack and the verdict sees it recover); `heal: false` leaves them (shutdown).
+   * Ends the timeline: cancels what is scheduled and resumes paused processes (so they can be
+   * stopped). Faults without an end stay as they are: a shard killed for good is not restarted
+   * and its span keeps no heal time.
    */
-  async stop(opts: { heal: boolean } = { heal: true }): Promise<void> {
+  async stop(): Promise<void> {
     for (const t of this.#timers) clearTimeout(t);
     this.#timers.clear();
-    if (opts.heal) for (const s of [...this.#spans]) if (s.heal !== null) await this.heal(s.id);
+    for (const s of [...this.#spans])
+      if (s.heal !== null && s.fault.action.kind === 'pause') await this.heal(s.id);
     this.#stopped = true;
     await this.settled();
   }

@@ -43,7 +43,8 @@ import type { RunSummary } from '../../loadgen/report/index.js';
 import { loadScenarioFile } from '../../loadgen/scenario/index.js';
 import type { Scenario } from '../../loadgen/scenario/index.js';
 import { errorBudgets, judge, readStoredHistory, renderVerdict } from '../../loadgen/verdict/index.js';
-import type { Verdict } from '../../loadgen/verdict/index.js';
+import type { FaultSpan, Verdict } from '../../loadgen/verdict/index.js';
+import type { ChaosFault } from '../../loadgen/scenario/index.js';
 import { openJetStreamJournal } from '../../services/journal/index.js';
 import { ChaosController } from '../chaos/controller.js';
 import type { ChaosProcess } from '../chaos/controller.js';
@@ -99,7 +100,7 @@ async function waitForBalance(shards: readonly { url: string; id: string }[]): P
  */
 async function judgeRun(
   outDir: string,
-  controller: ChaosController,
+  faults: readonly FaultSpan[],
   fabric: Fabric | null,
   scenario: Scenario,
   replicas: number,
@@ -114,10 +115,60 @@ async function judgeRun(
   });
   try {
     const stored = await readStoredHistory(journal);
-    return judge({ history, stored, summary, budgets: errorBudgets(scenario), faults: controller.spans() });
+    return judge({ history, stored, summary, budgets: errorBudgets(scenario), faults });
   } finally {
     await journal.close();
   }
+}
+
+/** Partitions each shard served, sampled over the run (only changes are kept). */
+interface OwnershipSample {
+  readonly atMs: number;
+  readonly owned: Readonly<Record<string, number>>;
+}
+
+/** Reads one shard's `sphere_shard_partitions_owned`; `null` when it does not answer (dead, paused). */
+async function ownedBy(url: string, id: string): Promise<number | null> {
+  try {
+    const text = await fetch(url, { signal: AbortSignal.timeout(300) }).then((r) => r.text());
+    const m = new RegExp(`^sphere_shard_partitions_owned\\{shard="${id}"\\} (\\d+)`, 'm').exec(text);
+    return m === null ? null : Number(m[1]);
+  } catch {
+    return null;
+  }
+}
+
+/**
+ * For each fault on a shard, how long until the other shards served all `partitions`, from the
+ * ownership samples (the first sample at or after the fault where they did).
+ */
+function takeoverTimes(
+  spans: readonly FaultSpan[],
+  faults: readonly ChaosFault[],
+  samples: readonly OwnershipSample[],
+  partitions: number,
+): FaultSpan[] {
+  return spans.map((span) => {
+    const f = faults.find((x) => `f${x.index}` === span.id);
+    const a = f?.action;
+    const shard =
+      a === undefined
+        ? null
+        : a.kind === 'kill' || a.kind === 'pause'
+          ? a.target.startsWith('shard-')
+            ? a.target
+            : null
+          : a.kind === 'partition' && a.share === 1
+            ? ([...a.between[0], ...a.between[1]].find((e) => e.startsWith('shard-')) ?? null)
+            : null;
+    if (shard === null) return span;
+    const done = samples.find(
+      (s) =>
+        s.atMs >= span.startMs &&
+        Object.entries(s.owned).reduce((n, [id, k]) => (id === shard ? n : n + k), 0) >= partitions,
+    );
+    return { ...span, takeoverMs: done === undefined ? null : done.atMs - span.startMs };
+  });
 }
 
 const USAGE = `Usage: node dist/deploy/local/stack.js [scenario.yaml] [options]
@@ -439,6 +490,34 @@ async function main(argv: string[]): Promise<number> {
   const runnerMetricsPort = await getFreePort();
   const runnerLog = join(runDir, 'runner.log');
 
+  // Partition ownership per shard while the fleet runs (chaos stacks): the report's takeover times.
+  const samples: OwnershipSample[] = [];
+  let sampler: NodeJS.Timeout | null = null;
+  const startSampling = (c: ChaosController): void => {
+    let busy = false;
+    let last = '';
+    sampler = setInterval(() => {
+      if (busy) return;
+      busy = true;
+      void Promise.all(shards.map((s) => ownedBy(`http://127.0.0.1:${s.metricsPort}/metrics`, s.name)))
+        .then((counts) => {
+          const owned: Record<string, number> = {};
+          counts.forEach((n, i) => {
+            const name = shards[i]?.name;
+            if (n !== null && name !== undefined) owned[name] = n;
+          });
+          const key = JSON.stringify(owned);
+          if (key !== last) samples.push({ atMs: c.elapsedMs(), owned });
+          last = key;
+        })
+        .finally(() => (busy = false));
+    }, 250);
+  };
+  const stopSampling = (): void => {
+    if (sampler !== null) clearInterval(sampler);
+    sampler = null;
+  };
+
   // Set once the runner runs: reports a shard that dies when no fault killed it.
   let watchShard: (slot: ShardSlot) => void = () => undefined;
 
@@ -465,7 +544,7 @@ async function main(argv: string[]): Promise<number> {
     ];
     controller = new ChaosController({ links: fabric.links, processes, meter, log: say });
     const c = controller;
-    handles.push({ stop: () => c.stop({ heal: false }), kill: () => undefined });
+    handles.push({ stop: () => c.stop(), kill: () => undefined });
     chaosMetrics = await meter.serveMetrics({ port: await getFreePort() });
     state.chaos = { metrics: chaosMetrics.url };
     writeState();
@@ -575,8 +654,9 @@ async function main(argv: string[]): Promise<number> {
         passthrough: true,
         logFile: runnerLog,
         onLine: (line) => {
-          if (controller !== null && chaos !== null && line.startsWith(FLEET_STARTED))
-            controller.play(chaos.faults);
+          if (controller === null || !line.startsWith(FLEET_STARTED)) return;
+          if (chaos !== null) controller.play(chaos.faults);
+          startSampling(controller);
         },
       },
     );
@@ -604,16 +684,16 @@ async function main(argv: string[]): Promise<number> {
     if (interrupted) return ctl.shutdown(130);
     code = info.code ?? 1;
     if (controller !== null) {
-      // Heal whatever is still broken, then judge the run on what was recorded.
-      await controller.stop({ heal: true });
-      if (chaos !== null) {
-        writeFileSync(
-          join(outDir, 'chaos-timeline.json'),
-          `${JSON.stringify({ faults: controller.spans(), events: controller.events() }, null, 2)}\n`,
-        );
-      }
+      // End the timeline (faults meant to last stay), then judge the run on what was recorded.
+      await controller.stop();
+      stopSampling();
+      const spans = takeoverTimes(controller.spans(), chaos?.faults ?? [], samples, 64);
+      writeFileSync(
+        join(outDir, 'chaos-timeline.json'),
+        `${JSON.stringify({ faults: spans, events: controller.events(), ownership: samples }, null, 2)}\n`,
+      );
       try {
-        const verdict = await judgeRun(outDir, controller, fabric, scenario, replicas);
+        const verdict = await judgeRun(outDir, spans, fabric, scenario, replicas);
         say('');
         say(renderVerdict(verdict));
         writeFileSync(join(outDir, 'verdict.json'), `${JSON.stringify(verdict, null, 2)}\n`);

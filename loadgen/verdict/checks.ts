@@ -28,11 +28,18 @@ export interface FaultSpan {
   readonly startMs: number;
   /** When it was healed (a killed process restarted); `null`: never healed. */
   readonly endMs: number | null;
+  /**
+   * For a fault on a shard (kill, pause, partition): wall ms from the fault until the other
+   * shards served every partition (`null`: they never did; absent: not a shard fault).
+   */
+  readonly takeoverMs?: number | null;
 }
 
 /** How the fleet came back after a fault: devices that lost service during it, and when they got it back. */
 export interface Recovery {
   readonly fault: string;
+  /** See {@link FaultSpan.takeoverMs}. */
+  readonly takeoverMs?: number | null;
   /** Heal (or, for a fault never healed, its start: the service must fail over by itself). */
   readonly fromMs: number;
   readonly affected: number;
@@ -211,7 +218,11 @@ export function checkRecovery(
   const lines: string[] = [];
   for (const f of faults) {
     const from = f.endMs ?? f.startMs;
-    const until = f.endMs ?? Number.POSITIVE_INFINITY;
+    // A fault never healed (a shard killed for good) owns the outages until the next fault starts.
+    const next = faults
+      .filter((g) => g.startMs > f.startMs)
+      .reduce((m, g) => Math.min(m, g.startMs), Infinity);
+    const until = f.endMs ?? next;
     const times: number[] = [];
     let affected = 0;
     for (const d of history.devices) {
@@ -229,6 +240,7 @@ export function checkRecovery(
     times.sort((a, b) => a - b);
     recoveries.push({
       fault: f.label,
+      ...(f.takeoverMs !== undefined ? { takeoverMs: f.takeoverMs } : {}),
       fromMs: from,
       affected,
       recovered: times.length,

@@ -143,10 +143,12 @@ export function renderVerdict(v: Verdict): string {
       'Recovery (healthy devices that lost service during the fault; time to re-attest after the heal)',
     );
     const w = Math.max(5, ...v.recoveries.map((r) => r.fault.length));
-    out.push(`    ${'fault'.padEnd(w)}  heal at  affected  recovered     p50     p99     max`);
+    out.push(
+      `    ${'fault'.padEnd(w)}  heal at  affected  recovered     p50     p99     max  partitions moved in`,
+    );
     for (const r of v.recoveries)
       out.push(
-        `    ${r.fault.padEnd(w)}  ${fmtS(r.fromMs).padStart(7)}  ${String(r.affected).padStart(8)}  ${String(r.recovered).padStart(9)}  ${fmtS(r.p50Ms).padStart(6)}  ${fmtS(r.p99Ms).padStart(6)}  ${fmtS(r.maxMs).padStart(6)}`,
+        `    ${r.fault.padEnd(w)}  ${fmtS(r.fromMs).padStart(7)}  ${String(r.affected).padStart(8)}  ${String(r.recovered).padStart(9)}  ${fmtS(r.p50Ms).padStart(6)}  ${fmtS(r.p99Ms).padStart(6)}  ${fmtS(r.maxMs).padStart(6)}  ${r.takeoverMs === undefined ? '' : r.takeoverMs === null ? 'never' : fmtS(r.takeoverMs)}`,
       );
   }
   if (v.timeline.length > 0) {
