@@ -1,5 +1,6 @@
 #!/usr/bin/env node
-import { readFileSync } from 'node:fs';
+import { readdirSync, readFileSync, statSync } from 'node:fs';
+import { parse as parseYaml } from 'yaml';
 import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
@@ -35,12 +36,14 @@ Usage:
   sphere run <scenario.yaml> --nats <url> --grpc <host:port> --admin-token-file <path> [options]
   sphere validate <scenario.yaml>
   sphere rollout watch <deploymentId> --grpc <host:port> --token-file <path> [options]
+  sphere chaos list|inject <fault>|heal <id> [--stack <stack.json>]
   sphere <command> --help
 
 Commands:
   run            run a scenario against a running stack; prints a live progress line and a summary
   validate       check a scenario file and print what it resolves to
   rollout watch  follow a deployment wave by wave until it completes, halts or is cancelled
+  chaos          inject or heal faults in a running chaos stack (npm run stack -- <scenario> --no-run)
 
 Run options:
   --nats <url>                NATS server the devices connect to (required)
@@ -90,6 +93,7 @@ async function main(argv: string[]): Promise<number> {
   if (command === 'validate') return validate(rest);
   if (command === 'run') return run(rest);
   if (command === 'rollout') return rollout(rest);
+  if (command === 'chaos') return chaos(rest);
   console.error(`sphere: unknown command "${command}"\n\n${HELP}`);
   return EXIT.usage;
 }
@@ -296,3 +300,131 @@ main(process.argv.slice(2)).then(
     process.exit(EXIT.error);
   },
 );
+
+const CHAOS_HELP = `sphere chaos: inject and heal faults in a running local chaos stack
+
+Usage:
+  sphere chaos list                 faults in effect, and the timeline so far
+  sphere chaos inject '<fault>'     a fault written as in a scenario's chaos.faults (YAML), e.g.
+                                      '{ for: 10s, partition: { between: [shard-1, nats] } }'
+                                      '{ for: 20s, kill: nats-2 }'   '{ latency: { between: [devices, nats], ms: 200 } }'
+  sphere chaos heal <id>            heal a fault now (ids from list / inject)
+
+Options:
+  --stack <stack.json>   the stack to act on (default: the newest .runs/*/stack.json with a chaos controller)
+
+The stack must run with a cluster or a chaos scenario, e.g.
+  npm run stack -- loadgen/examples/chaos.yaml --no-run --no-chaos`;
+
+/** The newest stack.json under .runs that has a chaos control endpoint. */
+function findChaosStack(): string | null {
+  let best: { path: string; mtime: number } | null = null;
+  let dirs: string[] = [];
+  try {
+    dirs = readdirSync('.runs');
+  } catch {
+    return null;
+  }
+  for (const d of dirs) {
+    const path = join('.runs', d, 'stack.json');
+    try {
+      const state = JSON.parse(readFileSync(path, 'utf8')) as { chaos?: { control?: string } | null };
+      const mtime = statSync(path).mtimeMs;
+      if (state.chaos?.control !== undefined && (best === null || mtime > best.mtime)) best = { path, mtime };
+    } catch {
+      /* not a stack dir */
+    }
+  }
+  return best?.path ?? null;
+}
+
+async function chaos(args: string[]): Promise<number> {
+  const { values, positionals } = parseArgs({
+    args,
+    allowPositionals: true,
+    options: { stack: { type: 'string' }, help: { type: 'boolean', short: 'h' } },
+  });
+  const [sub, arg] = positionals;
+  if (values.help === true || sub === undefined) {
+    console.log(CHAOS_HELP);
+    return sub === undefined && values.help !== true ? EXIT.usage : EXIT.ok;
+  }
+  const stackFile = values.stack ?? findChaosStack();
+  if (stackFile === null) {
+    console.error(
+      'sphere chaos: no running chaos stack found under .runs (start one, or pass --stack <stack.json>)',
+    );
+    return EXIT.usage;
+  }
+  let control: string | undefined;
+  try {
+    control = (JSON.parse(readFileSync(stackFile, 'utf8')) as { chaos?: { control?: string } | null }).chaos
+      ?.control;
+  } catch (e) {
+    console.error(`sphere chaos: cannot read ${stackFile}: ${e instanceof Error ? e.message : String(e)}`);
+    return EXIT.usage;
+  }
+  if (control === undefined) {
+    console.error(
+      `sphere chaos: ${stackFile} has no chaos controller (start the stack with a chaos scenario or --nats-nodes 3)`,
+    );
+    return EXIT.usage;
+  }
+  const call = async (
+    method: string,
+    path: string,
+    body?: unknown,
+  ): Promise<{ status: number; json: unknown }> => {
+    const r = await fetch(`${control}${path}`, {
+      method,
+      ...(body === undefined
+        ? {}
+        : { body: JSON.stringify(body), headers: { 'content-type': 'application/json' } }),
+    });
+    return { status: r.status, json: await r.json() };
+  };
+  try {
+    if (sub === 'list') {
+      const { json } = await call('GET', '/faults');
+      const j = json as {
+        active: { id: string; label: string; sinceMs: number }[];
+        events: { atMs: number; fault: string; action: string; label: string; detail: string }[];
+      };
+      console.log(j.active.length === 0 ? 'no fault in effect' : 'in effect:');
+      for (const a of j.active)
+        console.log(`  ${a.id}  ${a.label}  since ${(a.sinceMs / 1000).toFixed(1)} s`);
+      if (j.events.length > 0) console.log('timeline:');
+      for (const e of j.events)
+        console.log(
+          `  ${(e.atMs / 1000).toFixed(1).padStart(7)} s  ${e.fault}  ${e.action.padEnd(5)}  ${e.label}${e.detail === '' ? '' : ` (${e.detail})`}`,
+        );
+      return EXIT.ok;
+    }
+    if (sub === 'inject' && arg !== undefined) {
+      const { status, json } = await call('POST', '/faults', parseYaml(arg) as unknown);
+      const j = json as { id?: string; label?: string; error?: string };
+      if (status !== 201) {
+        console.error(`sphere chaos inject: ${j.error ?? `HTTP ${status}`}`);
+        return EXIT.usage;
+      }
+      console.log(`${j.id ?? '?'}  ${j.label ?? ''}`);
+      return EXIT.ok;
+    }
+    if (sub === 'heal' && arg !== undefined) {
+      const { status, json } = await call('DELETE', `/faults/${encodeURIComponent(arg)}`);
+      if (status !== 200) {
+        console.error(`sphere chaos heal: ${(json as { error?: string }).error ?? `HTTP ${status}`}`);
+        return EXIT.usage;
+      }
+      console.log(`healed ${arg}`);
+      return EXIT.ok;
+    }
+  } catch (e) {
+    console.error(
+      `sphere chaos: ${control}: ${e instanceof Error ? e.message : String(e)} (is the stack still running?)`,
+    );
+    return EXIT.error;
+  }
+  console.error(`sphere chaos: unknown or incomplete subcommand "${positionals.join(' ')}"\n\n${CHAOS_HELP}`);
+  return EXIT.usage;
+}

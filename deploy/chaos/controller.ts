@@ -169,8 +169,8 @@ export class ChaosController {
       if (a.kind === 'kill' || a.kind === 'pause') {
         const p = this.#process(a.target);
         if (a.kind === 'kill') {
-          this.#down.add(p.name);
           p.kill();
+          this.#down.add(p.name);
           span.heal = async () => {
             await p.restart();
             this.#down.delete(p.name);

@@ -40,7 +40,7 @@ import type { MetricsServer } from '../../actors/runtime/index.js';
 import { FLEET_STARTED } from '../../loadgen/runner/index.js';
 import type { RunHistory } from '../../loadgen/runner/index.js';
 import type { RunSummary } from '../../loadgen/report/index.js';
-import { loadScenarioFile } from '../../loadgen/scenario/index.js';
+import { compileChaosFault, loadScenarioFile } from '../../loadgen/scenario/index.js';
 import type { Scenario } from '../../loadgen/scenario/index.js';
 import { errorBudgets, judge, readStoredHistory, renderVerdict } from '../../loadgen/verdict/index.js';
 import type { FaultSpan, Verdict } from '../../loadgen/verdict/index.js';
@@ -48,6 +48,7 @@ import type { ChaosFault } from '../../loadgen/scenario/index.js';
 import { openJetStreamJournal } from '../../services/journal/index.js';
 import { ChaosController } from '../chaos/controller.js';
 import type { ChaosProcess } from '../chaos/controller.js';
+import { serveChaosControl } from '../chaos/control.js';
 import { startFabric } from '../chaos/fabric.js';
 import type { Fabric } from '../chaos/fabric.js';
 
@@ -390,7 +391,7 @@ async function main(argv: string[]): Promise<number> {
     shards: [] as { pid: number; grpc: string; metrics: string; log: string }[],
     runner: null as null | { pid: number; metrics: string; log: string },
     prometheus: null as null | { pid: number; url: string; config: string; log: string },
-    chaos: null as null | { metrics: string },
+    chaos: null as null | { metrics: string; control: string },
   };
   const writeState = (): void =>
     writeFileSync(join(runDir, 'stack.json'), `${JSON.stringify(state, null, 2)}\n`);
@@ -546,7 +547,13 @@ async function main(argv: string[]): Promise<number> {
     const c = controller;
     handles.push({ stop: () => c.stop(), kill: () => undefined });
     chaosMetrics = await meter.serveMetrics({ port: await getFreePort() });
-    state.chaos = { metrics: chaosMetrics.url };
+    const control = await serveChaosControl(
+      c,
+      (input) => compileChaosFault(input, { shards: shardCount, natsNodes }),
+      await getFreePort(),
+    );
+    handles.push({ stop: () => control.close(), kill: () => undefined });
+    state.chaos = { metrics: chaosMetrics.url, control: control.url };
     writeState();
     const m = chaosMetrics;
     handles.push({ stop: () => m.close(), kill: () => undefined });

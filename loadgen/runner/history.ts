@@ -124,10 +124,10 @@ export class HistoryRecorder {
 
   /** A refusal (`code` a rejection code) or an attempt without an answer (`code` null). */
   failed(index: number, code: string | null): void {
+    const d = this.#device(index);
     const { at, b } = this.#bucket();
     if (code === null || UNAVAILABLE_CODES.has(code)) {
       b.unavailable++;
-      const d = this.#device(index);
       const last = d.outages.at(-1);
       if (last === undefined || last[1] !== null) d.outages.push([at, null]);
     } else b.rejected++;

@@ -86,9 +86,15 @@ function parseSide(value: unknown): string[] {
 function parseBetween(value: unknown): readonly [string[], string[]] {
   if (!Array.isArray(value) || value.length !== 2)
     throw new FieldError(`expected two sides like [shard-1, nats], got ${describeValue(value)}`);
-  const a = parseSide(value[0]);
-  const b = parseSide(value[1]);
-  return [a, b];
+  const side = (i: 0 | 1): string[] => {
+    try {
+      return parseSide(value[i]);
+    } catch (e) {
+      if (e instanceof FieldError) throw new FieldError(e.message, [i, ...e.path]);
+      throw e;
+    }
+  };
+  return [side(0), side(1)];
 }
 
 function parseTarget(value: unknown): string {
@@ -241,4 +247,25 @@ export function resolveChaos(
     if (action !== null) faults.push({ index, atMs, forMs, action, label });
   });
   return { natsNodes, shards, leaseTtlMs, faults };
+}
+
+/**
+ * Compiles one fault written as in a scenario's `faults` list (`at` may be left out) for a running
+ * stack of `shards` shards and `natsNodes` NATS nodes; throws with every problem found.
+ */
+export function compileChaosFault(input: unknown, stack: { shards: number; natsNodes: number }): ChaosFault {
+  const written = typeof input === 'object' && input !== null ? { at: 0, ...input } : input;
+  const parsed = chaosSchema.safeParse({ ...stack, faults: [written] });
+  const problems: string[] = [];
+  if (!parsed.success)
+    for (const i of parsed.error.issues)
+      problems.push(`${i.path.slice(2).join('.') || 'fault'}: ${i.message}`);
+  else {
+    const config = resolveChaos(parsed.data, Infinity, (path, message) =>
+      problems.push(`${path.slice(3).join('.') || 'fault'}: ${message}`),
+    );
+    const fault = config?.faults[0];
+    if (problems.length === 0 && fault !== undefined) return { ...fault, index: -1 };
+  }
+  throw new Error(problems.join('; ') || 'not a fault');
 }

@@ -40,7 +40,7 @@ export {
 } from './latency-recorder.js';
 export type { LatencySnapshot, LatencySource, LatencyStats } from './latency-recorder.js';
 export { loadScenarioFile, parseScenarioYaml } from './load.js';
-export { CHAOS_DEFAULTS, LINK_FAULT_KINDS, PROCESS_FAULT_KINDS } from './chaos.js';
+export { CHAOS_DEFAULTS, LINK_FAULT_KINDS, PROCESS_FAULT_KINDS, compileChaosFault } from './chaos.js';
 export type { ChaosAction, ChaosConfig, ChaosFault, LinkSelector } from './chaos.js';
 export { locateIssues, locatePath } from './locate.js';
 export {
