@@ -525,6 +525,7 @@ async function main(argv: string[]): Promise<number> {
   // The chaos controller: plays the scenario's faults from the moment the fleet starts.
   let controller: ChaosController | null = null;
   let chaosMetrics: MetricsServer | null = null;
+  let recoveryGauge: ((v: Verdict) => void) | null = null;
   if (fabric !== null) {
     const meter = createPromMeter({ defaultMetrics: false });
     const processes: ChaosProcess[] = [
@@ -544,6 +545,22 @@ async function main(argv: string[]): Promise<number> {
       ...fabric.processes,
     ];
     controller = new ChaosController({ links: fabric.links, processes, meter, log: say });
+    const recovery = meter.gauge({
+      name: 'sphere_chaos_recovery_seconds',
+      help: 'After each fault of the run (set when it ends): wall seconds until the devices that lost service were certified again (quantile 0.5, 0.99, 1), and until the other shards served every partition (quantile "takeover").',
+      labelNames: ['fault', 'quantile'],
+    });
+    recoveryGauge = (v) => {
+      for (const r of v.recoveries) {
+        const set = (q: string, ms: number | null | undefined): void => {
+          if (ms !== null && ms !== undefined) recovery.set({ fault: r.fault, quantile: q }, ms / 1000);
+        };
+        set('0.5', r.p50Ms);
+        set('0.99', r.p99Ms);
+        set('1', r.maxMs);
+        set('takeover', r.takeoverMs);
+      }
+    };
     const c = controller;
     handles.push({ stop: () => c.stop(), kill: () => undefined });
     chaosMetrics = await meter.serveMetrics({ port: await getFreePort() });
@@ -704,6 +721,7 @@ async function main(argv: string[]): Promise<number> {
         say('');
         say(renderVerdict(verdict));
         writeFileSync(join(outDir, 'verdict.json'), `${JSON.stringify(verdict, null, 2)}\n`);
+        recoveryGauge?.(verdict);
         if (!verdict.pass && code === 0) code = 99;
       } catch (err) {
         fail(`could not judge the run: ${err instanceof Error ? err.message : String(err)}`);
