@@ -113,7 +113,8 @@ describe('local stack launcher (fake shard and runner)', () => {
     const text = out.join('\n');
     expect(text).toContain(state.nats.url);
     expect(text).toMatch(/nats=INFO/);
-    expect(text).toContain(`"--grpc","${state.shards[0]?.grpc}"`);
+    // Two shards: the runner's gRPC client gets both and fails over between them.
+    expect(text).toContain(`"--grpc","ipv4:${state.shards[0]?.grpc},${state.shards[1]?.grpc}"`);
     expect(readFileSync(join(state.runDir, 'shard-0.log'), 'utf8')).toContain('"workers":"3"');
     // Each shard gets its own ID; the fleet starts once they have split the partitions.
     expect(readFileSync(join(state.runDir, 'shard-1.log'), 'utf8')).toContain('"shard-id":"shard-1"');
@@ -130,7 +131,7 @@ describe('local stack launcher (fake shard and runner)', () => {
   it('propagates threshold failure exit code 99', async () => {
     const p = stack('fail99', [], { FAKE_RUNNER_EXIT: '99' });
     expect((await p.exited).code).toBe(99);
-    expect(p.output().join('\n')).toContain('threshold failed');
+    expect(p.output().join('\n')).toContain('a threshold or the verdict failed');
   });
 
   it('Ctrl-C while the scenario runs: exit 130, no orphans', async () => {

@@ -106,6 +106,7 @@ const ALERTS = [
   'SphereSecurityAlerts',
   'SphereCryptoPoolSaturated',
   'SphereShardDown',
+  'SpherePartitionTwoOwners',
 ];
 
 interface Panel {
