@@ -542,7 +542,17 @@ async function main(argv: string[]): Promise<number> {
         pause: () => slot.proc.kill('SIGSTOP'),
         resume: () => slot.proc.kill('SIGCONT'),
       })),
-      ...fabric.processes,
+      // A restarted NATS node has a new pid: stack.json must name the live process.
+      ...fabric.processes.map((p, i) => ({
+        ...p,
+        restart: async () => {
+          await p.restart();
+          const node = fabric?.cluster.nodes[i];
+          const entry = 'nodes' in state.nats ? state.nats.nodes?.[i] : undefined;
+          if (node !== undefined && entry !== undefined) entry.pid = node.pid();
+          writeState();
+        },
+      })),
     ];
     controller = new ChaosController({ links: fabric.links, processes, meter, log: say });
     const recovery = meter.gauge({

@@ -142,6 +142,23 @@ export interface Shard {
   close(): Promise<void>;
 }
 
+/**
+ * Retries a JetStream setup step that timed out or found no responders: on a cluster that has
+ * just formed (or is electing a leader) a stream request can go unanswered for a few seconds.
+ */
+async function duringStartup<T>(what: string, step: () => Promise<T>): Promise<T> {
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await step();
+    } catch (e) {
+      const transient = /TIMEOUT|503|no responders/i.test(String(e));
+      if (!transient || attempt >= 6) throw e;
+      console.error(`shard: could not ${what} (${String(e)}); retrying (${attempt}/5)`);
+      await new Promise((r) => setTimeout(r, 1000));
+    }
+  }
+}
+
 const hex = (b: Uint8Array): string => Buffer.from(b.buffer, b.byteOffset, b.length).toString('hex');
 
 /**
@@ -153,12 +170,14 @@ export async function startShard(opts: ShardOptions): Promise<Shard> {
   const journal =
     opts.journal === null
       ? memoryJournal()
-      : await openJetStreamJournal({
-          servers: opts.nats,
-          name: opts.journal,
-          connectionName: `${opts.shardId}-journal`,
-          replicas: opts.replicas,
-        });
+      : await duringStartup('open the journal', () =>
+          openJetStreamJournal({
+            servers: opts.nats,
+            name: opts.journal ?? 'sphere',
+            connectionName: `${opts.shardId}-journal`,
+            replicas: opts.replicas,
+          }),
+        );
   const rng = createRng(opts.seed);
   let genesis: Genesis;
   let bootSeq: number;
@@ -1084,12 +1103,15 @@ export async function startShard(opts: ShardOptions): Promise<Shard> {
 
   try {
     if (opts.journal !== null) {
-      leaseStore = await openKvLeaseStore({
-        servers: opts.nats,
-        bucket: `${opts.journal}-leases`,
-        connectionName: `${opts.shardId}-leases`,
-        replicas: opts.replicas,
-      });
+      const bucket = `${opts.journal}-leases`;
+      leaseStore = await duringStartup('open the lease bucket', () =>
+        openKvLeaseStore({
+          servers: opts.nats,
+          bucket,
+          connectionName: `${opts.shardId}-leases`,
+          replicas: opts.replicas,
+        }),
+      );
     }
     let own: PartitionOwnership | null = null;
     const leases =
