@@ -21,6 +21,7 @@ import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import type { RunSummary } from '../../loadgen/report/index.js';
+import { CHAOS_DEFAULTS, loadScenarioFile } from '../../loadgen/scenario/index.js';
 import type { FaultSpan, Verdict } from '../../loadgen/verdict/index.js';
 import { spawnManaged } from '../local/processes.js';
 
@@ -28,7 +29,7 @@ const root = resolve(dirname(fileURLToPath(import.meta.url)), '../../..');
 const { values } = parseArgs({ options: { keep: { type: 'boolean', default: false } } });
 const runs = mkdtempSync(join(tmpdir(), 'sphere-bench-failover-'));
 const scenario = join(root, 'deploy/bench/failover.yaml');
-const LEASE_TTL_MS = 6000;
+const LEASE_TTL_MS = (await loadScenarioFile(scenario)).chaos?.leaseTtlMs ?? CHAOS_DEFAULTS.leaseTtlMs;
 
 const say = (s: string): void => void process.stdout.write(`${s}\n`);
 say(`bench:failover: running ${scenario} on the chaos stack (about 2 minutes)...`);

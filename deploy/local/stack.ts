@@ -70,18 +70,24 @@ function shardFlagsFor(s: Scenario): string[] {
   ];
 }
 
+/** Reads one shard's `sphere_shard_partitions_owned`; `null` when it does not answer (dead, paused). */
+async function ownedBy(url: string, id: string, timeoutMs = 300): Promise<number | null> {
+  try {
+    const text = await fetch(url, { signal: AbortSignal.timeout(timeoutMs) }).then((r) => r.text());
+    const m = new RegExp(`^sphere_shard_partitions_owned\\{shard="${id}"\\} (\\d+)`, 'm').exec(text);
+    return m === null ? null : Number(m[1]);
+  } catch {
+    return null;
+  }
+}
+
 /**
  * Polls the shards' `sphere_shard_partitions_owned` until every shard serves some partitions and
  * together they serve all, unchanged over two polls (or 30 s pass); returns the last counts.
  */
 async function waitForBalance(shards: readonly { url: string; id: string }[]): Promise<string[]> {
-  const read = async (s: { url: string; id: string }): Promise<number> => {
-    const text = await fetch(s.url)
-      .then((r) => r.text())
-      .catch(() => '');
-    const m = new RegExp(`^sphere_shard_partitions_owned\\{shard="${s.id}"\\} (\\d+)`, 'm').exec(text);
-    return Number(m?.[1] ?? 0);
-  };
+  const read = async (s: { url: string; id: string }): Promise<number> =>
+    (await ownedBy(s.url, s.id, 5000)) ?? 0;
   const until = Date.now() + 30_000;
   let last = '';
   let counts: number[] = [];
@@ -126,17 +132,6 @@ async function judgeRun(
 interface OwnershipSample {
   readonly atMs: number;
   readonly owned: Readonly<Record<string, number>>;
-}
-
-/** Reads one shard's `sphere_shard_partitions_owned`; `null` when it does not answer (dead, paused). */
-async function ownedBy(url: string, id: string): Promise<number | null> {
-  try {
-    const text = await fetch(url, { signal: AbortSignal.timeout(300) }).then((r) => r.text());
-    const m = new RegExp(`^sphere_shard_partitions_owned\\{shard="${id}"\\} (\\d+)`, 'm').exec(text);
-    return m === null ? null : Number(m[1]);
-  } catch {
-    return null;
-  }
 }
 
 /**

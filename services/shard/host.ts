@@ -143,21 +143,37 @@ export interface Shard {
 }
 
 /**
- * Retries a JetStream setup step that timed out or found no responders: on a cluster that has
- * just formed (or is electing a leader) a stream request can go unanswered for a few seconds.
+ * Runs `step` until it succeeds, at most `attempts` times `waitMs` apart; an error `retry` says
+ * is not worth retrying (or the last one) is thrown.
  */
-async function duringStartup<T>(what: string, step: () => Promise<T>): Promise<T> {
+async function retrying<T>(
+  step: () => Promise<T>,
+  opts: { attempts: number; waitMs: number; retry?: (e: unknown, attempt: number) => boolean },
+): Promise<T> {
   for (let attempt = 1; ; attempt++) {
     try {
       return await step();
     } catch (e) {
-      const transient = /TIMEOUT|503|no responders/i.test(String(e));
-      if (!transient || attempt >= 6) throw e;
-      console.error(`shard: could not ${what} (${String(e)}); retrying (${attempt}/5)`);
-      await new Promise((r) => setTimeout(r, 1000));
+      if (attempt >= opts.attempts || opts.retry?.(e, attempt) === false) throw e;
+      await new Promise((r) => setTimeout(r, opts.waitMs));
     }
   }
 }
+
+/**
+ * A JetStream setup step that timed out or found no responders is retried: on a cluster that has
+ * just formed (or is electing a leader) a stream request can go unanswered for a few seconds.
+ */
+const duringStartup = <T>(what: string, step: () => Promise<T>): Promise<T> =>
+  retrying(step, {
+    attempts: 6,
+    waitMs: 1000,
+    retry: (e, attempt) => {
+      if (!/TIMEOUT|503|no responders/i.test(String(e))) return false;
+      console.error(`shard: could not ${what} (${String(e)}); retrying (${attempt}/5)`);
+      return true;
+    },
+  });
 
 const hex = (b: Uint8Array): string => Buffer.from(b.buffer, b.byteOffset, b.length).toString('hex');
 
@@ -167,13 +183,14 @@ const hex = (b: Uint8Array): string => Buffer.from(b.buffer, b.byteOffset, b.len
  * issue 4). State is in memory.
  */
 export async function startShard(opts: ShardOptions): Promise<Shard> {
+  const journalName = opts.journal;
   const journal =
-    opts.journal === null
+    journalName === null
       ? memoryJournal()
       : await duringStartup('open the journal', () =>
           openJetStreamJournal({
             servers: opts.nats,
-            name: opts.journal ?? 'sphere',
+            name: journalName,
             connectionName: `${opts.shardId}-journal`,
             replicas: opts.replicas,
           }),
@@ -980,16 +997,7 @@ export async function startShard(opts: ShardOptions): Promise<Shard> {
         return applyGroup(r);
       case 'image': {
         // A NATS hiccup must not make this replica skip the image: retry until the store answers.
-        let content: Uint8Array | null = null;
-        for (let attempt = 0; ; attempt++) {
-          try {
-            content = await journal.getBlob(`image-${r.id}`);
-            break;
-          } catch (err) {
-            if (attempt >= 30) throw err;
-            await new Promise((resolve) => setTimeout(resolve, 500));
-          }
-        }
+        const content = await retrying(() => journal.getBlob(`image-${r.id}`), { attempts: 31, waitMs: 500 });
         if (content === null) throw new Error(`journal: image ${r.id} has no content blob`);
         return applyImage(r, content);
       }

@@ -4,22 +4,17 @@ import type { Server, Socket } from 'node:net';
 import { connect, StringCodec } from 'nats';
 import type { NatsConnection } from 'nats';
 import { afterEach, describe, expect, it } from 'vitest';
+import { createRng } from '../../../actors/runtime/index.js';
 import { LOSS_RTO_MAX_MS, LOSS_RTO_MIN_MS, startLinkProxy } from '../../../deploy/chaos/proxy.js';
 import type { LinkProxy, LinkProxyOptions } from '../../../deploy/chaos/proxy.js';
 import { getFreePort, useNatsServer } from '../../fixtures/nats.js';
 
 // ---- helpers ---------------------------------------------------------------------------------
 
-/** mulberry32: a small seeded PRNG, uniform in [0, 1). */
+/** A seeded uniform stream in [0, 1) (the project's RNG), reproducible by seed. */
 function seeded(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
+  const rng = createRng(`proxy-test/${seed}`);
+  return () => rng.next();
 }
 
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));

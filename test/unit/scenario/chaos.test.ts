@@ -1,22 +1,7 @@
 import { describe, expect, test } from 'vitest';
-import {
-  CHAOS_DEFAULTS,
-  ScenarioError,
-  compileChaosFault,
-  parseScenarioYaml,
-} from '../../../loadgen/scenario/index.js';
+import { scenarioProblems as problems } from '../../fixtures/scenario.js';
+import { CHAOS_DEFAULTS, compileChaosFault, parseScenarioYaml } from '../../../loadgen/scenario/index.js';
 import type { ChaosConfig } from '../../../loadgen/scenario/index.js';
-
-/** Compile YAML text and return the ScenarioError it throws (fails the test if none). */
-function problems(text: string): ScenarioError {
-  try {
-    parseScenarioYaml(text, 'bad.yaml');
-  } catch (error) {
-    if (error instanceof ScenarioError) return error;
-    throw error;
-  }
-  throw new Error('expected the scenario to be rejected');
-}
 
 /** 2 simulated minutes at time scale 1: the run lasts 120 wall seconds. */
 const HEAD = `name: chaos

@@ -1,10 +1,10 @@
 import { describe, expect, test } from 'vitest';
+import { scenarioProblems as problems } from '../../fixtures/scenario.js';
 import { compileRolloutConfig } from '../../../services/rollouts/index.js';
 import { MAX_IMAGE_BYTES as API_MAX_IMAGE_BYTES } from '../../../services/operator-api/index.js';
 import {
   DEFAULT_GROUP_NAMES,
   MAX_IMAGE_BYTES,
-  ScenarioError,
   UPDATE_FAULTS,
   UPDATE_FAULT_LIST,
   formatSize,
@@ -12,17 +12,6 @@ import {
   parseSize,
   scenarioWarnings,
 } from '../../../loadgen/scenario/index.js';
-
-/** Compile YAML text and return the ScenarioError it throws (fails the test if none). */
-function problems(text: string): ScenarioError {
-  try {
-    parseScenarioYaml(text, 'bad.yaml');
-  } catch (error) {
-    if (error instanceof ScenarioError) return error;
-    throw error;
-  }
-  throw new Error('expected the scenario to be rejected');
-}
 
 const HEAD = `name: r
 duration: 24h

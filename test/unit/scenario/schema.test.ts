@@ -2,6 +2,7 @@ import { mkdtemp, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, test } from 'vitest';
+import { scenarioProblems as problems } from '../../fixtures/scenario.js';
 import {
   ScenarioError,
   compileScenario,
@@ -9,17 +10,6 @@ import {
   parseScenarioYaml,
   scenarioWarnings,
 } from '../../../loadgen/scenario/index.js';
-
-/** Compile YAML text and return the ScenarioError it throws (fails the test if none). */
-function problems(text: string): ScenarioError {
-  try {
-    parseScenarioYaml(text, 'bad.yaml');
-  } catch (error) {
-    if (error instanceof ScenarioError) return error;
-    throw error;
-  }
-  throw new Error('expected the scenario to be rejected');
-}
 
 const MINIMAL = `name: minimal
 duration: 1h
