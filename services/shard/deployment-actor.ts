@@ -1,4 +1,4 @@
-import type { ActorDefinition } from '../../actors/runtime/index.js';
+import type { ActorContext, ActorDefinition, TimerId } from '../../actors/runtime/index.js';
 import { ROLLOUT_STATES, rolloutGauges, transition } from '../rollouts/index.js';
 import type { Rollout, RolloutError, RolloutMessage } from '../rollouts/index.js';
 import type { ServiceMetrics } from '../metrics/index.js';
@@ -94,6 +94,12 @@ export function deploymentDefinition(
     readonly isHome: () => boolean;
     /** Journals a tick (the journal applies it back through `deployment.committed`). */
     readonly commitTick: (nowMs: number) => void;
+    /**
+     * Simulated ms after which a tick that is due is checked again. A journaled tick can be lost
+     * (the journal times out, or home moves while it is in flight); the rollout waits until the
+     * wait between waves is over in its state, not until one tick was sent.
+     */
+    readonly tickRetryMs: number;
   },
 ): ActorDefinition<DeploymentState, DeploymentMessage> {
   const { clock, metrics, watchers } = deps;
@@ -106,6 +112,13 @@ export function deploymentDefinition(
   // and these notifications arrive in, a watcher never sees a state older than one it has seen
   // (unless a supervisor restart really did reset the state).
   let latest: Rollout = initial;
+  /** The pending tick timer, one at a time while the rollout waits between waves. */
+  let tickTimer: TimerId | null = null;
+  function armTick(ctx: ActorContext<DeploymentMessage>, rollout: Rollout, delayMs: number): void {
+    if (tickTimer !== null) ctx.cancel(tickTimer);
+    tickTimer =
+      rollout.waitUntilMs === null ? null : ctx.schedule(Math.max(0, delayMs), { type: 'deployment.tick' });
+  }
   let publishQueued = false;
   /** Series this shard exports, so that it can drop them when it stops being home. */
   const exported = new Set<string>();
@@ -148,11 +161,13 @@ export function deploymentDefinition(
 
   return {
     name: `deployment:${deployment}`,
-    init: () => {
+    init: (ctx) => {
       // After a supervisor restart too: the state is the last one applied (and journaled), so a
-      // crash of the actor loses nothing.
+      // crash of the actor loses nothing. Timers of an earlier incarnation never fire.
       publish(latest);
       watchers.notify(latest);
+      tickTimer = null;
+      armTick(ctx, latest, (latest.waitUntilMs ?? 0) - clock.now());
       return { rollout: latest };
     },
     receive(state, msg, ctx) {
@@ -165,19 +180,24 @@ export function deploymentDefinition(
           return state;
         case 'deployment.home':
           publish(state.rollout);
-          if (state.rollout.waitUntilMs !== null) ctx.self.tell({ type: 'deployment.tick' });
+          armTick(ctx, state.rollout, 0);
           return state;
         case 'deployment.tick': {
+          tickTimer = null;
           const { waitUntilMs } = state.rollout;
-          if (waitUntilMs === null || !deps.isHome()) return state;
+          if (waitUntilMs === null) return state;
           const now = clock.now();
           if (now < waitUntilMs) {
-            ctx.schedule(waitUntilMs - now, { type: 'deployment.tick' });
+            armTick(ctx, state.rollout, waitUntilMs - now);
             return state;
           }
           // Journaled only when it changes something (the same check runs again when it is applied).
-          const stepped = transition(state.rollout, { type: 'rollout.tick', nowMs: now }, { nowMs: now });
-          if (stepped.ok && stepped.value[1].some((e) => e.kind === 'persist')) deps.commitTick(now);
+          // Checked again until the applied tick ends the wait, on whichever shard is home by then.
+          if (deps.isHome()) {
+            const stepped = transition(state.rollout, { type: 'rollout.tick', nowMs: now }, { nowMs: now });
+            if (stepped.ok && stepped.value[1].some((e) => e.kind === 'persist')) deps.commitTick(now);
+          }
+          armTick(ctx, state.rollout, deps.tickRetryMs);
           return state;
         }
         case 'deployment.committed': {
@@ -218,9 +238,8 @@ export function deploymentDefinition(
               metrics.updateInstalls.inc({ result: m.outcome.replace('-', '_'), kind: rollout.image.kind });
           }
           // Ticks when the wait between waves ends (the home shard journals the tick).
-          if (rollout.waitUntilMs !== null && rollout.waitUntilMs !== before.waitUntilMs) {
-            ctx.schedule(Math.max(0, rollout.waitUntilMs - clock.now()), { type: 'deployment.tick' });
-          }
+          if (rollout.waitUntilMs !== before.waitUntilMs)
+            armTick(ctx, rollout, (rollout.waitUntilMs ?? 0) - clock.now());
           latest = rollout;
           publishSoon(rollout);
           msg.reply(null);

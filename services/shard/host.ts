@@ -569,8 +569,9 @@ export async function startShard(opts: ShardOptions): Promise<Shard> {
         isHome: () => ownership?.isServed(homeOf(id)) === true,
         commitTick: (nowMs) =>
           void commitRollout(id, { type: 'rollout.tick', nowMs }).catch((e: unknown) =>
-            console.error(`shard: deployment ${id}: tick not stored (the next one retries):`, e),
+            console.error(`shard: deployment ${id}: tick not stored (checked again in 1 s):`, e),
           ),
+        tickRetryMs: 1000 * opts.timeScale,
       }),
     );
     deployments.set(id, { id, tenantId, groupId: rollout.groupId, ref });
