@@ -30,3 +30,16 @@ export {
   nobleVerifyDer,
 } from './ecdsa.js';
 export { InvalidPublicKeyError, InvalidPrivateKeyError } from './errors.js';
+export {
+  REQUEST_MAC_BYTES,
+  SESSION_ID_BYTES,
+  SESSION_KEY_BYTES,
+  deriveSessionKey,
+  macEqual,
+  newSessionId,
+  requestMac,
+  sessionExpiry,
+  unwrapSessionKey,
+  wrapSessionKey,
+  type WrappedSessionKey,
+} from './session.js';

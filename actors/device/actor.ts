@@ -9,8 +9,10 @@ import {
   encodeHeartbeat,
   partitionOf,
 } from '../../proto/codec/index.js';
-import type { DecodeResult, Reply } from '../../proto/codec/index.js';
+import type { DecodeResult, Reply, SessionMsg } from '../../proto/codec/index.js';
 import type { CoreMessage } from '../security-core/index.js';
+import type { SessionOpener } from '../security-core/session.js';
+import type { SessionSlot } from './session.js';
 import type { DeviceMessage, StepOutcome } from './messages.js';
 import { initialDeviceState, transition } from './logic.js';
 import type { DeviceBehaviour, DeviceEffect, DeviceEvent, DeviceProfile, DeviceState } from './logic.js';
@@ -26,6 +28,10 @@ export interface DeviceShellOptions {
   readonly behaviour: DeviceBehaviour;
   readonly core: ActorRef<CoreMessage>;
   readonly link: DeviceLink;
+  /** Where the session of the last attestation goes (shared with the device's update agent). */
+  readonly session: SessionSlot;
+  /** The security core's unwrapping of a session key (see actors/security-core/session.ts). */
+  readonly openSession: SessionOpener;
   readonly partitions: number;
   /** Wall-clock request timeout (network time, not simulated). */
   readonly requestTimeoutMs: number;
@@ -57,6 +63,8 @@ export function deviceDefinition(opts: DeviceShellOptions): ActorDefinition<Devi
   const partition = partitionOf(profile.deviceId, opts.partitions);
   const timeout = { timeoutMs: opts.requestTimeoutMs };
   let transport: Transport | null = null;
+  /** The nonce each attestation attempt signed (by epoch): it salts the session key's wrapping. */
+  let signedNonce: { epoch: number; nonce: Uint8Array } | null = null;
 
   function run(effect: DeviceEffect, ctx: ActorContext<DeviceMessage>): void {
     switch (effect.kind) {
@@ -121,6 +129,7 @@ export function deviceDefinition(opts: DeviceShellOptions): ActorDefinition<Devi
         return;
       }
       case 'sign':
+        signedNonce = { epoch: effect.epoch, nonce: effect.nonce };
         core.tell({
           type: 'core.attest',
           epoch: effect.epoch,
@@ -165,13 +174,18 @@ export function deviceDefinition(opts: DeviceShellOptions): ActorDefinition<Devi
       }
       case 'heartbeat':
         try {
+          const session = opts.session.current;
+          if (session === null) return;
           transport?.publish(
             deviceSubject('heartbeat', partition),
-            encodeHeartbeat({
-              deviceId: profile.deviceId,
-              bootId: effect.bootId,
-              deviceTimeMs: effect.deviceTimeMs,
-            }),
+            session.seal(
+              'heartbeat',
+              encodeHeartbeat({
+                deviceId: profile.deviceId,
+                bootId: effect.bootId,
+                deviceTimeMs: effect.deviceTimeMs,
+              }),
+            ),
           );
         } catch (e) {
           opts.observe(profile, {
@@ -193,10 +207,28 @@ export function deviceDefinition(opts: DeviceShellOptions): ActorDefinition<Devi
     }
   }
 
+  /** Opens the session an accepted attestation carries, before anything learns of the attestation. */
+  function openSession(epoch: number, session: SessionMsg): void {
+    if (signedNonce?.epoch !== epoch) return;
+    try {
+      opts.session.current = opts.openSession(session, signedNonce.nonce);
+    } catch (e) {
+      opts.session.current = null;
+      opts.observe(profile, {
+        kind: 'transport-error',
+        step: 'attest',
+        code: 'BAD_SESSION',
+        message: `the attestation reply's session could not be opened: ${String(e)}`,
+      });
+    }
+  }
+
   return {
     name: opts.name,
     init: () => initialDeviceState(profile),
     receive(state, msg, ctx) {
+      if (msg.type === 'device.attest-result' && msg.outcome.ok)
+        openSession(msg.epoch, msg.outcome.value.session);
       const [next, effects] = transition(state, msg, {
         now: ctx.clock.now(),
         wallNow: wallNow(),

@@ -3,6 +3,7 @@
  * holds certificates, re-attests and heartbeats; fault profiles make it hostile or broken.
  */
 export { deviceDefinition } from './actor.js';
+export { DeviceSession, SessionSlot } from './session.js';
 export type { DeviceLink, DeviceShellOptions } from './actor.js';
 export { DEVICE_FAULTS, backoffDelay, initialDeviceState, transition } from './logic.js';
 export type {

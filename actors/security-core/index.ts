@@ -3,6 +3,9 @@
  * seed, measured boot, and signing evidence. Also the OS build catalog whose images it measures.
  */
 export { securityCoreDefinition } from './actor.js';
+export { sessionOpener } from './session.js';
+export { attestOnce } from './attest-once.js';
+export type { SessionOpener } from './session.js';
 export { manufactureIdentity, publicIdentity } from './identity.js';
 export type { DevicePublicIdentity, ManufacturedIdentity } from './identity.js';
 export type { CoreMessage, CoreReply, UpdateVerdict } from './messages.js';

@@ -25,7 +25,7 @@ import type {
 } from '../../proto/codec/index.js';
 import { appImage, osImages } from '../security-core/index.js';
 import type { CoreMessage, UpdateVerdict } from '../security-core/index.js';
-import type { DeviceFirmware, DeviceLink } from '../device/index.js';
+import type { DeviceFirmware, DeviceLink, SessionSlot } from '../device/index.js';
 import { backoffDelay } from '../device/index.js';
 import type { DeviceMessage } from '../device/index.js';
 import { DEFAULT_UPDATE_BEHAVIOUR, initialUpdateAgentState, updateTransition } from './logic.js';
@@ -113,6 +113,8 @@ export interface UpdateAgentShellOptions {
   /** What the device measures at boot when it runs `images` (default: {@link firmwareFor}). */
   readonly firmware?: (images: readonly InstalledImage[]) => DeviceFirmware;
   readonly link: DeviceLink;
+  /** The device's session (set by the device shell when it attests); requests are sealed with it. */
+  readonly session: SessionSlot;
   readonly partitions: number;
   readonly requestTimeoutMs: number;
   readonly observe?: (event: UpdateAgentEvent) => void;
@@ -254,7 +256,12 @@ export function updateAgentDefinition(
   const request = (
     op: 'update-check' | 'update-chunk' | 'update-report',
     data: Uint8Array,
-  ): Promise<Uint8Array> => net().then((t) => t.request(deviceSubject(op, partition), data, timeout));
+  ): Promise<Uint8Array> => {
+    const session = opts.session.current;
+    if (session === null)
+      return Promise.reject(new TransportError('CLOSED', 'no session: the device has not attested yet'));
+    return net().then((t) => t.request(deviceSubject(op, partition), session.seal(op, data), timeout));
+  };
 
   function installedNow(s: UpdateAgentState): InstalledComponentMsg[] {
     return Object.values(s.components).map((c) => ({

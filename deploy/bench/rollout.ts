@@ -32,7 +32,14 @@ import { connect } from 'nats';
 import type { NatsConnection } from 'nats';
 import { ActorSystem, connectNatsTransport, createRng } from '../../actors/runtime/index.js';
 import type { ActorRef, Transport } from '../../actors/runtime/index.js';
-import { manufactureIdentity, securityCoreDefinition } from '../../actors/security-core/index.js';
+import {
+  appImage,
+  attestOnce,
+  manufactureIdentity,
+  osImages,
+  securityCoreDefinition,
+} from '../../actors/security-core/index.js';
+import { SessionSlot } from '../../actors/device/index.js';
 import type { ManufacturedIdentity } from '../../actors/security-core/index.js';
 import { DEFAULT_UPDATE_SHELL_BEHAVIOUR, updateAgentDefinition } from '../../actors/update-agent/index.js';
 import type {
@@ -572,11 +579,45 @@ async function main(): Promise<void> {
       }
     };
 
+    // Every request after attestation is bound to the device's session: attest each device once
+    // (outside the measured window), as a device does before its first update check.
+    t = performance.now();
+    const sessions = identities.map(() => new SessionSlot());
+    const attestRng = createRng('bench-rollout/boot-ids');
+    const clock = serviceClock(info);
+    const firmware = [...osImages('25.10'), appImage({ name: 'blinky', version: '1.0.0' })];
+    let nextAttest = 0;
+    await Promise.all(
+      Array.from({ length: Math.min(64, devices) }, async () => {
+        for (let i = nextAttest++; i < devices; i = nextAttest++) {
+          const identity = identities[i];
+          const slot = sessions[i];
+          if (identity === undefined || slot === undefined) break;
+          slot.current = await attestOnce({
+            transport: await (links[i % pool] ?? Promise.reject(new Error('no link'))),
+            identity,
+            images: firmware,
+            osVersion: '25.10',
+            securityVersion: 5,
+            partitions: info.partitions,
+            deviceTimeMs: clock.now(),
+            timeoutMs: REQUEST_TIMEOUT_MS,
+            bootId: attestRng.bytes(16),
+          });
+        }
+      }),
+    );
+    log(
+      `attested ${fmt(devices)} devices (sessions for their agents) in ${fmt((performance.now() - t) / 1000, 1)} s`,
+    );
+
     t = performance.now();
     for (let i = 0; i < devices; i++) {
       const identity = identities[i];
       const link = links[i % pool];
-      if (identity === undefined || link === undefined) throw new Error(`no identity for device ${i}`);
+      const session = sessions[i];
+      if (identity === undefined || link === undefined || session === undefined)
+        throw new Error(`no identity for device ${i}`);
       const core = system.spawn(securityCoreDefinition(`core:${i}`, identity, { updateRoot }));
       agents.push(
         system.spawn(
@@ -593,6 +634,7 @@ async function main(): Promise<void> {
             core,
             device: () => null,
             link: { connect: () => link },
+            session,
             partitions: info.partitions,
             requestTimeoutMs: REQUEST_TIMEOUT_MS,
             observe: (e) => observe(i, e),

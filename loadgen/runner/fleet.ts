@@ -1,10 +1,11 @@
-import { deviceDefinition } from '../../actors/device/index.js';
+import { deviceDefinition, SessionSlot } from '../../actors/device/index.js';
 import type { DeviceLink, DeviceMessage, DeviceProfile } from '../../actors/device/index.js';
 import { connectNatsTransport } from '../../actors/runtime/index.js';
 import type { ActorRef, ActorSystem, Meter, Transport } from '../../actors/runtime/index.js';
 import {
   manufactureIdentity,
   securityCoreDefinition,
+  sessionOpener,
   tamperedKernelDigest,
 } from '../../actors/security-core/index.js';
 import type { ManufacturedIdentity } from '../../actors/security-core/index.js';
@@ -157,6 +158,7 @@ export function spawnFleet(opts: {
       securityCoreDefinition(`core:${i}`, identity, updateRoot === null ? {} : { updateRoot }),
     );
     let device: ActorRef<DeviceMessage> | null = null;
+    const session = new SessionSlot();
     const agent =
       updates === null
         ? null
@@ -180,6 +182,7 @@ export function spawnFleet(opts: {
               core,
               device: () => device,
               link,
+              session,
               partitions: opts.partitions,
               requestTimeoutMs: d.requestTimeoutMs,
               observe: (event) => recorder.observeUpdate(track, event),
@@ -192,6 +195,8 @@ export function spawnFleet(opts: {
         behaviour: d,
         core,
         link,
+        session,
+        openSession: sessionOpener(identity),
         partitions: opts.partitions,
         requestTimeoutMs: d.requestTimeoutMs,
         observe: (profile, event) => {

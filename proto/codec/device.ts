@@ -11,6 +11,9 @@ import {
   UpdateCheckRequest,
   UpdateReport,
   UpdateReportReply,
+  AuthenticatedRequest,
+  ErrorReportUpload,
+  ErrorReportReply,
 } from '../gen/sphere/device/v1/device.js';
 import type { ErrorInfo } from '../gen/sphere/device/v1/device.js';
 import { decodeStrict, encodeMessage } from './strict.js';
@@ -39,6 +42,12 @@ export const DEVICE_LIMITS = {
   reply: 16384,
   maxMeasurements: 40,
   maxStageName: 64,
+  /** The session framing an authenticated request adds to its body. */
+  authenticatedOverhead: 64,
+  /** 1,000 events of at most ~300 bytes each. */
+  errorReport: 320 * 1024,
+  maxErrorEvents: 1000,
+  maxErrorDetail: 200,
 } as const;
 
 export const NONCE_BYTES = 32;
@@ -83,12 +92,33 @@ export interface AttestRequestMsg {
   readonly signature: Uint8Array;
 }
 
+/** The session a successful attestation opens (see actors/crypto/session.ts). */
+export interface SessionMsg {
+  readonly sessionId: Uint8Array;
+  readonly serverPublicKey: Uint8Array;
+  readonly wrappedKey: Uint8Array;
+  readonly expiresAtMs: number;
+}
+
 export interface CertificatesMsg {
   readonly updateCertificate: Uint8Array;
   readonly clientCertificate: Uint8Array;
   readonly tenantCa: Uint8Array;
   readonly notAfterMs: number;
+  readonly session: SessionMsg;
 }
+
+/** A request bound to the device's session; `body` is the encoded inner request. */
+export interface AuthenticatedRequestMsg {
+  readonly body: Uint8Array;
+  readonly sessionId: Uint8Array;
+  readonly counter: number;
+  readonly mac: Uint8Array;
+}
+
+export const SESSION_ID_LENGTH = 16;
+export const SESSION_KEY_LENGTH = 32;
+export const REQUEST_MAC_LENGTH = 16;
 
 export interface HeartbeatMsg {
   readonly deviceId: DeviceId;
@@ -273,7 +303,14 @@ export function decodeAttestRequest(
 export function encodeAttestReply(r: Reply<CertificatesMsg>): Uint8Array {
   return encodeMessage(AttestReply, {
     result: r.ok
-      ? { $case: 'certificates', value: { ...r.value, notAfterMs: ms(r.value.notAfterMs) } }
+      ? {
+          $case: 'certificates',
+          value: {
+            ...r.value,
+            notAfterMs: ms(r.value.notAfterMs),
+            session: { ...r.value.session, expiresAtMs: ms(r.value.session.expiresAtMs) },
+          },
+        }
       : { $case: 'error', value: toErrorInfo(r.error) },
   });
 }
@@ -284,6 +321,13 @@ export function decodeAttestReply(bytes: Uint8Array): DecodeResult<Reply<Certifi
     if (result === undefined) return 'result is missing';
     if (result.$case === 'error') return { ok: false, error: fromErrorInfo(result.value) };
     const c = result.value;
+    const session = c.session;
+    if (session === undefined) return 'session is missing';
+    const problem =
+      bytesProblem('session.session_id', session.sessionId, SESSION_ID_LENGTH) ??
+      pointProblem('session.server_public_key', session.serverPublicKey) ??
+      bytesProblem('session.wrapped_key', session.wrappedKey, SESSION_KEY_LENGTH);
+    if (problem !== undefined) return problem;
     return {
       ok: true,
       value: {
@@ -291,9 +335,41 @@ export function decodeAttestReply(bytes: Uint8Array): DecodeResult<Reply<Certifi
         clientCertificate: c.clientCertificate,
         tenantCa: c.tenantCa,
         notAfterMs: c.notAfterMs,
+        session: { ...session },
       },
     };
   });
+}
+
+export function encodeAuthenticatedRequest(m: AuthenticatedRequestMsg): Uint8Array {
+  return encodeMessage(AuthenticatedRequest, { ...m });
+}
+
+/**
+ * Decodes the session framing of a request whose body may be at most `maxBody` bytes. The body
+ * is returned undecoded: its MAC is checked first, then the caller decodes it.
+ */
+export function decodeAuthenticatedRequest(
+  bytes: Uint8Array,
+  maxBody: number,
+): DecodeResult<AuthenticatedRequestMsg> {
+  return decodeWith(
+    AuthenticatedRequest,
+    bytes,
+    maxBody + DEVICE_LIMITS.authenticatedOverhead,
+    'AuthenticatedRequest',
+    (g) => {
+      const problem =
+        bytesProblem('session_id', g.sessionId, SESSION_ID_LENGTH) ??
+        bytesProblem('mac', g.mac, REQUEST_MAC_LENGTH) ??
+        (g.body.length === 0 ? 'body is empty' : undefined) ??
+        (g.body.length > maxBody
+          ? `body must be at most ${maxBody} bytes, got ${g.body.length}`
+          : undefined) ??
+        (Number.isSafeInteger(g.counter) && g.counter > 0 ? undefined : 'counter must be a positive integer');
+      return problem ?? { body: g.body, sessionId: g.sessionId, counter: g.counter, mac: g.mac };
+    },
+  );
 }
 
 export function encodeHeartbeat(m: HeartbeatMsg): Uint8Array {
@@ -572,5 +648,114 @@ export function decodeUpdateReportReply(bytes: Uint8Array): DecodeResult<Reply<{
     if (result === undefined) return 'result is missing';
     if (result.$case === 'error') return { ok: false, error: fromErrorInfo(result.value) };
     return { ok: true, value: { reportId: result.value.reportId } };
+  });
+}
+
+/** Kinds of events in an error report. */
+export const ERROR_EVENT_KINDS = [
+  'app-crash',
+  'app-exit',
+  'os-crash',
+  'update-failed',
+  'attestation-failed',
+] as const;
+export type ErrorEventKind = (typeof ERROR_EVENT_KINDS)[number];
+
+export interface ErrorEventMsg {
+  readonly kind: ErrorEventKind;
+  /** `os` or the app's name. */
+  readonly component: string;
+  readonly version: string;
+  /** 0-255; 0 when the kind has none. */
+  readonly exitCode: number;
+  readonly atMs: number;
+  readonly detail: string;
+}
+
+export interface ErrorReportUploadMsg {
+  readonly deviceId: DeviceId;
+  readonly reportId: string;
+  readonly fromMs: number;
+  readonly toMs: number;
+  readonly events: readonly ErrorEventMsg[];
+  readonly droppedEvents: number;
+  readonly deviceTimeMs: number;
+}
+
+/** The most a report may span (Azure Sphere's limit: 14 days). */
+export const MAX_ERROR_REPORT_SPAN_MS = 14 * 24 * 3600 * 1000;
+const REPORT_ID = /^[A-Za-z0-9._:-]{1,128}$/;
+
+export function encodeErrorReportUpload(m: ErrorReportUploadMsg): Uint8Array {
+  return encodeMessage(ErrorReportUpload, {
+    deviceId: m.deviceId,
+    reportId: m.reportId,
+    fromMs: ms(m.fromMs),
+    toMs: ms(m.toMs),
+    events: m.events.map((e) => ({ ...e, atMs: ms(e.atMs) })),
+    droppedEvents: m.droppedEvents,
+    deviceTimeMs: ms(m.deviceTimeMs),
+  });
+}
+
+export function decodeErrorReportUpload(bytes: Uint8Array): DecodeResult<ErrorReportUploadMsg> {
+  return decodeWith(ErrorReportUpload, bytes, DEVICE_LIMITS.errorReport, 'ErrorReportUpload', (g) => {
+    const deviceId = parseDeviceId(g.deviceId);
+    if (deviceId === null) return deviceIdProblem(g.deviceId);
+    if (!REPORT_ID.test(g.reportId))
+      return 'report_id must be 1 to 128 characters of A-Z, a-z, 0-9, ".", "_", ":" and "-"';
+    if (g.toMs < g.fromMs) return 'to_ms must not be before from_ms';
+    if (g.toMs - g.fromMs > MAX_ERROR_REPORT_SPAN_MS) return 'a report spans at most 14 days; split it';
+    if (g.events.length > DEVICE_LIMITS.maxErrorEvents)
+      return `a report holds at most ${DEVICE_LIMITS.maxErrorEvents} events, got ${g.events.length}; split it`;
+    const events: ErrorEventMsg[] = [];
+    for (const [i, e] of g.events.entries()) {
+      const kind = ERROR_EVENT_KINDS.find((k) => k === e.kind);
+      if (kind === undefined) return `events[${i}].kind must be one of ${ERROR_EVENT_KINDS.join(', ')}`;
+      if (e.component !== 'os' && !NAME.test(e.component))
+        return `events[${i}].component must be "os" or an app name (a-z, 0-9, ".", "_", "-")`;
+      if (!VERSION.test(e.version)) return `events[${i}].version must be 1 to 32 characters like "1.2.0"`;
+      if (e.exitCode > 255) return `events[${i}].exit_code must be 0 to 255, got ${e.exitCode}`;
+      if (e.atMs < g.fromMs || e.atMs > g.toMs) return `events[${i}].at_ms must lie within from_ms..to_ms`;
+      if (e.detail.length > DEVICE_LIMITS.maxErrorDetail)
+        return `events[${i}].detail must be at most ${DEVICE_LIMITS.maxErrorDetail} characters`;
+      events.push({
+        kind,
+        component: e.component,
+        version: e.version,
+        exitCode: e.exitCode,
+        atMs: e.atMs,
+        detail: e.detail,
+      });
+    }
+    return {
+      deviceId,
+      reportId: g.reportId,
+      fromMs: g.fromMs,
+      toMs: g.toMs,
+      events,
+      droppedEvents: g.droppedEvents,
+      deviceTimeMs: g.deviceTimeMs,
+    };
+  });
+}
+
+export interface ErrorReportAckMsg {
+  readonly reportId: string;
+  readonly duplicate: boolean;
+}
+
+export function encodeErrorReportReply(r: Reply<ErrorReportAckMsg>): Uint8Array {
+  return encodeMessage(ErrorReportReply, {
+    result: r.ok ? { $case: 'ack', value: { ...r.value } } : { $case: 'error', value: toErrorInfo(r.error) },
+  });
+}
+
+export function decodeErrorReportReply(bytes: Uint8Array): DecodeResult<Reply<ErrorReportAckMsg>> {
+  return decodeWith(ErrorReportReply, bytes, DEVICE_LIMITS.reply, 'ErrorReportReply', (g) => {
+    const result = g.result;
+    if (result === undefined) return 'result is missing';
+    if (result.$case === 'error') return { ok: false, error: fromErrorInfo(result.value) };
+    return { ok: true, value: { reportId: result.value.reportId, duplicate: result.value.duplicate } };
   });
 }

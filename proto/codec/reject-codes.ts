@@ -22,6 +22,16 @@ export const REJECT_CODES = {
   OUT_OF_RANGE: 'OUT_OF_RANGE',
   /** Alerts only: a device refused an update's metadata or image (the alert's evidence.code says why). */
   UPDATE_VERIFICATION_FAILED: 'UPDATE_VERIFICATION_FAILED',
+  /** The session's time is up, or a newer attestation replaced it: attest again. */
+  SESSION_EXPIRED: 'SESSION_EXPIRED',
+  /** The request's MAC does not match its session key: forged, altered, or another device's. */
+  BAD_MAC: 'BAD_MAC',
+  /** A request counter the service already saw in this session: a replay. */
+  REPLAYED: 'REPLAYED',
+  /** A session of one device used for another device's request: an impersonation attempt. */
+  IDENTITY_MISMATCH: 'IDENTITY_MISMATCH',
+  /** The device sent more requests than its rate allows; retry after `retry_after_ms`. */
+  RATE_LIMITED: 'RATE_LIMITED',
   OVERLOADED: 'OVERLOADED',
   INTERNAL: 'INTERNAL',
 } as const;

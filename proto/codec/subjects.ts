@@ -8,6 +8,7 @@ export const DEVICE_OPS = [
   'update-check',
   'update-chunk',
   'update-report',
+  'error-report',
 ] as const;
 export type DeviceOp = (typeof DEVICE_OPS)[number];
 

@@ -2,6 +2,8 @@
 export { DEFAULT_POLICY } from './policy.js';
 export type { AttestationPolicy } from './policy.js';
 export { NonceBook } from './nonces.js';
+export { REPLAY_WINDOW, SessionBook } from './sessions.js';
+export type { SessionVerdict } from './sessions.js';
 export type { NonceCheck } from './nonces.js';
 export { appraise, defaultReferenceValues } from './appraisal.js';
 export type { OsReference, ReferenceValues } from './appraisal.js';

@@ -8,6 +8,11 @@ export interface AttestationPolicy {
   readonly minSecurityVersion: number;
   /** Largest accepted difference between the device's clock and the service's. */
   readonly maxClockSkewMs: number;
+  /**
+   * Requests a device may send after attestation: a burst, refilled at `perHour` per simulated
+   * hour (a token bucket per device). An image download is a burst of chunk requests.
+   */
+  readonly deviceRateLimit: { readonly burst: number; readonly perHour: number };
 }
 
 export const DEFAULT_POLICY: AttestationPolicy = {
@@ -15,4 +20,5 @@ export const DEFAULT_POLICY: AttestationPolicy = {
   certificateLifetimeMs: 24 * 3_600_000,
   minSecurityVersion: 3,
   maxClockSkewMs: 5 * 60_000,
+  deviceRateLimit: { burst: 600, perHour: 600 },
 };

@@ -164,6 +164,8 @@ function packItems(batch: readonly Pending[]): { items: VerifyIssueItem[]; arena
       signature: copy(it.signature),
       tbs: it.tbs.map(copy),
       ...(p.wireCaKeyId === undefined ? {} : { caKeyId: p.wireCaKeyId }),
+      // A few small arrays per attestation: structured clone copies them as they are.
+      ...(it.session === undefined ? {} : { session: it.session }),
     };
   });
   return { items, arena: arena.buffer };

@@ -1,4 +1,5 @@
 import type { KeyObject } from 'node:crypto';
+import type { WrappedSessionKey } from '../../actors/crypto/index.js';
 /**
  * Pool <-> worker messages: structured-clone safe; failures travel as typed results.
  */
@@ -48,6 +49,17 @@ export interface VerifyIssueItem {
   readonly tbs: readonly Uint8Array[];
   /** CA key to sign `tbs` with; required when `tbs` is non-empty. */
   readonly caKeyId?: string;
+  /** A session key to wrap for the device, only if the signature is valid (see actors/crypto/session.ts). */
+  readonly session?: SessionWrapItem;
+}
+
+/** The inputs of `wrapSessionKey`. */
+export interface SessionWrapItem {
+  readonly key: Uint8Array;
+  readonly clientPublicKey: Uint8Array;
+  readonly ephemeralSecret: Uint8Array;
+  readonly salt: Uint8Array;
+  readonly sessionId: Uint8Array;
 }
 
 /** Per-item outcome. */
@@ -55,6 +67,8 @@ export interface VerifyIssueResult {
   readonly signatureValid: boolean;
   /** DER ECDSA-Sig-Value for each TBS, in order; empty if the signature was invalid. */
   readonly signatures: Uint8Array[];
+  /** The wrapped session key, when one was asked for and the signature was valid. */
+  readonly session?: WrappedSessionKey;
 }
 
 /** Per-item outcome on the wire: a result or an item-level error. */

@@ -8,6 +8,7 @@
  * - parsed device public keys in a bounded Map (insertion-ordered, oldest evicted),
  *   including negative entries for keys that failed to parse.
  */
+import { wrapSessionKey } from '../../actors/crypto/index.js';
 import {
   createPrivateKey,
   generateKeyPairSync,
@@ -107,7 +108,14 @@ function verifyIssueOne(task: VerifyIssueTask, item: VerifyIssueItem): VerifyIss
       return { error: { code: CryptoPoolErrorCode.badTask, message: 'TBS is not bytes' } };
     signatures.push(nodeSign('sha256', t, ca.value));
   }
-  return { signatureValid: true, signatures };
+  const s = item.session;
+  if (s === undefined) return { signatureValid: true, signatures };
+  try {
+    const session = wrapSessionKey(s.key, s.clientPublicKey, s.ephemeralSecret, s.salt, s.sessionId);
+    return { signatureValid: true, signatures, session };
+  } catch (e) {
+    return { error: { code: CryptoPoolErrorCode.badTask, message: `session key not wrapped: ${String(e)}` } };
+  }
 }
 
 function verifyIssue(task: VerifyIssueTask): WorkerResult<VerifyIssueWireResult[]> {

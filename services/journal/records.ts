@@ -87,7 +87,28 @@ export type JournalRecord =
       readonly rollout: string;
     }
   /** A message the deployment's rollout engine applied (and that changed it), at `atMs`. */
-  | { readonly t: 'rollout'; readonly id: string; readonly msg: string; readonly atMs: number };
+  | { readonly t: 'rollout'; readonly id: string; readonly msg: string; readonly atMs: number }
+  /** A device's error report, stored once under `error-<device>-<report id>`. */
+  | {
+      readonly t: 'error-report';
+      readonly tenantId: string;
+      readonly productId: string | null;
+      readonly groupId: string | null;
+      readonly deviceId: string;
+      readonly receivedAtMs: number;
+      readonly reportId: string;
+      readonly fromMs: number;
+      readonly toMs: number;
+      readonly droppedEvents: number;
+      readonly events: ReadonlyArray<{
+        readonly kind: string;
+        readonly component: string;
+        readonly version: string;
+        readonly exitCode: number;
+        readonly atMs: number;
+        readonly detail: string;
+      }>;
+    };
 
 export type JournalRecordType = JournalRecord['t'];
 
@@ -121,6 +142,8 @@ export interface DeviceSnapshot {
   readonly apps: Readonly<Record<string, string>>;
   /** The challenge nonce this change consumed (base64), so a new owner refuses its replay. */
   readonly nonce: string | null;
+  /** The device's current session ID (hex); absent in logs written before sessions existed. */
+  readonly session?: string | null;
 }
 
 /**

@@ -129,6 +129,16 @@ export function createServiceMetrics(meter: Meter) {
       help: "Update reports received from devices, by result (ok|rejected) and reason code (the device's code for failures, OK otherwise).",
       labelNames: ['result', 'reason'],
     }),
+    errorReportUploads: meter.counter({
+      name: 'sphere_error_report_uploads_total',
+      help: 'Error report uploads answered, by result (stored, duplicate: acknowledged without storing again, rejected) and reason code.',
+      labelNames: ['result', 'reason'],
+    }),
+    errorEvents: meter.counter({
+      name: 'sphere_error_events_total',
+      help: 'Events in error reports stored by this shard, by kind (app-crash, app-exit, os-crash, update-failed, attestation-failed).',
+      labelNames: ['kind'],
+    }),
     updateChecks: meter.counter({
       name: 'sphere_update_checks_total',
       help: 'Update checks answered, by result (offered: at least one image offered, none, rejected) and reason code.',

@@ -21,6 +21,11 @@ export const ALERT_SEVERITY: Readonly<Record<RejectCode, Severity>> = {
   NOT_OFFERED: 'medium',
   OUT_OF_RANGE: 'low',
   UPDATE_VERIFICATION_FAILED: 'critical',
+  SESSION_EXPIRED: 'low',
+  BAD_MAC: 'critical',
+  REPLAYED: 'high',
+  IDENTITY_MISMATCH: 'critical',
+  RATE_LIMITED: 'medium',
   OVERLOADED: 'low',
   INTERNAL: 'medium',
 };

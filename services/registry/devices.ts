@@ -28,6 +28,8 @@ export interface DeviceRecord {
   /** Boot identity of the last successful attestation; only valid once one succeeded. */
   bootId: string | null;
   bootCount: number;
+  /** The current session (hex ID) from the last successful attestation; `null` before or after quarantine. */
+  session: string | null;
   /** Set when two live instances of this identity were seen: it gets no certificates until re-admitted. */
   compromised: boolean;
   lastSeenMs: number;
@@ -73,6 +75,7 @@ export class DeviceRegistry {
       certificates: null,
       bootId: null,
       bootCount: 0,
+      session: null,
       compromised: false,
       lastSeenMs: 0,
       attestationsOk: 0,

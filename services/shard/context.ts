@@ -1,10 +1,13 @@
 import type { KeyObject } from 'node:crypto';
 import type { Clock, Rng } from '../../actors/runtime/index.js';
-import type { AttestationPolicy, NonceBook, ReferenceValues } from '../attestation/index.js';
+import type { AttestationPolicy, NonceBook, ReferenceValues, SessionBook } from '../attestation/index.js';
+import type { SessionWrapItem } from '../crypto-pool/protocol.js';
+import type { WrappedSessionKey } from '../../actors/crypto/index.js';
 import type { AlertLog, TenantRegistry } from '../registry/index.js';
 import type { ServiceMetrics } from '../metrics/index.js';
 import type { AdmissionControl } from './admission.js';
 import type { DeviceSnapshot } from '../journal/index.js';
+import type { DeviceId, TenantId } from '../../proto/codec/index.js';
 
 /** One verification (and, when `tbs` is non-empty, certificate signing) for the crypto pool. */
 export interface CryptoItem {
@@ -14,11 +17,16 @@ export interface CryptoItem {
   readonly signature: Uint8Array;
   readonly tbs: Uint8Array[];
   readonly caKeyId?: string;
+  readonly session?: SessionWrapItem;
 }
 
 /** The crypto pool as the shard uses it (services/crypto-pool implements it). */
 export interface CryptoPort {
-  verifyAndIssue(item: CryptoItem): Promise<{ signatureValid: boolean; signatures: Uint8Array[] }>;
+  verifyAndIssue(item: CryptoItem): Promise<{
+    signatureValid: boolean;
+    signatures: Uint8Array[];
+    session?: WrappedSessionKey;
+  }>;
   registerCaKey(caKeyId: string, pkcs8: Uint8Array): void;
 }
 
@@ -35,6 +43,9 @@ export interface ShardContext {
   readonly tenants: TenantRegistry;
   readonly alerts: AlertLog;
   readonly nonces: NonceBook;
+  readonly sessions: SessionBook;
+  /** Each claimed device's tenant (written by the partition actors as claims apply), for alerts. */
+  readonly deviceTenants: Map<DeviceId, TenantId>;
   readonly crypto: CryptoPort;
   readonly admission: AdmissionControl;
   /** Simulated ms per wall ms, to turn wall waits into the simulated times devices read. */

@@ -7,6 +7,10 @@ import {
   decodeChunkRequest,
   decodeUpdateCheckRequest,
   decodeUpdateReport,
+  decodeAuthenticatedRequest,
+  decodeErrorReportUpload,
+  encodeErrorReportReply,
+  DEVICE_LIMITS,
   DEVICE_OPS,
   deviceSubject,
   encodeAttestReply,
@@ -21,6 +25,8 @@ import type { DeviceId, DeviceOp, Rejection, Reply } from '../../proto/codec/ind
 import type { ShardContext } from './context.js';
 import type { PartitionMessage } from './partition-actor.js';
 import type { UpdateService } from './updates.js';
+import type { ErrorReportService } from './error-reports.js';
+import { DeviceRateLimiter } from './rate-limit.js';
 
 /** Queue group shared by all shards, so each device request reaches exactly one of them. */
 export const SHARD_QUEUE = 'sphere-shards';
@@ -46,8 +52,10 @@ export function serveDevices(
   ctx: ShardContext,
   partitionRef: (partition: number) => ActorRef<PartitionMessage> | undefined,
   updates: UpdateService,
+  errorReports: ErrorReportService,
 ): DeviceGateway {
   const { metrics } = ctx;
+  const limiter = new DeviceRateLimiter(ctx.policy.deviceRateLimit);
   const counters = {
     challenge: metrics.challenges,
     attest: metrics.attestations,
@@ -55,6 +63,7 @@ export function serveDevices(
     'update-check': metrics.updateChecks,
     'update-chunk': metrics.updateChunks,
     'update-report': metrics.updateReports,
+    'error-report': metrics.errorReportUploads,
   } as const satisfies Record<DeviceOp, unknown>;
 
   function refuse(
@@ -63,16 +72,37 @@ export function serveDevices(
     r: Rejection,
     m: InboundMessage,
     encode: (r: Rejection) => Uint8Array,
+    /**
+     * The device that provably sent it (its session's MAC verified): the alert goes to that
+     * device's tenant. Without one the sender is unauthenticated, and the alert goes to no tenant
+     * (the service admin's view): garbage is never pinned on the tenant whose device ID it names.
+     */
+    sender?: DeviceId,
   ): void {
     counters[op].inc({ result: 'rejected', reason: r.code });
     if (r.code !== REJECT_CODES.OVERLOADED) {
+      const tenantId = sender === undefined ? null : (ctx.deviceTenants.get(sender) ?? null);
+      // An impersonation names the device it claimed to be only to the same tenant (a tenant is
+      // never told about another's devices).
+      const claimed =
+        sender !== undefined &&
+        sender !== deviceId &&
+        ctx.deviceTenants.get(deviceId as DeviceId) === tenantId
+          ? { claimedDevice: deviceId }
+          : undefined;
       const a = ctx.alerts.raise({
-        tenantId: null,
+        tenantId,
         type: r.code,
-        deviceId,
+        deviceId: sender ?? deviceId,
         atMs: ctx.clock.now(),
         message: r.message,
-        evidence: { step: op, subject: m.subject, bytes: String(m.data.length), shard: ctx.shardId },
+        evidence: {
+          step: op,
+          subject: m.subject,
+          bytes: String(m.data.length),
+          shard: ctx.shardId,
+          ...(claimed ?? {}),
+        },
       });
       metrics.alerts.inc({ type: a.type, severity: a.severity });
     }
@@ -139,21 +169,85 @@ export function serveDevices(
     if (!accepted) refuse('attest', evidence.deviceId, overloaded, m, attestError);
   };
 
+  type AuthenticatedOp = Exclude<DeviceOp, 'challenge' | 'attest'>;
+
+  /**
+   * Opens an authenticated request: the session framing, then the body, then the subject against
+   * the device, then the session (MAC, expiry, counter), then the device's rate. Refuses (counted,
+   * alerted, answered) and returns null at the first failure.
+   */
+  function openRequest<Req extends { deviceId: DeviceId }>(
+    op: AuthenticatedOp,
+    m: InboundMessage,
+    maxBody: number,
+    decode: (b: Uint8Array) => { ok: true; value: Req } | { ok: false; error: Rejection },
+    encodeError: (r: Rejection) => Uint8Array,
+  ): { req: Req; ref: ActorRef<PartitionMessage> } | null {
+    const auth = decodeAuthenticatedRequest(m.data, maxBody);
+    if (!auth.ok) {
+      refuse(op, '', auth.error, m, encodeError);
+      return null;
+    }
+    const decoded = decode(auth.value.body);
+    if (!decoded.ok) {
+      refuse(op, '', decoded.error, m, encodeError);
+      return null;
+    }
+    const req = decoded.value;
+    const ref = route(m, req.deviceId);
+    if (!('tell' in ref)) {
+      refuse(op, req.deviceId, ref, m, encodeError);
+      return null;
+    }
+    const now = ctx.clock.now();
+    const verdict = ctx.sessions.verify(req.deviceId, op, auth.value, now);
+    if (!verdict.ok) {
+      // Past the MAC (every refusal but BAD_MAC) the sender is proven: its session's owner.
+      const sender =
+        verdict.error.code === REJECT_CODES.BAD_MAC ? undefined : (verdict.actor ?? req.deviceId);
+      refuse(op, req.deviceId, verdict.error, m, encodeError, sender);
+      return null;
+    }
+    const wait = limiter.take(req.deviceId, now);
+    if (wait > 0) {
+      refuse(
+        op,
+        req.deviceId,
+        {
+          code: REJECT_CODES.RATE_LIMITED,
+          message: `device sent more than ${ctx.policy.deviceRateLimit.burst} requests in a burst (${ctx.policy.deviceRateLimit.perHour} per simulated hour sustained); retry after retry_after_ms`,
+          retryAfterMs: Math.ceil(now + wait),
+          serviceTimeMs: Math.floor(now),
+        },
+        m,
+        encodeError,
+        req.deviceId,
+      );
+      return null;
+    }
+    return { req, ref };
+  }
+
   const heartbeat = (m: InboundMessage): void => {
-    const decoded = decodeHeartbeat(m.data);
-    if (!decoded.ok) return refuse('heartbeat', '', decoded.error, m, () => new Uint8Array());
-    const ref = route(m, decoded.value.deviceId);
-    if (!('tell' in ref)) return refuse('heartbeat', decoded.value.deviceId, ref, m, () => new Uint8Array());
-    ref.tell({ type: 'partition.heartbeat', heartbeat: decoded.value });
+    const opened = openRequest(
+      'heartbeat',
+      m,
+      DEVICE_LIMITS.heartbeat,
+      decodeHeartbeat,
+      () => new Uint8Array(),
+    );
+    if (opened === null) return;
+    opened.ref.tell({ type: 'partition.heartbeat', heartbeat: opened.req });
   };
 
   /**
-   * Serves one update-protocol request: decode, check the subject fits the device, run `handle`,
-   * answer. Rejections by the update service are counted and answered but not alerted (a device
-   * asking for an image it was not offered is usually just late); undecodable input is.
+   * Serves one authenticated request/reply: open it (above), run `handle`, answer. Refusals by
+   * the handler are counted and answered but not alerted (a device asking for an image it was not
+   * offered is usually just late); refusals while opening are.
    */
-  function serveUpdate<Req extends { deviceId: DeviceId }, Res>(
-    op: 'update-check' | 'update-chunk' | 'update-report',
+  function serveAuthenticated<Req extends { deviceId: DeviceId }, Res>(
+    op: Exclude<AuthenticatedOp, 'heartbeat'>,
+    maxBody: number,
     decode: (b: Uint8Array) => { ok: true; value: Req } | { ok: false; error: Rejection },
     handle: (req: Req) => Promise<Reply<Res>>,
     encode: (r: Reply<Res>) => Uint8Array,
@@ -161,14 +255,13 @@ export function serveDevices(
     const encodeError = (error: Rejection) => encode({ ok: false, error });
     return (m) => {
       const t0 = ctx.wallNow();
-      const decoded = decode(m.data);
-      if (!decoded.ok) return refuse(op, '', decoded.error, m, encodeError);
-      const req = decoded.value;
-      const ref = route(m, req.deviceId);
-      if (!('tell' in ref)) return refuse(op, req.deviceId, ref, m, encodeError);
-      handle(req).then(
+      const opened = openRequest(op, m, maxBody, decode, encodeError);
+      if (opened === null) return;
+      handle(opened.req).then(
         (reply) => {
-          if (!reply.ok) counters[op].inc({ result: 'rejected', reason: reply.error.code });
+          // The error-report service counts its own refusals (with its stored/duplicate results).
+          if (!reply.ok && op !== 'error-report')
+            counters[op].inc({ result: 'rejected', reason: reply.error.code });
           m.respond(encode(reply));
           metrics.requestLatency.observe({ transport: 'nats', op }, (ctx.wallNow() - t0) / 1000);
         },
@@ -181,29 +274,39 @@ export function serveDevices(
     };
   }
 
-  // Update reports feed the deployment's rollout engine, which ignores (and counts) reports from
-  // devices outside its population; binding reports to the attested identity is issue 5's.
+  // Every request after attestation is bound to the attested identity by its session: a client
+  // that can publish on any subject still cannot act as another device.
   const handlers: Record<DeviceOp, (m: InboundMessage) => void> = {
     challenge,
     attest,
     heartbeat,
-    'update-check': serveUpdate(
+    'update-check': serveAuthenticated(
       'update-check',
+      DEVICE_LIMITS.updateCheckRequest,
       decodeUpdateCheckRequest,
       (r) => updates.check(r),
       encodeUpdateCheckReply,
     ),
-    'update-chunk': serveUpdate(
+    'update-chunk': serveAuthenticated(
       'update-chunk',
+      DEVICE_LIMITS.chunkRequest,
       decodeChunkRequest,
       (r) => updates.chunk(r),
       encodeChunkReply,
     ),
-    'update-report': serveUpdate(
+    'update-report': serveAuthenticated(
       'update-report',
+      DEVICE_LIMITS.updateReport,
       decodeUpdateReport,
       (r) => updates.report(r),
       encodeUpdateReportReply,
+    ),
+    'error-report': serveAuthenticated(
+      'error-report',
+      DEVICE_LIMITS.errorReport,
+      decodeErrorReportUpload,
+      (r) => errorReports.store(r),
+      encodeErrorReportReply,
     ),
   };
   const open = new Map<number, Subscription[]>();

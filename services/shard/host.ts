@@ -35,7 +35,7 @@ import type {
   Rollout as RolloutView,
   Product as ProductView,
 } from '../../proto/gen/sphere/operator/v1/operator.js';
-import { DEFAULT_POLICY, NonceBook, defaultReferenceValues } from '../attestation/index.js';
+import { DEFAULT_POLICY, NonceBook, SessionBook, defaultReferenceValues } from '../attestation/index.js';
 import type { AttestationPolicy } from '../attestation/index.js';
 import { createRootCa, createTenantCa, toPem } from '../certificates/index.js';
 import type { CaIdentity } from '../certificates/index.js';
@@ -68,6 +68,9 @@ import type { LeaseConfig, LeaseStore } from '../leases/index.js';
 import { PartitionOwnership } from './ownership.js';
 import { RolloutWatchers, deploymentDefinition } from './deployment-actor.js';
 import { appVersions, createUpdateService } from './updates.js';
+import { createErrorReportService } from './error-reports.js';
+import { ErrorReportStore } from '../error-reports/index.js';
+import type { ErrorEventKind, StoredErrorReport } from '../error-reports/index.js';
 import type { DeploymentEntry } from './updates.js';
 import type { DeploymentMessage, RolloutListener } from './deployment-actor.js';
 import type { TufHttpServer, TufRepository } from '../updates/tuf/index.js';
@@ -238,6 +241,8 @@ export async function startShard(opts: ShardOptions): Promise<Shard> {
     tenants,
     alerts,
     nonces: new NonceBook(nonceSecret, opts.policy.nonceTtlMs),
+    sessions: new SessionBook(nonceSecret),
+    deviceTenants: new Map(),
     crypto: pool,
     admission: new AdmissionControl({ maxInFlight: opts.maxInFlight }),
     timeScale: opts.timeScale,
@@ -938,6 +943,52 @@ export async function startShard(opts: ShardOptions): Promise<Shard> {
     },
   };
 
+  /** Every stored error report (all tenants), read back from the journal on every shard. */
+  const errorStore = new ErrorReportStore();
+  const errorReports = createErrorReportService({
+    metrics,
+    device: (deviceId) =>
+      ask(partitionOf(deviceId, opts.partitions), (reply) => ({
+        type: 'partition.visit',
+        visit: (devices) => {
+          const r = devices.get(deviceId);
+          if (r === undefined)
+            reply({ code: REJECT_CODES.UNKNOWN_DEVICE, message: 'no endorsement for this device' });
+          else if (r.tenantId === null)
+            reply({ code: REJECT_CODES.DEVICE_NOT_CLAIMED, message: 'device is not claimed by a tenant' });
+          else if (r.compromised)
+            reply({
+              code: REJECT_CODES.DUPLICATE_IDENTITY,
+              message:
+                'identity is quarantined (seen live twice); its reports are not accepted until re-admitted',
+            });
+          else {
+            const group = r.deviceGroupId === null ? undefined : products.group(r.tenantId, r.deviceGroupId);
+            reply({ tenantId: r.tenantId, groupId: r.deviceGroupId, productId: group?.productId ?? null });
+          }
+        },
+      })),
+    has: (deviceId, reportId) => errorStore.has(deviceId, reportId),
+    commit: (device, report) =>
+      commit<'stored' | 'duplicate'>(
+        {
+          t: 'error-report',
+          tenantId: device.tenantId,
+          productId: device.productId,
+          groupId: device.groupId,
+          deviceId: report.deviceId,
+          receivedAtMs: clock.now(),
+          reportId: report.reportId,
+          fromMs: report.fromMs,
+          toMs: report.toMs,
+          droppedEvents: report.droppedEvents,
+          events: report.events.map((e) => ({ ...e })),
+        },
+        `error-${report.deviceId}-${report.reportId}`,
+        'duplicate',
+      ),
+  });
+
   const updates = createUpdateService({
     clock,
     metrics,
@@ -1024,6 +1075,8 @@ export async function startShard(opts: ShardOptions): Promise<Shard> {
           Infinity,
         );
       }
+      case 'error-report':
+        return errorStore.add(storedErrorReport(r));
       default:
         return r satisfies never;
     }
@@ -1167,7 +1220,7 @@ export async function startShard(opts: ShardOptions): Promise<Shard> {
       );
     }
     transport = await connectNatsTransport({ servers: opts.nats, name: opts.shardId, meter });
-    gateway = serveDevices(transport, ctx, (p) => actors[p], updates);
+    gateway = serveDevices(transport, ctx, (p) => actors[p], updates, errorReports);
     if (leases === null) await own.takeAll();
     else {
       // The first tick takes free partitions at once; those of a shard that died wait for its
@@ -1391,5 +1444,28 @@ function restoreCa(s: StoredCa): CaIdentity {
     privateKey: createPrivateKey({ key: Buffer.from(privateKeyPkcs8), format: 'der', type: 'pkcs8' }),
     privateKeyPkcs8,
     publicKey: unb64(s.publicKey),
+  };
+}
+
+/** A stored error report as the index keeps it (the journal record was validated when uploaded). */
+function storedErrorReport(r: Extract<JournalRecord, { t: 'error-report' }>): StoredErrorReport {
+  const tenantId = parseTenantId(r.tenantId);
+  const deviceId = parseDeviceId(r.deviceId);
+  if (tenantId === null || deviceId === null) throw new Error('journal: bad error-report record');
+  return {
+    tenantId,
+    productId: r.productId as StoredErrorReport['productId'],
+    groupId: r.groupId as StoredErrorReport['groupId'],
+    deviceId,
+    reportId: r.reportId,
+    receivedAtMs: r.receivedAtMs,
+    report: {
+      reportId: r.reportId,
+      deviceId,
+      fromMs: r.fromMs,
+      toMs: r.toMs,
+      droppedEvents: r.droppedEvents,
+      events: r.events.map((e) => ({ ...e, kind: e.kind as ErrorEventKind })),
+    },
   };
 }

@@ -25,6 +25,8 @@ Usage: node dist/services/shard/main.js --nats <url> [options]
   --cert-lifetime-ms <ms>        device certificate validity, simulated (default 86400000)
   --min-security-version <n>     lowest accepted OS security version (default 3)
   --max-clock-skew-ms <ms>       accepted device clock error, simulated (default 300000)
+  --device-rate-burst <n>        requests a device may send at once after attestation (default 600)
+  --device-rate-per-hour <n>     its sustained rate, per simulated hour (default 600)
   --seed <s>                     seed for the shard's randomness (default "shard")
   --shard-id <id>                name in metrics and alerts (default shard-0)
   --journal <name>               keep the service's state in JetStream: stream <NAME>_JOURNAL and
@@ -65,6 +67,8 @@ export function compileShardOptions(argv: string[], env: NodeJS.ProcessEnv): Sha
       'cert-lifetime-ms': { type: 'string' },
       'min-security-version': { type: 'string' },
       'max-clock-skew-ms': { type: 'string' },
+      'device-rate-burst': { type: 'string' },
+      'device-rate-per-hour': { type: 'string' },
       seed: { type: 'string' },
       'shard-id': { type: 'string' },
       journal: { type: 'string' },
@@ -143,6 +147,16 @@ export function compileShardOptions(argv: string[], env: NodeJS.ProcessEnv): Sha
         1_000_000,
       ),
       maxClockSkewMs: num('max-clock-skew-ms', values['max-clock-skew-ms'], p.maxClockSkewMs, 0, 365 * DAY),
+      deviceRateLimit: {
+        burst: num('device-rate-burst', values['device-rate-burst'], p.deviceRateLimit.burst, 1, 1e9),
+        perHour: num(
+          'device-rate-per-hour',
+          values['device-rate-per-hour'],
+          p.deviceRateLimit.perHour,
+          1,
+          1e9,
+        ),
+      },
     },
     seed: values.seed ?? d.seed,
     shardId,

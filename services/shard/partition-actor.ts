@@ -1,4 +1,5 @@
 import type { KeyObject } from 'node:crypto';
+import type { WrappedSessionKey } from '../../actors/crypto/index.js';
 import type { ActorDefinition } from '../../actors/runtime/index.js';
 import { REJECT_CODES } from '../../proto/codec/index.js';
 import type {
@@ -36,6 +37,8 @@ interface AttestJob {
   readonly notBeforeMs: number;
   readonly notAfterMs: number;
   readonly tbs: Uint8Array[];
+  /** The session opened if the attestation succeeds. */
+  readonly sessionId: Uint8Array | null;
 }
 
 /** Messages a partition actor handles. `respond`/`reply` callbacks run inside the actor's turn. */
@@ -56,7 +59,12 @@ export type PartitionMessage =
       readonly type: 'partition.verified';
       readonly job: AttestJob;
       readonly result:
-        { readonly signatureValid: boolean; readonly signatures: Uint8Array[] } | { readonly error: string };
+        | {
+            readonly signatureValid: boolean;
+            readonly signatures: Uint8Array[];
+            readonly session?: WrappedSessionKey;
+          }
+        | { readonly error: string };
     }
   | { readonly type: 'partition.heartbeat'; readonly heartbeat: HeartbeatMsg }
   | {
@@ -268,7 +276,18 @@ export function partitionDefinition(
             }),
           )
         : [];
-    const job: AttestJob = { ...msg, pending, tenant, notBeforeMs, notAfterMs, tbs };
+    // The session lasts as long as the certificates; its key is wrapped for the device's client key.
+    const session =
+      pending === null ? ctx.sessions.issue(evidence.deviceId, notAfterMs, ctx.rng.bytes(8)) : null;
+    const job: AttestJob = {
+      ...msg,
+      pending,
+      tenant,
+      notBeforeMs,
+      notAfterMs,
+      tbs,
+      sessionId: session?.sessionId ?? null,
+    };
     metrics.inflight.inc();
     ctx.crypto
       .verifyAndIssue({
@@ -277,6 +296,17 @@ export function partitionDefinition(
         signature: msg.request.signature,
         tbs,
         caKeyId: tenant.ca.keyId,
+        ...(session === null
+          ? {}
+          : {
+              session: {
+                key: session.key,
+                clientPublicKey: evidence.clientPublicKey,
+                ephemeralSecret: ctx.rng.bytes(32),
+                salt: evidence.nonce,
+                sessionId: session.sessionId,
+              },
+            }),
       })
       .then(
         (result) => self.tell({ type: 'partition.verified', job, result }),
@@ -313,7 +343,7 @@ export function partitionDefinition(
     }
     if (job.pending !== null || record === null) {
       // Signed evidence of a second live instance: quarantine the identity.
-      if (job.pending?.code === REJECT_CODES.DUPLICATE_IDENTITY && record !== null) record.compromised = true;
+      if (job.pending?.code === REJECT_CODES.DUPLICATE_IDENTITY && record !== null) quarantine(record);
       finishAttest(job, record, {
         ok: false,
         error: job.pending ?? { code: REJECT_CODES.UNKNOWN_DEVICE, message: 'device disappeared' },
@@ -329,17 +359,20 @@ export function partitionDefinition(
     }
     const bootId = hex(evidence.bootId);
     if (isDuplicateIdentity(record, evidence, bootId)) {
-      record.compromised = true;
+      quarantine(record);
       finishAttest(job, record, { ok: false, error: duplicate(record, evidence) }, evidence.nonce);
       return;
     }
     const [updateSig, clientSig] = result.signatures;
     const [updateTbs, clientTbs] = job.tbs;
+    const wrapped = result.session;
     if (
       updateSig === undefined ||
       clientSig === undefined ||
       updateTbs === undefined ||
-      clientTbs === undefined
+      clientTbs === undefined ||
+      wrapped === undefined ||
+      job.sessionId === null
     ) {
       finishAttest(
         job,
@@ -365,6 +398,8 @@ export function partitionDefinition(
     record.osVersion = evidence.osVersion;
     record.securityVersion = evidence.securityVersion;
     record.certificates = certificates;
+    record.session = hex(job.sessionId);
+    ctx.sessions.adopt(record.deviceId, record.session);
     metrics.certificatesIssued.inc({ kind: 'update' });
     metrics.certificatesIssued.inc({ kind: 'client' });
     finishAttest(
@@ -377,6 +412,7 @@ export function partitionDefinition(
           clientCertificate: certificates.client,
           tenantCa: job.tenant.ca.certificateDer,
           notAfterMs: job.notAfterMs,
+          session: { sessionId: job.sessionId, ...wrapped, expiresAtMs: job.notAfterMs },
         },
       },
       evidence.nonce,
@@ -388,6 +424,13 @@ export function partitionDefinition(
       code: REJECT_CODES.DUPLICATE_IDENTITY,
       message: `boot ${evidence.bootCount} does not follow the accepted boot ${record.bootCount} of this identity: two devices share one key; the identity is quarantined`,
     };
+  }
+
+  /** Two live instances of one identity: no more certificates, and its session ends. */
+  function quarantine(record: DeviceRecord): void {
+    record.compromised = true;
+    record.session = null;
+    ctx.sessions.revoke(record.deviceId);
   }
 
   let self: { tell(msg: PartitionMessage): boolean };
@@ -464,6 +507,7 @@ export function partitionDefinition(
             if (record.tenantId === msg.tenantId) return 'already-yours';
             if (record.tenantId !== null) return 'claimed-by-another';
             record.tenantId = msg.tenantId;
+            ctx.deviceTenants.set(id, msg.tenantId);
             return 'claimed';
           });
           msg.reply(outcomes);
@@ -488,6 +532,8 @@ export function partitionDefinition(
             const record = state.devices.get(snapshot.d as DeviceId);
             if (record === undefined) continue;
             applySnapshot(record, snapshot);
+            if (record.compromised) ctx.sessions.revoke(record.deviceId);
+            else ctx.sessions.adopt(record.deviceId, record.session);
             if (snapshot.nonce !== null) nonces.remember(unb64(snapshot.nonce), now);
           }
           msg.reply();
@@ -531,6 +577,7 @@ export function snapshotOf(r: DeviceRecord, consumedNonce: Uint8Array | null): D
           },
     apps: r.apps,
     nonce: consumedNonce === null ? null : b64(consumedNonce),
+    session: r.session,
   };
 }
 
@@ -550,6 +597,7 @@ export function applySnapshot(r: DeviceRecord, s: DeviceSnapshot): void {
       ? null
       : { update: unb64(s.certs.update), client: unb64(s.certs.client), notAfterMs: s.certs.notAfterMs };
   r.apps = { ...s.apps };
+  r.session = s.compromised ? null : (s.session ?? null);
 }
 
 function nonceRejection(verdict: 'unknown' | 'stale' | 'reused'): Rejection {

@@ -30,6 +30,7 @@ import {
   attestOk,
   attestOnce,
   attestRequestBytes,
+  attestSession,
   bootState,
   bootedDevice,
   createTestTenant,
@@ -461,20 +462,30 @@ describe('shard attestation', () => {
     expect((await attest(OVERSIZED)).code).toBe('PAYLOAD_TOO_LARGE');
     expect((await attest(validAttest, wrongP)).code).toBe('MALFORMED_INPUT');
 
-    // heartbeat (no reply: counted)
+    // heartbeat (no reply: counted). Heartbeats travel sealed with the session of the device's
+    // attestation; the framing and the body inside it are each decoded strictly, and a bare
+    // (unsealed) heartbeat, which was valid before sessions, is now malformed framing.
+    const { session } = await attestSession(t, dev);
     const hb = encodeHeartbeat({
       deviceId: dev.deviceId,
       bootId: dev.state.boot?.bootId ?? new Uint8Array(16),
       deviceTimeMs: Date.now(),
     });
-    for (const data of [GARBAGE, hb.subarray(0, hb.length - 5), concat(hb, UNKNOWN_FIELD), OVERSIZED]) {
+    for (const data of [
+      GARBAGE,
+      session.seal('heartbeat', hb.subarray(0, hb.length - 5)),
+      session.seal('heartbeat', concat(hb, UNKNOWN_FIELD)),
+      hb,
+      OVERSIZED,
+    ]) {
       t.publish(deviceSubject('heartbeat', p), data);
     }
-    t.publish(deviceSubject('heartbeat', wrongP), hb);
+    t.publish(deviceSubject('heartbeat', wrongP), session.seal('heartbeat', hb));
     await t.flush();
 
-    const hbRejected = (text: string, reason: string) =>
-      sampleValue(text, 'sphere_heartbeats_total', { result: 'rejected', reason });
+    const hbCount = (text: string, result: string, reason: string) =>
+      sampleValue(text, 'sphere_heartbeats_total', { result, reason });
+    const hbRejected = (text: string, reason: string) => hbCount(text, 'rejected', reason);
     await expect
       .poll(
         async () => {
@@ -486,7 +497,7 @@ describe('shard attestation', () => {
         },
         { timeout: 10_000, interval: 50 },
       )
-      .toEqual([4, 1]);
+      .toEqual([5, 1]);
 
     const after = await env().shard.meter.metricsText();
     const delta = (name: string, labels: Record<string, string>) =>
@@ -497,16 +508,26 @@ describe('shard attestation', () => {
     expect(delta('sphere_attestations_total', { result: 'rejected', reason: 'PAYLOAD_TOO_LARGE' })).toBe(1);
     expect(
       delta('sphere_alerts_total', { type: 'MALFORMED_INPUT', severity: ALERT_SEVERITY.MALFORMED_INPUT }),
-    ).toBe(13);
+    ).toBe(14);
     expect(
       delta('sphere_alerts_total', { type: 'PAYLOAD_TOO_LARGE', severity: ALERT_SEVERITY.PAYLOAD_TOO_LARGE }),
     ).toBe(3);
     // Unauthenticated garbage is not pinned on the tenant whose device ID it names.
     expect((await tenant.client.listAlerts({ deviceId: dev.deviceId })).alerts).toEqual([]);
 
-    // Still serving: the misrouted attempt did not burn the nonce, and a full exchange works.
+    // Still serving: the misrouted attempt did not burn the nonce, and a full exchange works...
     expect((await sendAttest(t, dev.deviceId, validAttest)).ok).toBe(true);
-    await attestOk(t, dev);
+    const again = await attestSession(t, dev);
+    // ...and a well-formed heartbeat sealed with the newest session is counted ok.
+    const okBefore = hbCount(await env().shard.meter.metricsText(), 'ok', 'OK');
+    publishHeartbeat(t, dev, again.session);
+    await t.flush();
+    await expect
+      .poll(async () => hbCount(await env().shard.meter.metricsText(), 'ok', 'OK') - okBefore, {
+        timeout: 10_000,
+        interval: 50,
+      })
+      .toBe(1);
   });
 
   it('attestation - 20 healthy devices all succeed while hostile requests are interleaved', async () => {
@@ -574,10 +595,10 @@ describe('shard attestation', () => {
   it('attestation - heartbeat with the accepted boot ID is counted ok, another boot ID is not', async () => {
     const [dev] = await enrolled('heartbeat');
     if (dev === undefined) throw new Error('no device');
-    await attestOk(env().devices, dev);
+    const { session } = await attestSession(env().devices, dev);
     const before = await env().shard.meter.metricsText();
-    publishHeartbeat(env().devices, dev);
-    publishHeartbeat(env().devices, dev, Uint8Array.from(randomBytes(16)));
+    publishHeartbeat(env().devices, dev, session);
+    publishHeartbeat(env().devices, dev, session, Uint8Array.from(randomBytes(16)));
     await env().devices.flush();
     const count = (text: string, result: string, reason: string) =>
       sampleValue(text, 'sphere_heartbeats_total', { result, reason });

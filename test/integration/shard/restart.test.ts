@@ -4,7 +4,8 @@
  * state and no device outcome: tenants, tokens, devices, groups, images (and the exact TUF
  * metadata devices already trust), the root CA and the simulated clock are all replayed, the wait
  * between waves resumes, and the update agents (which repeat unacknowledged reports) finish the
- * rollout against the new process.
+ * rollout against the new process, still sealing their requests with the sessions the first
+ * process opened when they attested (the partition log carries which session is current).
  */
 import { randomBytes } from 'node:crypto';
 import { afterAll, describe, expect, it } from 'vitest';
@@ -90,16 +91,18 @@ describe('shard restart', () => {
       });
       const deploymentId = created.rollout?.deploymentId ?? '';
       const root = await fetchTufMetadata(`http://127.0.0.1:${tufPort}`, t.tenantId);
-      const handles = devices.map((device, i) =>
-        spawnAgent({
-          system: agents.system,
-          device,
-          root,
-          transport,
-          fault: INSTALL_FAILS.has(i) ? 'installFails' : null,
-          // Devices of wave 2 learn of their offer at their next periodic check.
-          behaviour: { ...FAST_UPDATES, checkEveryMs: 200 },
-        }),
+      const handles = await Promise.all(
+        devices.map((device, i) =>
+          spawnAgent({
+            system: agents.system,
+            device,
+            root,
+            transport,
+            fault: INSTALL_FAILS.has(i) ? 'installFails' : null,
+            // Devices of wave 2 learn of their offer at their next periodic check.
+            behaviour: { ...FAST_UPDATES, checkEveryMs: 200 },
+          }),
+        ),
       );
       for (const h of handles) h.agent.tell({ type: 'agent.device-attested' });
 

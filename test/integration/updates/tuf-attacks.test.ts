@@ -119,7 +119,7 @@ describe('TUF attacks on the update channel', () => {
     const root = await fetchTufMetadata(shard.tufUrl, t.tenantId);
     let round = 0;
     const link = manInTheMiddle(transport, () => tamper(round), IMAGE_BYTES);
-    const h = spawnAgent({
+    const h = await spawnAgent({
       system: (o.late === true ? lateAgents : agents).system,
       device,
       root,

@@ -108,17 +108,19 @@ describe('update agents', () => {
     const root = await fetchTufMetadata(shard.tufUrl, t.tenantId);
     const before = sampleValue(await shard.meter.metricsText(), 'sphere_update_bytes_served_total');
 
-    const handles = devices.map((device, i) => {
-      const f = faults[i] ?? null;
-      return spawnAgent({
-        system: agents.system,
-        device,
-        root,
-        transport,
-        fault: f === 'defective' ? null : f,
-        defective: () => f === 'defective',
-      });
-    });
+    const handles = await Promise.all(
+      devices.map((device, i) => {
+        const f = faults[i] ?? null;
+        return spawnAgent({
+          system: agents.system,
+          device,
+          root,
+          transport,
+          fault: f === 'defective' ? null : f,
+          defective: () => f === 'defective',
+        });
+      }),
+    );
     for (const h of handles) h.agent.tell({ type: 'agent.device-attested' });
 
     const done = await until(
@@ -193,19 +195,21 @@ describe('update agents', () => {
     const groupId = await groupWith(t, 'agents-os', devices);
     const deploymentId = await deployOs2504(t, groupId, 40_000, { successThreshold: 0, errorCount: 100 });
     const root = await fetchTufMetadata(shard.tufUrl, t.tenantId);
-    const handles = devices.map((device, i) => {
-      const c = cases[i] ?? null;
-      return spawnAgent({
-        system: agents.system,
-        device,
-        root,
-        transport,
-        fault: c === 'bootLoop' ? c : null,
-        defective: () => c === 'defective',
-        installed: running(c === 'current' ? { version: '25.04', securityVersion: 4 } : OS_2410),
-        attesting: true,
-      });
-    });
+    const handles = await Promise.all(
+      devices.map((device, i) => {
+        const c = cases[i] ?? null;
+        return spawnAgent({
+          system: agents.system,
+          device,
+          root,
+          transport,
+          fault: c === 'bootLoop' ? c : null,
+          defective: () => c === 'defective',
+          installed: running(c === 'current' ? { version: '25.04', securityVersion: 4 } : OS_2410),
+          attesting: true,
+        });
+      }),
+    );
     // Real devices: they boot, attest with their OS, and their agents check after attesting.
     for (const h of handles) h.start();
 
@@ -261,7 +265,7 @@ describe('update agents', () => {
     // Its own clock, moved by hand: 4 simulated minutes (within the shard's clock skew limit).
     const own = agentSystem();
     try {
-      const h = spawnAgent({
+      const h = await spawnAgent({
         system: own.system,
         device,
         root: await fetchTufMetadata(shard.tufUrl, t.tenantId),
@@ -319,17 +323,23 @@ describe('update agents', () => {
     const deploymentId = parseDeploymentId(created.rollout?.deploymentId ?? '');
     if (deploymentId === null) throw new Error('no deployment');
     const root = await fetchTufMetadata(shard.tufUrl, t.tenantId);
-    const h = spawnAgent({ system: agents.system, device: outsider, root, transport });
+    const h = await spawnAgent({ system: agents.system, device: outsider, root, transport });
     h.agent.tell({ type: 'agent.device-attested' });
     const events = await until(
       () => h.events,
       (e) => e.some((x) => x.kind === 'check'),
     );
     expect(events.find((x) => x.kind === 'check')).toMatchObject({ ok: true, offers: 0 });
+    // Asked anyway, as the outsider itself (sealed with its own session): still not offered.
+    const session = h.session.current;
+    if (session === null) throw new Error('the outsider has no session');
     const reply = decodeChunkReply(
       await transport.request(
         deviceSubject('update-chunk', partitionOf(outsider.deviceId, PARTITIONS)),
-        encodeChunkRequest({ deviceId: outsider.deviceId, deploymentId, offset: 0, length: 100 }),
+        session.seal(
+          'update-chunk',
+          encodeChunkRequest({ deviceId: outsider.deviceId, deploymentId, offset: 0, length: 100 }),
+        ),
         { timeoutMs: 5000 },
       ),
     );

@@ -20,7 +20,13 @@ import {
   encodeHeartbeat,
   parseDeviceId,
 } from '../../../proto/codec/index.js';
-import type { DecodeResult, DeviceId, EvidenceMsg, MeasurementMsg } from '../../../proto/codec/index.js';
+import type {
+  DecodeResult,
+  DeviceId,
+  EvidenceMsg,
+  MeasurementMsg,
+  SessionMsg,
+} from '../../../proto/codec/index.js';
 import { Evidence, Heartbeat, Measurement } from '../../../proto/gen/sphere/device/v1/device.js';
 import { createRng } from '../../../actors/runtime/index.js';
 
@@ -33,6 +39,11 @@ function point(): Uint8Array {
   const p = rng.bytes(65);
   p[0] = 4;
   return p;
+}
+
+/** The session an attestation reply carries (random bytes of the right sizes). */
+function session(expiresAtMs: number): SessionMsg {
+  return { sessionId: rng.bytes(16), serverPublicKey: point(), wrappedKey: rng.bytes(32), expiresAtMs };
 }
 
 function measurements(n: number): MeasurementMsg[] {
@@ -176,6 +187,7 @@ describe('codec round trips', () => {
       clientCertificate: rng.bytes(310),
       tenantCa: rng.bytes(280),
       notAfterMs: 1_700_086_400_000,
+      session: session(1_700_086_400_000),
     };
     const got = value(decodeAttestReply(encodeAttestReply({ ok: true, value: certs })));
     expect(got.ok).toBe(true);
@@ -184,6 +196,10 @@ describe('codec round trips', () => {
     expect(hex(got.value.clientCertificate)).toBe(hex(certs.clientCertificate));
     expect(hex(got.value.tenantCa)).toBe(hex(certs.tenantCa));
     expect(got.value.notAfterMs).toBe(certs.notAfterMs);
+    expect(hex(got.value.session.sessionId)).toBe(hex(certs.session.sessionId));
+    expect(hex(got.value.session.serverPublicKey)).toBe(hex(certs.session.serverPublicKey));
+    expect(hex(got.value.session.wrappedKey)).toBe(hex(certs.session.wrappedKey));
+    expect(got.value.session.expiresAtMs).toBe(certs.session.expiresAtMs);
   });
 
   it('codec - Heartbeat round trips', () => {
@@ -221,11 +237,13 @@ describe('codec round trips', () => {
             clientCertificate: rng.bytes(4),
             tenantCa: rng.bytes(4),
             notAfterMs: 5.9,
+            session: session(5.9),
           },
         }),
       ),
     );
     expect(cert.ok && cert.value.notAfterMs).toBe(5);
+    expect(cert.ok && cert.value.session.expiresAtMs).toBe(5);
     const err = value(
       decodeAttestReply(
         encodeAttestReply({

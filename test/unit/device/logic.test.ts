@@ -76,6 +76,13 @@ function attestOk(epoch: number, notAfterMs = 9_000_000): DeviceMessage {
         clientCertificate: new Uint8Array(1),
         tenantCa: new Uint8Array(1),
         notAfterMs,
+        // The logic never reads the session (the shell opens it); any well-formed one will do.
+        session: {
+          sessionId: new Uint8Array(16).fill(1),
+          serverPublicKey: new Uint8Array(65).fill(4),
+          wrappedKey: new Uint8Array(32).fill(2),
+          expiresAtMs: notAfterMs,
+        },
       },
     },
     sentAtWall: 120,

@@ -18,6 +18,9 @@ export const protobufPackage = "sphere.device.v1";
  *   sphere.dev.v1.update-check.<P>   request UpdateCheckRequest -> UpdateCheckReply
  *   sphere.dev.v1.update-chunk.<P>   request ChunkRequest       -> ChunkReply
  *   sphere.dev.v1.update-report.<P>  request UpdateReport       -> UpdateReportReply
+ *   sphere.dev.v1.error-report.<P>   request ErrorReportUpload  -> ErrorReportReply
+ * Every request after attestation (heartbeat, update-*, error-report) travels inside an
+ * AuthenticatedRequest: the session established at attestation binds it to the attested device.
  * Decoders are strict: unknown fields, wrong wire types and truncated bytes are rejected as
  * MALFORMED_INPUT.
  */
@@ -108,6 +111,35 @@ export interface Certificates {
   clientCertificate: Uint8Array;
   tenantCa: Uint8Array;
   notAfterMs: number;
+  session: Session | undefined;
+  _unknownFields?: { [key: number]: Uint8Array[] } | undefined;
+}
+
+/**
+ * The session every later request of this device is bound to (see actors/crypto/session.ts).
+ * The device unwraps the key with its client private key: ECDH with server_public_key, then
+ * HKDF-SHA256 (salt: the attestation nonce, info: "sphere-session-wrap-v1" || session_id).
+ */
+export interface Session {
+  /** 16 bytes: the expiry (ms, big-endian) then 8 random bytes. */
+  sessionId: Uint8Array;
+  serverPublicKey: Uint8Array;
+  wrappedKey: Uint8Array;
+  expiresAtMs: number;
+  _unknownFields?: { [key: number]: Uint8Array[] } | undefined;
+}
+
+/**
+ * A request bound to the device's session. `mac` is HMAC-SHA256(session key, "sphere-req-v1" ||
+ * op || counter as 8 big-endian bytes || body), first 16 bytes. `counter` grows by one per
+ * request of the session; the service refuses a counter it has seen (REPLAYED).
+ */
+export interface AuthenticatedRequest {
+  /** The encoded request (Heartbeat, UpdateCheckRequest, ChunkRequest, UpdateReport, ErrorReportUpload). */
+  body: Uint8Array;
+  sessionId: Uint8Array;
+  counter: number;
+  mac: Uint8Array;
   _unknownFields?: { [key: number]: Uint8Array[] } | undefined;
 }
 
@@ -224,6 +256,50 @@ export interface UpdateReportAck {
 
 export interface UpdateReportReply {
   result?: { $case: "ack"; value: UpdateReportAck } | { $case: "error"; value: ErrorInfo } | undefined;
+  _unknownFields?: { [key: number]: Uint8Array[] } | undefined;
+}
+
+/**
+ * One event a device recorded: an app crash or exit (exit code 0-255, the OS restarts the app),
+ * an OS crash, a failed update, a failed attestation.
+ */
+export interface ErrorEvent {
+  /** app-crash, app-exit, os-crash, update-failed, attestation-failed. */
+  kind: string;
+  /** "os" or the app's name. */
+  component: string;
+  version: string;
+  exitCode: number;
+  atMs: number;
+  detail: string;
+  _unknownFields?: { [key: number]: Uint8Array[] } | undefined;
+}
+
+/**
+ * A device's error report: uploaded once per simulated day, at most 1,000 events spanning at
+ * most 14 days. Repeated with the same report_id until acknowledged.
+ */
+export interface ErrorReportUpload {
+  deviceId: string;
+  reportId: string;
+  fromMs: number;
+  toMs: number;
+  events: ErrorEvent[];
+  /** Events the device had to drop (its buffer was full) before this report. */
+  droppedEvents: number;
+  deviceTimeMs: number;
+  _unknownFields?: { [key: number]: Uint8Array[] } | undefined;
+}
+
+export interface ErrorReportAck {
+  reportId: string;
+  /** The report was already stored (an earlier upload's acknowledgement was lost). */
+  duplicate: boolean;
+  _unknownFields?: { [key: number]: Uint8Array[] } | undefined;
+}
+
+export interface ErrorReportReply {
+  result?: { $case: "ack"; value: ErrorReportAck } | { $case: "error"; value: ErrorInfo } | undefined;
   _unknownFields?: { [key: number]: Uint8Array[] } | undefined;
 }
 
@@ -817,6 +893,7 @@ function createBaseCertificates(): Certificates {
     clientCertificate: new Uint8Array(0),
     tenantCa: new Uint8Array(0),
     notAfterMs: 0,
+    session: undefined,
     _unknownFields: {},
   };
 }
@@ -834,6 +911,9 @@ export const Certificates: MessageFns<Certificates> = {
     }
     if (message.notAfterMs !== 0) {
       writer.uint32(32).int64(message.notAfterMs);
+    }
+    if (message.session !== undefined) {
+      Session.encode(message.session, writer.uint32(42).fork()).join();
     }
     if (message._unknownFields !== undefined) {
       for (const [key, values] of Object.entries(message._unknownFields)) {
@@ -883,6 +963,198 @@ export const Certificates: MessageFns<Certificates> = {
           }
 
           message.notAfterMs = longToNumber(reader.int64());
+          continue;
+        }
+        case 5: {
+          if (tag !== 42) {
+            break;
+          }
+
+          message.session = Session.decode(reader, reader.uint32());
+          continue;
+        }
+      }
+      if ((tag & 7) === 4 || tag === 0) {
+        break;
+      }
+      const buf = reader.skip(tag & 7);
+
+      const list = message._unknownFields![tag];
+
+      if (list === undefined) {
+        message._unknownFields![tag] = [buf];
+      } else {
+        list.push(buf);
+      }
+    }
+    return message;
+  },
+};
+
+function createBaseSession(): Session {
+  return {
+    sessionId: new Uint8Array(0),
+    serverPublicKey: new Uint8Array(0),
+    wrappedKey: new Uint8Array(0),
+    expiresAtMs: 0,
+    _unknownFields: {},
+  };
+}
+
+export const Session: MessageFns<Session> = {
+  encode(message: Session, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.sessionId.length !== 0) {
+      writer.uint32(10).bytes(message.sessionId);
+    }
+    if (message.serverPublicKey.length !== 0) {
+      writer.uint32(18).bytes(message.serverPublicKey);
+    }
+    if (message.wrappedKey.length !== 0) {
+      writer.uint32(26).bytes(message.wrappedKey);
+    }
+    if (message.expiresAtMs !== 0) {
+      writer.uint32(32).int64(message.expiresAtMs);
+    }
+    if (message._unknownFields !== undefined) {
+      for (const [key, values] of Object.entries(message._unknownFields)) {
+        const tag = parseInt(key, 10);
+        for (const value of values) {
+          writer.uint32(tag).raw(value);
+        }
+      }
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): Session {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const end = length === undefined ? reader.len : reader.pos + length;
+    const message = createBaseSession();
+    while (reader.pos < end) {
+      const tag = reader.uint32();
+      switch (tag >>> 3) {
+        case 1: {
+          if (tag !== 10) {
+            break;
+          }
+
+          message.sessionId = reader.bytes();
+          continue;
+        }
+        case 2: {
+          if (tag !== 18) {
+            break;
+          }
+
+          message.serverPublicKey = reader.bytes();
+          continue;
+        }
+        case 3: {
+          if (tag !== 26) {
+            break;
+          }
+
+          message.wrappedKey = reader.bytes();
+          continue;
+        }
+        case 4: {
+          if (tag !== 32) {
+            break;
+          }
+
+          message.expiresAtMs = longToNumber(reader.int64());
+          continue;
+        }
+      }
+      if ((tag & 7) === 4 || tag === 0) {
+        break;
+      }
+      const buf = reader.skip(tag & 7);
+
+      const list = message._unknownFields![tag];
+
+      if (list === undefined) {
+        message._unknownFields![tag] = [buf];
+      } else {
+        list.push(buf);
+      }
+    }
+    return message;
+  },
+};
+
+function createBaseAuthenticatedRequest(): AuthenticatedRequest {
+  return {
+    body: new Uint8Array(0),
+    sessionId: new Uint8Array(0),
+    counter: 0,
+    mac: new Uint8Array(0),
+    _unknownFields: {},
+  };
+}
+
+export const AuthenticatedRequest: MessageFns<AuthenticatedRequest> = {
+  encode(message: AuthenticatedRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.body.length !== 0) {
+      writer.uint32(10).bytes(message.body);
+    }
+    if (message.sessionId.length !== 0) {
+      writer.uint32(18).bytes(message.sessionId);
+    }
+    if (message.counter !== 0) {
+      writer.uint32(24).uint64(message.counter);
+    }
+    if (message.mac.length !== 0) {
+      writer.uint32(34).bytes(message.mac);
+    }
+    if (message._unknownFields !== undefined) {
+      for (const [key, values] of Object.entries(message._unknownFields)) {
+        const tag = parseInt(key, 10);
+        for (const value of values) {
+          writer.uint32(tag).raw(value);
+        }
+      }
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): AuthenticatedRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const end = length === undefined ? reader.len : reader.pos + length;
+    const message = createBaseAuthenticatedRequest();
+    while (reader.pos < end) {
+      const tag = reader.uint32();
+      switch (tag >>> 3) {
+        case 1: {
+          if (tag !== 10) {
+            break;
+          }
+
+          message.body = reader.bytes();
+          continue;
+        }
+        case 2: {
+          if (tag !== 18) {
+            break;
+          }
+
+          message.sessionId = reader.bytes();
+          continue;
+        }
+        case 3: {
+          if (tag !== 24) {
+            break;
+          }
+
+          message.counter = longToNumber(reader.uint64());
+          continue;
+        }
+        case 4: {
+          if (tag !== 34) {
+            break;
+          }
+
+          message.mac = reader.bytes();
           continue;
         }
       }
@@ -2004,6 +2276,372 @@ export const UpdateReportReply: MessageFns<UpdateReportReply> = {
           }
 
           message.result = { $case: "ack", value: UpdateReportAck.decode(reader, reader.uint32()) };
+          continue;
+        }
+        case 2: {
+          if (tag !== 18) {
+            break;
+          }
+
+          message.result = { $case: "error", value: ErrorInfo.decode(reader, reader.uint32()) };
+          continue;
+        }
+      }
+      if ((tag & 7) === 4 || tag === 0) {
+        break;
+      }
+      const buf = reader.skip(tag & 7);
+
+      const list = message._unknownFields![tag];
+
+      if (list === undefined) {
+        message._unknownFields![tag] = [buf];
+      } else {
+        list.push(buf);
+      }
+    }
+    return message;
+  },
+};
+
+function createBaseErrorEvent(): ErrorEvent {
+  return { kind: "", component: "", version: "", exitCode: 0, atMs: 0, detail: "", _unknownFields: {} };
+}
+
+export const ErrorEvent: MessageFns<ErrorEvent> = {
+  encode(message: ErrorEvent, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.kind !== "") {
+      writer.uint32(10).string(message.kind);
+    }
+    if (message.component !== "") {
+      writer.uint32(18).string(message.component);
+    }
+    if (message.version !== "") {
+      writer.uint32(26).string(message.version);
+    }
+    if (message.exitCode !== 0) {
+      writer.uint32(32).uint32(message.exitCode);
+    }
+    if (message.atMs !== 0) {
+      writer.uint32(40).int64(message.atMs);
+    }
+    if (message.detail !== "") {
+      writer.uint32(50).string(message.detail);
+    }
+    if (message._unknownFields !== undefined) {
+      for (const [key, values] of Object.entries(message._unknownFields)) {
+        const tag = parseInt(key, 10);
+        for (const value of values) {
+          writer.uint32(tag).raw(value);
+        }
+      }
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ErrorEvent {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const end = length === undefined ? reader.len : reader.pos + length;
+    const message = createBaseErrorEvent();
+    while (reader.pos < end) {
+      const tag = reader.uint32();
+      switch (tag >>> 3) {
+        case 1: {
+          if (tag !== 10) {
+            break;
+          }
+
+          message.kind = reader.string();
+          continue;
+        }
+        case 2: {
+          if (tag !== 18) {
+            break;
+          }
+
+          message.component = reader.string();
+          continue;
+        }
+        case 3: {
+          if (tag !== 26) {
+            break;
+          }
+
+          message.version = reader.string();
+          continue;
+        }
+        case 4: {
+          if (tag !== 32) {
+            break;
+          }
+
+          message.exitCode = reader.uint32();
+          continue;
+        }
+        case 5: {
+          if (tag !== 40) {
+            break;
+          }
+
+          message.atMs = longToNumber(reader.int64());
+          continue;
+        }
+        case 6: {
+          if (tag !== 50) {
+            break;
+          }
+
+          message.detail = reader.string();
+          continue;
+        }
+      }
+      if ((tag & 7) === 4 || tag === 0) {
+        break;
+      }
+      const buf = reader.skip(tag & 7);
+
+      const list = message._unknownFields![tag];
+
+      if (list === undefined) {
+        message._unknownFields![tag] = [buf];
+      } else {
+        list.push(buf);
+      }
+    }
+    return message;
+  },
+};
+
+function createBaseErrorReportUpload(): ErrorReportUpload {
+  return {
+    deviceId: "",
+    reportId: "",
+    fromMs: 0,
+    toMs: 0,
+    events: [],
+    droppedEvents: 0,
+    deviceTimeMs: 0,
+    _unknownFields: {},
+  };
+}
+
+export const ErrorReportUpload: MessageFns<ErrorReportUpload> = {
+  encode(message: ErrorReportUpload, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.deviceId !== "") {
+      writer.uint32(10).string(message.deviceId);
+    }
+    if (message.reportId !== "") {
+      writer.uint32(18).string(message.reportId);
+    }
+    if (message.fromMs !== 0) {
+      writer.uint32(24).int64(message.fromMs);
+    }
+    if (message.toMs !== 0) {
+      writer.uint32(32).int64(message.toMs);
+    }
+    for (const v of message.events) {
+      ErrorEvent.encode(v!, writer.uint32(42).fork()).join();
+    }
+    if (message.droppedEvents !== 0) {
+      writer.uint32(48).uint32(message.droppedEvents);
+    }
+    if (message.deviceTimeMs !== 0) {
+      writer.uint32(56).int64(message.deviceTimeMs);
+    }
+    if (message._unknownFields !== undefined) {
+      for (const [key, values] of Object.entries(message._unknownFields)) {
+        const tag = parseInt(key, 10);
+        for (const value of values) {
+          writer.uint32(tag).raw(value);
+        }
+      }
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ErrorReportUpload {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const end = length === undefined ? reader.len : reader.pos + length;
+    const message = createBaseErrorReportUpload();
+    while (reader.pos < end) {
+      const tag = reader.uint32();
+      switch (tag >>> 3) {
+        case 1: {
+          if (tag !== 10) {
+            break;
+          }
+
+          message.deviceId = reader.string();
+          continue;
+        }
+        case 2: {
+          if (tag !== 18) {
+            break;
+          }
+
+          message.reportId = reader.string();
+          continue;
+        }
+        case 3: {
+          if (tag !== 24) {
+            break;
+          }
+
+          message.fromMs = longToNumber(reader.int64());
+          continue;
+        }
+        case 4: {
+          if (tag !== 32) {
+            break;
+          }
+
+          message.toMs = longToNumber(reader.int64());
+          continue;
+        }
+        case 5: {
+          if (tag !== 42) {
+            break;
+          }
+
+          message.events.push(ErrorEvent.decode(reader, reader.uint32()));
+          continue;
+        }
+        case 6: {
+          if (tag !== 48) {
+            break;
+          }
+
+          message.droppedEvents = reader.uint32();
+          continue;
+        }
+        case 7: {
+          if (tag !== 56) {
+            break;
+          }
+
+          message.deviceTimeMs = longToNumber(reader.int64());
+          continue;
+        }
+      }
+      if ((tag & 7) === 4 || tag === 0) {
+        break;
+      }
+      const buf = reader.skip(tag & 7);
+
+      const list = message._unknownFields![tag];
+
+      if (list === undefined) {
+        message._unknownFields![tag] = [buf];
+      } else {
+        list.push(buf);
+      }
+    }
+    return message;
+  },
+};
+
+function createBaseErrorReportAck(): ErrorReportAck {
+  return { reportId: "", duplicate: false, _unknownFields: {} };
+}
+
+export const ErrorReportAck: MessageFns<ErrorReportAck> = {
+  encode(message: ErrorReportAck, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.reportId !== "") {
+      writer.uint32(10).string(message.reportId);
+    }
+    if (message.duplicate !== false) {
+      writer.uint32(16).bool(message.duplicate);
+    }
+    if (message._unknownFields !== undefined) {
+      for (const [key, values] of Object.entries(message._unknownFields)) {
+        const tag = parseInt(key, 10);
+        for (const value of values) {
+          writer.uint32(tag).raw(value);
+        }
+      }
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ErrorReportAck {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const end = length === undefined ? reader.len : reader.pos + length;
+    const message = createBaseErrorReportAck();
+    while (reader.pos < end) {
+      const tag = reader.uint32();
+      switch (tag >>> 3) {
+        case 1: {
+          if (tag !== 10) {
+            break;
+          }
+
+          message.reportId = reader.string();
+          continue;
+        }
+        case 2: {
+          if (tag !== 16) {
+            break;
+          }
+
+          message.duplicate = reader.bool();
+          continue;
+        }
+      }
+      if ((tag & 7) === 4 || tag === 0) {
+        break;
+      }
+      const buf = reader.skip(tag & 7);
+
+      const list = message._unknownFields![tag];
+
+      if (list === undefined) {
+        message._unknownFields![tag] = [buf];
+      } else {
+        list.push(buf);
+      }
+    }
+    return message;
+  },
+};
+
+function createBaseErrorReportReply(): ErrorReportReply {
+  return { result: undefined, _unknownFields: {} };
+}
+
+export const ErrorReportReply: MessageFns<ErrorReportReply> = {
+  encode(message: ErrorReportReply, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    switch (message.result?.$case) {
+      case "ack":
+        ErrorReportAck.encode(message.result.value, writer.uint32(10).fork()).join();
+        break;
+      case "error":
+        ErrorInfo.encode(message.result.value, writer.uint32(18).fork()).join();
+        break;
+    }
+    if (message._unknownFields !== undefined) {
+      for (const [key, values] of Object.entries(message._unknownFields)) {
+        const tag = parseInt(key, 10);
+        for (const value of values) {
+          writer.uint32(tag).raw(value);
+        }
+      }
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ErrorReportReply {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const end = length === undefined ? reader.len : reader.pos + length;
+    const message = createBaseErrorReportReply();
+    while (reader.pos < end) {
+      const tag = reader.uint32();
+      switch (tag >>> 3) {
+        case 1: {
+          if (tag !== 10) {
+            break;
+          }
+
+          message.result = { $case: "ack", value: ErrorReportAck.decode(reader, reader.uint32()) };
           continue;
         }
         case 2: {
