@@ -135,12 +135,29 @@ export type UpdateAgentShellMessage =
     }
   | { readonly type: 'agent.verdict'; readonly offerId: string; readonly verdict: UpdateVerdict }
   | { readonly type: 'agent.report-due'; readonly reportId: string }
-  | { readonly type: 'agent.report-result'; readonly reportId: string; readonly acked: boolean }
+  | {
+      readonly type: 'agent.report-result';
+      readonly reportId: string;
+      /** The service stored it. */
+      readonly acked: boolean;
+      /** The service refused it for good (it is not repeated, and not stored). */
+      readonly refused: boolean;
+    }
   | { readonly type: 'agent.power-restored' }
   /** The reboot into a new OS is over: power the device on (`ok`: the new slot booted). */
   | { readonly type: 'agent.rebooted'; readonly offerId: string; readonly ok: boolean }
   /** No attestation came after the reboot into the OS of `offerId`: the health check fails. */
   | { readonly type: 'agent.health-timeout'; readonly offerId: string };
+
+/** Refusals of an update report that a repeat can overcome. */
+const RETRYABLE_REPORT_CODES: ReadonlySet<string> = new Set([
+  'OVERLOADED',
+  'INTERNAL',
+  'SESSION_EXPIRED',
+  'REPLAYED',
+  'RATE_LIMITED',
+  'BAD_MAC',
+]);
 
 type Reply<T> = { ok: true; value: T } | { ok: false; error: Rejection | { code: string; message: string } };
 
@@ -283,11 +300,15 @@ export function updateAgentDefinition(
     request('update-report', encodeUpdateReport(pending.report)).then(
       (bytes) => {
         const decoded = decodeUpdateReportReply(bytes);
-        // A refusal other than OVERLOADED will not change on repeat (unknown deployment): stop.
-        const acked = decoded.ok && (decoded.value.ok || decoded.value.error.code !== 'OVERLOADED');
-        ctx.self.tell({ type: 'agent.report-result', reportId, acked });
+        // Stored only on an acknowledgement. A refusal that will not change on repeat (unknown
+        // deployment) ends the report unstored; a busy service or a session refusal (the device
+        // re-attested meanwhile, or must) is repeated, sealed with the current session.
+        const acked = decoded.ok && decoded.value.ok;
+        const refused =
+          decoded.ok && !decoded.value.ok && !RETRYABLE_REPORT_CODES.has(decoded.value.error.code);
+        ctx.self.tell({ type: 'agent.report-result', reportId, acked, refused });
       },
-      () => ctx.self.tell({ type: 'agent.report-result', reportId, acked: false }),
+      () => ctx.self.tell({ type: 'agent.report-result', reportId, acked: false, refused: false }),
     );
   }
 
@@ -651,7 +672,7 @@ export function updateAgentDefinition(
             code: pending.report.code,
             acked: msg.acked,
           });
-          if (msg.acked) s.reports.delete(msg.reportId);
+          if (msg.acked || msg.refused) s.reports.delete(msg.reportId);
           else
             ctx.schedule(
               backoffDelay(pending.attempts, b.retry, () => ctx.rng.next()),
