@@ -203,19 +203,50 @@ function bootEvidence(which: 'a' | 'b', b: Boot | AttestationEvent): Record<stri
   };
 }
 
-/** Rule 2: single-use nonces or request counters used again. */
-export class ReplayedRequestRule implements Rule {
-  readonly type = 'REPLAYED_REQUEST';
-  readonly #codes: ReadonlySet<string>;
-  readonly #windowMs: number;
-  readonly #minEvents: number;
+/** The per-device sliding-window count that rules 2 and 5 share (bounded, pruned by age). */
+abstract class PerDeviceWindowRule {
+  protected readonly windowMs: number;
   readonly #counts: BoundedMap<string, WindowCount>;
 
+  constructor(windowMs: number, maxTrackedDevices: number) {
+    this.windowMs = windowMs;
+    this.#counts = new BoundedMap(maxTrackedDevices);
+  }
+
+  /** The device's window, created on first use. */
+  protected windowOf(deviceId: string): WindowCount {
+    const window = this.#counts.get(deviceId) ?? new WindowCount(this.windowMs);
+    this.#counts.set(deviceId, window);
+    return window;
+  }
+
+  prune(nowMs: number): void {
+    for (const [id, w] of this.#counts.entries()) {
+      if (w.newestMs < nowMs - this.windowMs) this.#counts.delete(id);
+    }
+  }
+
+  get devices(): number {
+    return this.#counts.size;
+  }
+
+  readonly fleetKeys = 0;
+
+  get evicted(): number {
+    return this.#counts.evicted;
+  }
+}
+
+/** Rule 2: single-use nonces or request counters used again. */
+export class ReplayedRequestRule extends PerDeviceWindowRule implements Rule {
+  readonly type = 'REPLAYED_REQUEST';
+  readonly #codes: ReadonlySet<string>;
+  readonly #minEvents: number;
+
   constructor(c: DetectionConfig) {
+    super(c.replayWindowMs, c.maxTrackedDevices);
     this.#codes = new Set([...BUILTIN_REPLAY_CODES, ...c.replayCodes]);
-    this.#windowMs = c.replayWindowMs;
     this.#minEvents = c.replayMinEvents;
-    this.#counts = new BoundedMap(c.maxTrackedDevices);
   }
 
   observe(e: SecurityEvent): Finding[] {
@@ -233,8 +264,7 @@ export class ReplayedRequestRule implements Rule {
       return [];
     }
     if (!this.#codes.has(code)) return [];
-    const window = this.#counts.get(e.deviceId) ?? new WindowCount(this.#windowMs);
-    this.#counts.set(e.deviceId, window);
+    const window = this.windowOf(e.deviceId);
     const count = window.add(e.atMs);
     if (count < this.#minEvents) return [];
     return [
@@ -245,7 +275,7 @@ export class ReplayedRequestRule implements Rule {
         atMs: e.atMs,
         message:
           `Device ${short(e.deviceId)} sent ${count} replayed request(s) ` +
-          `within ${formatDuration(this.#windowMs)}, ` +
+          `within ${formatDuration(this.windowMs)}, ` +
           `the last a ${clip(op)} refused with ${clip(code)}: someone is resending captured traffic; ` +
           "check the device's network path and rotate its session.",
         evidence: {
@@ -253,26 +283,10 @@ export class ReplayedRequestRule implements Rule {
           op: clip(op),
           code: clip(code),
           count: String(count),
-          window_ms: String(this.#windowMs),
+          window_ms: String(this.windowMs),
         },
       },
     ];
-  }
-
-  prune(nowMs: number): void {
-    for (const [id, w] of this.#counts.entries()) {
-      if (w.newestMs < nowMs - this.#windowMs) this.#counts.delete(id);
-    }
-  }
-
-  get devices(): number {
-    return this.#counts.size;
-  }
-
-  readonly fleetKeys = 0;
-
-  get evicted(): number {
-    return this.#counts.evicted;
   }
 }
 
@@ -534,22 +548,18 @@ export class CrashBurstRule implements Rule {
 }
 
 /** Rule 5: one device sending far more than a device does. */
-export class DeviceFloodingRule implements Rule {
+export class DeviceFloodingRule extends PerDeviceWindowRule implements Rule {
   readonly type = 'DEVICE_FLOODING';
   readonly #max: number;
-  readonly #windowMs: number;
-  readonly #counts: BoundedMap<string, WindowCount>;
 
   constructor(c: DetectionConfig) {
+    super(c.floodWindowMs, c.maxTrackedDevices);
     this.#max = c.floodMaxRequests;
-    this.#windowMs = c.floodWindowMs;
-    this.#counts = new BoundedMap(c.maxTrackedDevices);
   }
 
   observe(e: SecurityEvent): Finding[] {
     if (e.kind !== 'request') return [];
-    const window = this.#counts.get(e.deviceId) ?? new WindowCount(this.#windowMs);
-    this.#counts.set(e.deviceId, window);
+    const window = this.windowOf(e.deviceId);
     const count = window.add(e.atMs);
     if (count <= this.#max) return [];
     return [
@@ -559,32 +569,16 @@ export class DeviceFloodingRule implements Rule {
         deviceId: e.deviceId,
         atMs: e.atMs,
         message:
-          `Device ${short(e.deviceId)} sent ${count} requests within ${formatDuration(this.#windowMs)} ` +
+          `Device ${short(e.deviceId)} sent ${count} requests within ${formatDuration(this.windowMs)} ` +
           `(limit ${this.#max}), the last a ${clip(e.op)}: rate-limit or quarantine it; ` +
           'a genuine device never sends this many.',
         evidence: {
           op: clip(e.op),
           requests: String(count),
           max_requests: String(this.#max),
-          window_ms: String(this.#windowMs),
+          window_ms: String(this.windowMs),
         },
       },
     ];
-  }
-
-  prune(nowMs: number): void {
-    for (const [id, w] of this.#counts.entries()) {
-      if (w.newestMs < nowMs - this.#windowMs) this.#counts.delete(id);
-    }
-  }
-
-  get devices(): number {
-    return this.#counts.size;
-  }
-
-  readonly fleetKeys = 0;
-
-  get evicted(): number {
-    return this.#counts.evicted;
   }
 }
