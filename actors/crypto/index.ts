@@ -14,6 +14,7 @@ export { deviceIdFromPublicKey, isDeviceId } from './device-id.js';
 export {
   P256_ORDER,
   deriveP256Key,
+  deriveP256Scalar,
   publicKeyFromRaw,
   privateKeyFromScalar,
   rawPublicKeyOf,

@@ -31,6 +31,12 @@ function bigIntTo32(n: bigint): Uint8Array {
   return Uint8Array.from(Buffer.from(n.toString(16).padStart(64, '0'), 'hex'));
 }
 
+/** The private scalar of {@link deriveP256Key} alone (32 bytes, big-endian), for callers with their own ECDH. */
+export function deriveP256Scalar(secret: Uint8Array, info: string): Uint8Array {
+  const okm = hkdf(sha256, secret, DERIVE_SALT, TEXT.encode(info), 48);
+  return bigIntTo32((bytesToBigInt(okm) % (P256_ORDER - 1n)) + 1n);
+}
+
 /**
  * Deterministically derives a P-256 key pair from a device secret (DICE CDI-style).
  *
@@ -44,9 +50,7 @@ function bigIntTo32(n: bigint): Uint8Array {
  * Same (secret, info) always yields the same pair; different `info` gives independent keys.
  */
 export function deriveP256Key(secret: Uint8Array, info: string): RawP256KeyPair {
-  const okm = hkdf(sha256, secret, DERIVE_SALT, TEXT.encode(info), 48);
-  const d = (bytesToBigInt(okm) % (P256_ORDER - 1n)) + 1n;
-  const privateScalar = bigIntTo32(d);
+  const privateScalar = deriveP256Scalar(secret, info);
   const ecdh = createECDH('prime256v1');
   ecdh.setPrivateKey(privateScalar);
   const publicKey = Uint8Array.from(ecdh.getPublicKey());

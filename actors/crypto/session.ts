@@ -18,8 +18,8 @@
  */
 import { createECDH, createHmac, diffieHellman, hkdfSync, timingSafeEqual } from 'node:crypto';
 import type { KeyObject } from 'node:crypto';
-import { publicKeyFromRaw } from './keys.js';
-import { deriveP256Key } from './keys.js';
+import { InvalidPublicKeyError } from './errors.js';
+import { deriveP256Scalar, publicKeyFromRaw } from './keys.js';
 
 export const SESSION_ID_BYTES = 16;
 export const SESSION_KEY_BYTES = 32;
@@ -84,12 +84,19 @@ export function wrapSessionKey(
   salt: Uint8Array,
   sessionId: Uint8Array,
 ): WrappedSessionKey {
-  const eph = deriveP256Key(ephemeralSecret, 'sphere/session-ephemeral');
+  // One ECDH object for the ephemeral key and the shared secret; OpenSSL checks the client point.
   const ecdh = createECDH('prime256v1');
-  ecdh.setPrivateKey(eph.privateScalar);
-  publicKeyFromRaw(clientPublicKey); // the same point check as everywhere (off-curve points throw)
-  const shared = ecdh.computeSecret(clientPublicKey);
-  return { serverPublicKey: eph.publicKey, wrappedKey: xor(key, kek(shared, salt, sessionId)) };
+  ecdh.setPrivateKey(deriveP256Scalar(ephemeralSecret, 'sphere/session-ephemeral'));
+  let shared: Buffer;
+  try {
+    shared = ecdh.computeSecret(clientPublicKey);
+  } catch (cause) {
+    throw new InvalidPublicKeyError('client public key is not a point on P-256', { cause });
+  }
+  return {
+    serverPublicKey: new Uint8Array(ecdh.getPublicKey()),
+    wrappedKey: xor(key, kek(shared, salt, sessionId)),
+  };
 }
 
 /**

@@ -16,6 +16,8 @@ interface SessionEntry {
   /** '' for a quarantined identity: every session issued so far is void. */
   readonly sessionId: string;
   readonly expiresAtMs: number;
+  /** Its key, derived once when it became current (every request checks a MAC under it). */
+  readonly key: Uint8Array;
   /** Highest counter accepted, and a bitmap of the REPLAY_WINDOW counters below it (bit 0 = highest). */
   highest: number;
   seen: bigint;
@@ -68,8 +70,14 @@ export class SessionBook {
       this.#byDevice.delete(deviceId);
       return;
     }
-    const expiresAtMs = sessionExpiry(Buffer.from(sessionIdHex, 'hex'));
-    this.#byDevice.set(deviceId, { sessionId: sessionIdHex, expiresAtMs, highest: 0, seen: 0n });
+    const sessionId = Buffer.from(sessionIdHex, 'hex');
+    this.#byDevice.set(deviceId, {
+      sessionId: sessionIdHex,
+      expiresAtMs: sessionExpiry(sessionId),
+      key: deriveSessionKey(this.#secret, deviceId, sessionId),
+      highest: 0,
+      seen: 0n,
+    });
     this.#owner.set(sessionIdHex, deviceId);
   }
 
@@ -80,6 +88,7 @@ export class SessionBook {
     this.#byDevice.set(deviceId, {
       sessionId: '',
       expiresAtMs: Number.MAX_SAFE_INTEGER,
+      key: new Uint8Array(0),
       highest: 0,
       seen: 0n,
     });
@@ -176,7 +185,11 @@ export class SessionBook {
   }
 
   #macValid(deviceId: DeviceId, op: string, auth: AuthenticatedRequestMsg): boolean {
-    const key = deriveSessionKey(this.#secret, deviceId, auth.sessionId);
+    const entry = this.#byDevice.get(deviceId);
+    const key =
+      entry !== undefined && entry.sessionId === hex(auth.sessionId)
+        ? entry.key
+        : deriveSessionKey(this.#secret, deviceId, auth.sessionId);
     return macEqual(requestMac(key, op, auth.counter, auth.body), auth.mac);
   }
 }

@@ -259,9 +259,7 @@ export function serveDevices(
       if (opened === null) return;
       handle(opened.req).then(
         (reply) => {
-          // The error-report service counts its own refusals (with its stored/duplicate results).
-          if (!reply.ok && op !== 'error-report')
-            counters[op].inc({ result: 'rejected', reason: reply.error.code });
+          if (!reply.ok) counters[op].inc({ result: 'rejected', reason: reply.error.code });
           m.respond(encode(reply));
           metrics.requestLatency.observe({ transport: 'nats', op }, (ctx.wallNow() - t0) / 1000);
         },

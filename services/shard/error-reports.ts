@@ -50,10 +50,8 @@ export function createErrorReportService(deps: ErrorReportDeps): ErrorReportServ
     if (result === 'stored') for (const e of r.events) metrics.errorEvents.inc({ kind: e.kind });
     return { ok: true, value: { reportId: r.reportId, duplicate: result === 'duplicate' } };
   };
-  const refused = (error: Rejection): Reply<ErrorReportAckMsg> => {
-    metrics.errorReportUploads.inc({ result: 'rejected', reason: error.code });
-    return { ok: false, error };
-  };
+  // Refusals are counted where every op's are: by the device gateway.
+  const refused = (error: Rejection): Reply<ErrorReportAckMsg> => ({ ok: false, error });
   return {
     async store(r) {
       // Beyond the decoder's field checks: event order, kind against component, the sender.
