@@ -22,7 +22,6 @@ import {
   tufTargetFuzz,
   tufUpdateFuzz,
 } from './documents.js';
-import { KNOWN_BUGS } from './known-bugs.js';
 import { operatorDeserializerFuzz, operatorMethods } from './operator-api.js';
 import type { PureFuzz, WireFuzz } from './property.js';
 import type { FuzzTarget } from './target.js';
@@ -281,8 +280,7 @@ export const FUZZ_ENTRY_POINTS: readonly FuzzEntryPoint[] = [
     'journal',
     'a record anyone publishes into the JetStream journal is skipped, and the shard keeps applying changes and serving',
     journalFuzz,
-    // The bug stops the shard at the first poison message: nothing to fuzz around it.
-    { ciRuns: 20, knownBug: KNOWN_BUGS.journalPoison },
+    { ciRuns: 20 },
   ),
 ];
 

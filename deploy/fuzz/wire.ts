@@ -23,7 +23,6 @@ import type { AnyDecodeResult, DeviceDecoder, DeviceOpMessages } from './device-
 import { applyTreeMutations, oddValue, treeMutation } from './json.js';
 import { canonicalRequest } from './operator-api.js';
 import type { OperatorMethod } from './operator-api.js';
-import { KNOWN_BUGS } from './known-bugs.js';
 import { fail } from './property.js';
 import type { WireFuzz } from './property.js';
 import { applyMutations, dictionaryBytes, fuzzBytes, shapedMessage, wireMutation } from './protobuf.js';
@@ -67,30 +66,6 @@ const NATS_MAX_MESSAGE = 1_040_000;
 /** A device ID in `partition` (its first 32 bits pick the partition). */
 function deviceIdIn(partition: number): DeviceId {
   return (partition.toString(16).padStart(8, '0') + '0'.repeat(120)) as DeviceId;
-}
-
-/**
- * Counting bugs the fuzzer knows of, per op: the counter check still runs and reports a note.
- * Remove the line once fixed (the fuzz suite's repro test then fails, saying so).
- */
-export const KNOWN_COUNTING_BUGS: Readonly<Record<string, string>> = {
-  'update-report': KNOWN_BUGS.reportDoubleCount,
-};
-
-/**
- * Requests that would hit a known bug of the target, decided before sending (one of them would
- * hold the run up for the hang bound): skipped and counted. `decoded` is the codec's value.
- */
-function knownRequestBug(op: string, decoded: unknown, t: FuzzTarget): string | undefined {
-  const reportId = (decoded as { reportId?: unknown }).reportId;
-  if (
-    op === 'update-report' &&
-    t.journal !== null &&
-    typeof reportId === 'string' &&
-    /\s$|[\r\n]/u.test(reportId)
-  )
-    return KNOWN_BUGS.reportIdHeader;
-  return undefined;
 }
 
 /** How a device request goes on the wire. */
@@ -217,14 +192,8 @@ export async function deviceOpFuzz(
     return { bytes, local: request.decode((frame.value as { body: Uint8Array }).body) };
   }
 
-  const skipped = new Map<string, number>();
   async function check(input: DeviceWireInput): Promise<void> {
     const { bytes, local } = build(input);
-    const bug = local.ok ? knownRequestBug(op, local.value, t) : undefined;
-    if (bug !== undefined) {
-      skipped.set(bug, (skipped.get(bug) ?? 0) + 1);
-      return;
-    }
     const id = local.ok ? deviceIdOf(local.value) : undefined;
     const p =
       input.partition === 'own' ? (id === undefined ? 0 : partitionOf(id, t.partitions)) : input.partition;
@@ -262,7 +231,6 @@ export async function deviceOpFuzz(
   }
 
   async function settle(): Promise<void> {
-    for (const [bug, n] of skipped) notes.push(`${n} request(s) not sent: they would hit the known ${bug}`);
     // Published requests are counted by partition actors; a challenge through each of those
     // actors is answered only after they have handled what was queued before it.
     for (const p of published)
@@ -279,9 +247,7 @@ export async function deviceOpFuzz(
         if (published.size === 0 ? d !== n : d < n)
           problems.push(`${counter}{result="rejected",reason="${code}"} grew by ${d} for ${n} refusals`);
       }
-      const bug = KNOWN_COUNTING_BUGS[op];
-      if (problems.length > 0 && bug !== undefined) notes.push(`${problems.join('; ')} (known: ${bug})`);
-      else if (problems.length > 0) fail(problems.join('; '));
+      if (problems.length > 0) fail(problems.join('; '));
     }
     await checkStillServes(t);
   }

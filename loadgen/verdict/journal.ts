@@ -53,7 +53,7 @@ export class StoredHistoryBuilder {
       for (const s of e.batch.devices) this.#snapshot(e.seq, s);
       return;
     }
-    if (e.record.t !== 'rollout') return;
+    if (e.kind === 'corrupt' || e.record.t !== 'rollout') return;
     let msg: { type?: unknown; deviceId?: unknown; reportId?: unknown };
     try {
       msg = JSON.parse(e.record.msg) as typeof msg;

@@ -1,6 +1,7 @@
 import { connect, StorageType } from 'nats';
 import type { JetStreamClient, JetStreamManager, NatsConnection, ObjectStore } from 'nats';
 import { natsServers } from '../../actors/runtime/index.js';
+import { readJournalRecord, readPartitionBatch } from './records.js';
 import type { JournalRecord, PartitionBatch } from './records.js';
 
 /** A stored entry, as a follower receives it. */
@@ -13,6 +14,17 @@ export type JournalEntry =
       readonly seq: number;
       readonly partition: number;
       readonly batch: PartitionBatch;
+    }
+  /**
+   * Something in the journal's subjects that is not a record (any NATS client that may publish
+   * there can put one): skipped by followers. `partition` when it sits in a partition's log.
+   */
+  | {
+      readonly kind: 'corrupt';
+      readonly seq: number;
+      readonly subject: string;
+      readonly partition: number | null;
+      readonly problem: string;
     };
 
 /** A running follower of a journal. */
@@ -243,29 +255,46 @@ export async function openJetStreamJournal(opts: JetStreamJournalOptions): Promi
       data: Uint8Array;
       headers?: { get(k: string): string };
     }): JournalEntry => {
-      const value: unknown = JSON.parse(decoder.decode(m.data));
-      if (m.subject.startsWith(`${part}.`)) {
-        return {
-          kind: 'partition',
-          seq: m.seq,
-          partition: Number(m.subject.slice(part.length + 1)),
-          batch: value as PartitionBatch,
-        };
-      }
-      return {
-        kind: 'service',
+      const inPartition = m.subject.startsWith(`${part}.`);
+      const partition = inPartition ? Number(m.subject.slice(part.length + 1)) : null;
+      const corrupt = (problem: string): JournalEntry => ({
+        kind: 'corrupt',
         seq: m.seq,
-        id: m.headers?.get('Nats-Msg-Id') ?? '',
-        record: value as JournalRecord,
-      };
+        subject: m.subject,
+        partition: partition !== null && Number.isSafeInteger(partition) && partition >= 0 ? partition : null,
+        problem,
+      });
+      let value: unknown;
+      try {
+        value = JSON.parse(decoder.decode(m.data));
+      } catch {
+        return corrupt(`not JSON (${m.data.length} bytes)`);
+      }
+      if (partition !== null) {
+        const batch = readPartitionBatch(value);
+        if (typeof batch === 'string') return corrupt(batch);
+        if (!Number.isSafeInteger(partition) || partition < 0) return corrupt('not a partition subject');
+        return { kind: 'partition', seq: m.seq, partition, batch };
+      }
+      const record = readJournalRecord(value);
+      if (typeof record === 'string') return corrupt(record);
+      return { kind: 'service', seq: m.seq, id: m.headers?.get('Nats-Msg-Id') ?? '', record };
     };
     return {
       durable: true,
       async first() {
-        const info = await jsm.streams.info(stream);
-        if (info.state.messages === 0) return null;
-        const m = await jsm.streams.getMessage(stream, { seq: info.state.first_seq });
-        return JSON.parse(decoder.decode(m.data)) as JournalRecord;
+        // The genesis record, wherever it is: only one is ever stored (see begin), and a message
+        // someone else published into the stream may precede it.
+        const m = await jsm.streams
+          .getMessage(stream, { last_by_subj: `${service}.genesis` })
+          .catch((e: unknown) => {
+            if (String(e).includes('no message found')) return null;
+            throw e;
+          });
+        if (m === null) return null;
+        const entry = parse({ subject: m.subject, seq: m.seq, data: m.data });
+        if (entry.kind !== 'service') throw new Error(`journal ${stream}: the genesis record is corrupt`);
+        return entry.record;
       },
       async begin(genesis) {
         try {

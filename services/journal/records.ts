@@ -155,3 +155,86 @@ export interface PartitionBatch {
   readonly token: number;
   readonly devices: readonly DeviceSnapshot[];
 }
+
+/** Every record type, for checking what a follower reads (the journal is only as trusted as NATS). */
+const RECORD_TYPES: ReadonlySet<string> = new Set<JournalRecordType>([
+  'genesis',
+  'boot',
+  'tenant',
+  'endorse',
+  'claim',
+  'assign',
+  'product',
+  'group',
+  'image',
+  'tuf-refresh',
+  'deployment',
+  'rollout',
+  'error-report',
+]);
+
+const isObject = (v: unknown): v is Record<string, unknown> =>
+  typeof v === 'object' && v !== null && !Array.isArray(v);
+const isStringOrNull = (v: unknown): boolean => v === null || typeof v === 'string';
+
+/**
+ * A service-wide record as read back, or what is wrong with it. Only the shape a follower relies
+ * on before applying is checked (an object with a known `t`); applying checks the fields and a
+ * record that fails there is skipped like any record that cannot be applied.
+ */
+export function readJournalRecord(value: unknown): JournalRecord | string {
+  if (!isObject(value)) return 'not a JSON object';
+  if (typeof value.t !== 'string' || !RECORD_TYPES.has(value.t))
+    return `unknown record type ${JSON.stringify(value.t)}`;
+  return value as unknown as JournalRecord;
+}
+
+/** What is wrong with a device snapshot as read back, or `null` if it has the stored shape. */
+function snapshotProblem(s: unknown): string | null {
+  if (!isObject(s)) return 'not an object';
+  for (const k of ['d', 'bootId', 'os'] as const) if (typeof s[k] !== 'string') return `${k} is not a string`;
+  for (const k of ['bootCount', 'sv', 'ok', 'failed', 'seenMs'] as const)
+    if (typeof s[k] !== 'number' || !Number.isFinite(s[k])) return `${k} is not a number`;
+  if (typeof s.compromised !== 'boolean') return 'compromised is not a boolean';
+  const last = s.last;
+  if (
+    last !== null &&
+    !(
+      isObject(last) &&
+      typeof last.atMs === 'number' &&
+      typeof last.ok === 'boolean' &&
+      typeof last.code === 'string' &&
+      typeof last.message === 'string'
+    )
+  )
+    return 'last is not an attestation outcome';
+  const certs = s.certs;
+  if (
+    certs !== null &&
+    !(
+      isObject(certs) &&
+      typeof certs.update === 'string' &&
+      typeof certs.client === 'string' &&
+      typeof certs.notAfterMs === 'number'
+    )
+  )
+    return 'certs is not a certificate pair';
+  if (!isObject(s.apps) || !Object.values(s.apps).every((v) => typeof v === 'string'))
+    return 'apps is not a map of versions';
+  if (!isStringOrNull(s.nonce)) return 'nonce is not a string';
+  if (s.session !== undefined && !isStringOrNull(s.session)) return 'session is not a string';
+  return null;
+}
+
+/** A partition batch as read back, or what is wrong with it (every snapshot's shape is checked). */
+export function readPartitionBatch(value: unknown): PartitionBatch | string {
+  if (!isObject(value)) return 'not a JSON object';
+  if (typeof value.o !== 'string') return 'o (the writer) is not a string';
+  if (typeof value.token !== 'number' || !Number.isSafeInteger(value.token)) return 'token is not an integer';
+  if (!Array.isArray(value.devices)) return 'devices is not an array';
+  for (const [i, s] of value.devices.entries()) {
+    const problem = snapshotProblem(s);
+    if (problem !== null) return `devices[${i}]: ${problem}`;
+  }
+  return value as unknown as PartitionBatch;
+}

@@ -94,6 +94,11 @@ export function createServiceMetrics(meter: Meter) {
       name: 'sphere_partition_foreign_writes_total',
       help: 'Appends by another shard seen in a partition log while this shard was serving it: two owners at once. Fencing keeps this at 0.',
     }),
+    journalCorrupt: meter.counter({
+      name: 'sphere_journal_corrupt_entries_total',
+      help: "Messages in the journal's subjects that are not records (anyone allowed to publish there can put one), by log (service, partition): skipped. Above 0 means a client publishes where only shards should.",
+      labelNames: ['log'],
+    }),
     rolloutDevices: meter.gauge({
       name: 'sphere_rollout_devices',
       help: 'Devices of a deployment by wave (0: not yet in a wave) and state (pending, downloading, installing, succeeded, failed, rolled_back).',

@@ -551,11 +551,14 @@ export async function startShard(opts: ShardOptions): Promise<Shard> {
   const homeOf = (id: DeploymentId): number => Number.parseInt(id.slice(2, 10), 16) % opts.partitions;
   /** Journals a message for a deployment; resolves with the engine's refusal, if any, once applied. */
   // A device report is stored under its report ID: a device repeating a report whose
-  // acknowledgement it missed does not store it twice.
+  // acknowledgement it missed does not store it twice. The ID goes percent-encoded into the
+  // Nats-Msg-Id header, which NATS trims (trailing spaces) or refuses (line breaks) otherwise.
   const commitRollout = (id: DeploymentId, msg: RolloutMessage): Promise<RolloutError | null> =>
     commit<RolloutError | null>(
       { t: 'rollout', id, msg: JSON.stringify(msg), atMs: clock.now() },
-      msg.type === 'rollout.device-report' ? `report-${id}-${msg.deviceId}-${msg.reportId}` : undefined,
+      msg.type === 'rollout.device-report'
+        ? `report-${id}-${msg.deviceId}-${encodeURIComponent(msg.reportId)}`
+        : undefined,
       null,
     );
   /** Spawns the actor of a deployment whose (created or replayed) rollout is `rollout`. */
@@ -1090,6 +1093,14 @@ export async function startShard(opts: ShardOptions): Promise<Shard> {
   const applied = (seq: number): Promise<void> =>
     seq <= appliedSeq ? Promise.resolve() : new Promise((resolve) => seqWaiters.push({ seq, resolve }));
   let replayed = 0;
+  // At most one line a second: a client flooding the journal's subjects must not flood the log.
+  let corruptQuietUntil = 0;
+  const complainCorrupt = (line: string): void => {
+    const now = performance.now();
+    if (now < corruptQuietUntil) return;
+    corruptQuietUntil = now + 1000;
+    console.error(line);
+  };
   async function deliver(e: JournalEntry): Promise<void> {
     if (e.kind === 'service') {
       const waiters = committing.get(e.id);
@@ -1104,6 +1115,12 @@ export async function startShard(opts: ShardOptions): Promise<Shard> {
         else if (!(err instanceof OperatorError))
           console.error(`shard: journal record ${e.seq} (${e.record.t}) cannot be applied; skipped:`, err);
       }
+    } else if (e.kind === 'corrupt') {
+      metrics.journalCorrupt.inc({ log: e.partition === null ? 'service' : 'partition' });
+      if (e.partition !== null) ownership?.skip(e.partition, e.seq);
+      complainCorrupt(
+        `shard: journal entry ${e.seq} on ${e.subject} is not a record (${e.problem}); skipped`,
+      );
     } else if (ownership?.observe(e.partition, e.seq, e.batch) === true && e.batch.devices.length > 0) {
       const devices = e.batch.devices;
       await ask<void>(e.partition, (reply) => ({ type: 'partition.replicate', devices, reply }), Infinity);
@@ -1163,6 +1180,7 @@ export async function startShard(opts: ShardOptions): Promise<Shard> {
     }
   }
 
+  let leaseComplaintQuietUntil = 0;
   try {
     if (opts.journal !== null) {
       const bucket = `${opts.journal}-leases`;
@@ -1172,6 +1190,15 @@ export async function startShard(opts: ShardOptions): Promise<Shard> {
           bucket,
           connectionName: `${opts.shardId}-leases`,
           replicas: opts.replicas,
+          onBadValue: (bad) => {
+            metrics.leaseBadValues.inc({ kind: bad.kind });
+            const now = performance.now();
+            if (now < leaseComplaintQuietUntil) return;
+            leaseComplaintQuietUntil = now + 1000; // at most one line a second
+            console.error(
+              `shard: lease bucket value ${bad.key} (revision ${bad.revision}) is not a ${bad.kind} record (${bad.problem}); skipped`,
+            );
+          },
         }),
       );
     }

@@ -73,6 +73,15 @@ export class PartitionOwnership {
    * Called by the follower for every partition append, in log order. `true`: another shard's
    * snapshots, to apply to this shard's replica; `false`: this shard's own (already applied).
    */
+  /**
+   * Something that is not a batch sits at `seq` in `partition`'s log: it still moves the log's
+   * last sequence, so the next fenced append is refused once and the takeover that follows
+   * starts after it.
+   */
+  skip(partition: number, seq: number): void {
+    this.#seen.set(partition, seq);
+  }
+
   observe(partition: number, seq: number, batch: PartitionBatch): boolean {
     this.#seen.set(partition, seq);
     if (batch.o === this.#o.incarnation) return false;

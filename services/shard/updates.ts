@@ -171,8 +171,8 @@ export function createUpdateService(deps: UpdateServiceDeps): UpdateService {
 
   function report(r: UpdateReportMsg): Promise<Reply<{ reportId: string }>> {
     const entry = deps.deployment(r.deploymentId);
+    // Refusals are counted by the gateway, like every op's.
     if (entry === undefined) {
-      metrics.updateReports.inc({ result: 'rejected', reason: REJECT_CODES.UNKNOWN_DEPLOYMENT });
       return Promise.resolve(
         reject(REJECT_CODES.UNKNOWN_DEPLOYMENT, `no deployment ${r.deploymentId}; drop this report`),
       );
@@ -215,7 +215,6 @@ export function createUpdateService(deps: UpdateServiceDeps): UpdateService {
           return { ok: true, value: { reportId: r.reportId } };
         },
         () => {
-          metrics.updateReports.inc({ result: 'rejected', reason: REJECT_CODES.INTERNAL });
           return reject(REJECT_CODES.INTERNAL, 'the report could not be stored; repeat it');
         },
       );
