@@ -31,6 +31,26 @@ export function defaultReferenceValues(): ReferenceValues {
 }
 
 /**
+ * The OS stages of `evidence` whose digest is not the reference of its claimed build (every
+ * stage when the build is unknown), digest as hex: what threat detection compares across the
+ * fleet. Empty for evidence that matches.
+ */
+export function unknownMeasurements(
+  evidence: EvidenceMsg,
+  references: ReferenceValues,
+): Array<{ stage: string; digestHex: string }> {
+  const ref = references.get(evidence.osVersion);
+  const out: Array<{ stage: string; digestHex: string }> = [];
+  for (let i = 0; i < BOOT_STAGES.length; i++) {
+    const got = evidence.measurements[i];
+    if (got === undefined) continue;
+    const digestHex = hex(got.digest);
+    if (ref?.stages[i] !== digestHex) out.push({ stage: got.stage, digestHex });
+  }
+  return out;
+}
+
+/**
  * Appraises evidence against reference values and policy (after its signature was checked):
  * the measurement list must be the boot stages in order followed by apps, its chain must
  * recompute to the signed chain value, every OS stage must match the build's reference, the

@@ -5,7 +5,7 @@ export { NonceBook } from './nonces.js';
 export { REPLAY_WINDOW, SessionBook } from './sessions.js';
 export type { SessionVerdict } from './sessions.js';
 export type { NonceCheck } from './nonces.js';
-export { appraise, defaultReferenceValues } from './appraisal.js';
+export { appraise, defaultReferenceValues, unknownMeasurements } from './appraisal.js';
 export type { OsReference, ReferenceValues } from './appraisal.js';
 export { isDuplicateIdentity } from './identity-guard.js';
 export type { AcceptedBoot } from './identity-guard.js';

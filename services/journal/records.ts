@@ -108,7 +108,21 @@ export type JournalRecord =
         readonly atMs: number;
         readonly detail: string;
       }>;
-    };
+    }
+  /** An alert, stored once under its id (a detection's id is the same on every shard). */
+  | {
+      readonly t: 'alert';
+      readonly id: string;
+      readonly tenantId: string | null;
+      readonly type: string;
+      readonly severity: string;
+      readonly deviceId: string;
+      readonly atMs: number;
+      readonly message: string;
+      readonly evidence: Readonly<Record<string, string>>;
+    }
+  /** Where a tenant's alerts are POSTed (`url` empty: nowhere) and the key that signs them (hex). */
+  | { readonly t: 'webhook'; readonly tenantId: string; readonly url: string; readonly secret: string };
 
 export type JournalRecordType = JournalRecord['t'];
 
@@ -171,6 +185,8 @@ const RECORD_TYPES: ReadonlySet<string> = new Set<JournalRecordType>([
   'deployment',
   'rollout',
   'error-report',
+  'alert',
+  'webhook',
 ]);
 
 const isObject = (v: unknown): v is Record<string, unknown> =>

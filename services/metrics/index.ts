@@ -51,8 +51,28 @@ export function createServiceMetrics(meter: Meter) {
     }),
     alerts: meter.counter({
       name: 'sphere_alerts_total',
-      help: 'Alerts raised to tenants, by type (reject code) and severity.',
+      help: "Alerts raised, by type and severity: every refusal worth an alert on the shard that refused it (type: the reject code; counted even when folded into the device's previous alert), and every threat detection once, on the shard that delivers it (type: CLONED_IDENTITY, REPLAYED_REQUEST, MEASUREMENT_DRIFT, CRASH_BURST_AFTER_UPDATE, DEVICE_FLOODING).",
       labelNames: ['type', 'severity'],
+    }),
+    alertsFolded: meter.counter({
+      name: 'sphere_alerts_folded_total',
+      help: 'Refusals not stored as alerts of their own: the same tenant, type and device had one stored less than a second before (the next stored alert carries the count).',
+      labelNames: ['type'],
+    }),
+    alertWrites: meter.counter({
+      name: 'sphere_alert_writes_total',
+      help: 'Alerts this shard appended to the journal, by result (ok, error: not stored).',
+      labelNames: ['result'],
+    }),
+    detections: meter.counter({
+      name: 'sphere_detections_total',
+      help: "Findings of this shard's threat detector, by type. A fleet-level finding may be made by several shards; it is stored (and counted in sphere_alerts_total) once.",
+      labelNames: ['type'],
+    }),
+    webhookDeliveries: meter.counter({
+      name: 'sphere_alert_webhook_deliveries_total',
+      help: "Alert POSTs to tenants' webhooks by result: ok (2xx), retry (failed, tried again later), failed (gave up after the last try), dropped (the queue was full).",
+      labelNames: ['result'],
     }),
     requestLatency: meter.histogram({
       name: 'sphere_request_duration_seconds',
@@ -79,6 +99,11 @@ export function createServiceMetrics(meter: Meter) {
       name: 'sphere_partition_losses_total',
       help: 'Partitions this shard stopped serving, by reason: released (rebalanced to a joining shard, or shutdown), expired (lease not renewed in time), fenced (another owner wrote to the partition log first).',
       labelNames: ['shard', 'reason'],
+    }),
+    leaseBadValues: meter.counter({
+      name: 'sphere_lease_bad_values_total',
+      help: 'Values in the lease bucket that are not lease or membership records, by kind (lease, member): skipped (a bad lease is overwritten by its next fenced write). Above 0 means a client writes where only shards should.',
+      labelNames: ['kind'],
     }),
     partitionTakeover: meter.histogram({
       name: 'sphere_partition_takeover_seconds',

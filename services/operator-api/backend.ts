@@ -7,9 +7,10 @@ import type {
   TenantId,
 } from '../../proto/codec/index.js';
 import type { RolloutConfig } from '../rollouts/index.js';
+import type { Alert as StoredAlert, AlertLog } from '../registry/index.js';
+import type { ErrorReportStore } from '../error-reports/index.js';
 import type { OsFeed, UpdatePolicy } from '../registry/index.js';
 import type {
-  Alert,
   GetFleetStatsResponse,
   GetServiceInfoResponse,
   Device,
@@ -48,7 +49,16 @@ export interface OperatorBackend {
   registerEndorsements(publicKeys: readonly Uint8Array[]): Promise<RegisterEndorsementsResponse>;
   claimDevices(tenantId: TenantId, deviceIds: readonly DeviceId[]): Promise<ClaimDevicesResponse>;
   getDevice(tenantId: TenantId, deviceId: DeviceId): Promise<Device | null>;
-  listAlerts(tenantId: TenantId, query: AlertPageQuery): { alerts: Alert[]; nextSeq: number | null };
+  listAlerts(tenantId: TenantId, query: AlertPageQuery): { alerts: StoredAlert[]; nextSeq: number | null };
+  /** The alert log every shard holds alike (WatchAlerts reads and subscribes to it). */
+  alertLog(): AlertLog;
+  /**
+   * Sets the tenant's webhook (`''`: none) once stored; resolves with the new signing secret (hex;
+   * `''` for none). Throws MALFORMED_INPUT for a URL that cannot be one.
+   */
+  setAlertWebhook(tenantId: TenantId, url: string): Promise<string>;
+  /** The stored error reports every shard holds alike. */
+  errorReports(): ErrorReportStore;
   fleetStats(tenantId: TenantId): Promise<GetFleetStatsResponse>;
   serviceInfo(): GetServiceInfoResponse;
   createProduct(tenantId: TenantId, name: string, description: string): Promise<CreateProductResponse>;

@@ -25,6 +25,13 @@ import type {
   GetDeploymentResponse,
   Rollout,
   WatchRolloutResponse,
+  Alert,
+  ErrorReportFilter,
+  ExportErrorReportsResponse,
+  QueryErrorReportsResponse,
+  SetAlertWebhookResponse,
+  WatchAlertsRequest,
+  WatchAlertsResponse,
 } from '../../proto/gen/sphere/operator/v1/operator.js';
 import { ERROR_CODE_METADATA } from './errors.js';
 
@@ -56,6 +63,19 @@ export interface WatchRolloutOptions {
 }
 
 /** Promise-based operator client bound to one bearer token. */
+export interface WatchAlertsOptions extends Partial<Omit<WatchAlertsRequest, 'afterSeq'>> {
+  /** Alerts stored after this seq (default 0: from the oldest kept). */
+  readonly afterSeq?: number;
+  /** Cancels the stream; the iteration then ends without an error. */
+  readonly signal?: AbortSignal;
+}
+
+export interface AlertUpdate {
+  readonly alert: Alert;
+  /** Alerts dropped by the service before this watch reached them. */
+  readonly missed: number;
+}
+
 export interface OperatorClient {
   createTenant(name: string): Promise<CreateTenantResponse>;
   registerEndorsements(keys: Uint8Array[]): Promise<RegisterEndorsementsResponse>;
@@ -88,6 +108,16 @@ export interface OperatorClient {
    * `signal` cancels the call on the server.
    */
   watchRollout(deploymentId: string, opts?: WatchRolloutOptions): AsyncIterable<RolloutUpdate>;
+  /** Streams the tenant's alerts as they are stored (never ends by itself; same rules as watchRollout). */
+  watchAlerts(opts?: WatchAlertsOptions): AsyncIterable<AlertUpdate>;
+  setAlertWebhook(url: string): Promise<SetAlertWebhookResponse>;
+  queryErrorReports(
+    groupBy: string[],
+    filter?: Partial<ErrorReportFilter>,
+    limit?: number,
+  ): Promise<QueryErrorReportsResponse>;
+  /** The tenant's matching error events as one CSV document. */
+  exportErrorReports(filter?: Partial<ErrorReportFilter>): Promise<string>;
   /** The same connection with another token. */
   withToken(token: string): OperatorClient;
   close(): void;
@@ -126,31 +156,20 @@ export function createOperatorClient(
         reject(callErrorOf(e));
       }),
     );
-  async function* watchRollout(
-    deploymentId: string,
-    opts: WatchRolloutOptions = {},
-  ): AsyncGenerator<RolloutUpdate, void, undefined> {
-    const { signal } = opts;
+  /** Iterates a server stream, mapping each message; see {@link OperatorClient.watchRollout}. */
+  async function* streamOf<Msg, Out>(
+    open: () => ClientReadableStream<Msg>,
+    map: (msg: Msg) => Out,
+    signal: AbortSignal | undefined,
+  ): AsyncGenerator<Out, void, undefined> {
     // A function, not a narrowed property: the signal can be aborted while we wait.
     const aborted = (): boolean => signal?.aborted === true;
     if (aborted()) return;
-    const stream: ClientReadableStream<WatchRolloutResponse> = client.watchRollout(
-      { deploymentId, minIntervalMs: opts.minIntervalMs ?? 0 },
-      md,
-    );
+    const stream = open();
     const cancel = (): void => stream.cancel();
     signal?.addEventListener('abort', cancel, { once: true });
     try {
-      for await (const chunk of stream) {
-        const msg = chunk as WatchRolloutResponse;
-        if (msg.rollout === undefined)
-          throw new OperatorCallError(
-            status.INTERNAL,
-            'INTERNAL',
-            `message ${msg.sequence} carries no rollout`,
-          );
-        yield { sequence: msg.sequence, rollout: msg.rollout };
-      }
+      for await (const chunk of stream) yield map(chunk as Msg);
     } catch (e) {
       // Our own cancellation ends the iteration quietly; everything else is the caller's problem.
       if (aborted()) return;
@@ -161,7 +180,64 @@ export function createOperatorClient(
       stream.cancel();
     }
   }
+  const missing = (what: string): OperatorCallError =>
+    new OperatorCallError(status.INTERNAL, 'INTERNAL', `a stream message carries no ${what}`);
+  const filterOf = (f: Partial<ErrorReportFilter> = {}): ErrorReportFilter => ({
+    productId: '',
+    deviceGroupId: '',
+    deviceId: '',
+    kind: '',
+    component: '',
+    version: '',
+    sinceMs: 0,
+    untilMs: 0,
+    ...f,
+  });
   return {
+    watchRollout: (deploymentId, opts = {}) =>
+      streamOf(
+        () => client.watchRollout({ deploymentId, minIntervalMs: opts.minIntervalMs ?? 0 }, md),
+        (msg) => {
+          if (msg.rollout === undefined) throw missing('rollout');
+          return { sequence: msg.sequence, rollout: msg.rollout };
+        },
+        opts.signal,
+      ),
+    watchAlerts: (opts = {}) =>
+      streamOf(
+        () =>
+          client.watchAlerts(
+            {
+              afterSeq: opts.afterSeq ?? 0,
+              onlyNew: opts.onlyNew ?? false,
+              type: opts.type ?? '',
+              deviceId: opts.deviceId ?? '',
+            },
+            md,
+          ),
+        (msg) => {
+          if (msg.alert === undefined) throw missing('alert');
+          return { alert: msg.alert, missed: msg.missed };
+        },
+        opts.signal,
+      ),
+    setAlertWebhook: (url) =>
+      call<SetAlertWebhookResponse>((m, cb) => client.setAlertWebhook({ url }, m, cb)),
+    queryErrorReports: (groupBy, filter, limit = 0) =>
+      call<QueryErrorReportsResponse>((m, cb) =>
+        client.queryErrorReports({ filter: filterOf(filter), groupBy, limit }, m, cb),
+      ),
+    async exportErrorReports(filter) {
+      const decoder = new TextDecoder();
+      let csv = '';
+      const chunks = streamOf(
+        () => client.exportErrorReports({ filter: filterOf(filter) }, md),
+        (msg) => msg.csv,
+        undefined,
+      );
+      for await (const bytes of chunks) csv += decoder.decode(bytes, { stream: true });
+      return csv + decoder.decode();
+    },
     createTenant: (name) => call<CreateTenantResponse>((m, cb) => client.createTenant({ name }, m, cb)),
     registerEndorsements: (keys) =>
       call<RegisterEndorsementsResponse>((m, cb) =>
@@ -207,7 +283,6 @@ export function createOperatorClient(
       call<GetDeploymentResponse>((m, cb) => client.getDeployment({ deploymentId, includeDevices }, m, cb)),
     controlDeployment: (deploymentId, action) =>
       call<ControlDeploymentResponse>((m, cb) => client.controlDeployment({ deploymentId, action }, m, cb)),
-    watchRollout,
     assignDevices: (deviceGroupId, deviceIds) =>
       call<AssignDevicesResponse>((m, cb) => client.assignDevices({ deviceGroupId, deviceIds }, m, cb)),
     withToken: (t) => createOperatorClient(address, t, client),

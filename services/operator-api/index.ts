@@ -12,7 +12,13 @@ export { ERROR_CODE_METADATA, OPERATOR_ERRORS, OperatorError, grpcStatusOf } fro
 export type { OperatorErrorCode } from './errors.js';
 export type { AlertPageQuery, Caller, ImageUpload, OperatorBackend } from './backend.js';
 export { OperatorCallError, createOperatorClient } from './client.js';
-export type { OperatorClient, RolloutUpdate, WatchRolloutOptions } from './client.js';
+export type {
+  AlertUpdate,
+  OperatorClient,
+  RolloutUpdate,
+  WatchAlertsOptions,
+  WatchRolloutOptions,
+} from './client.js';
 export {
   WATCH_DEFAULT_INTERVAL_MS,
   WATCH_FINAL_STATES,

@@ -28,11 +28,24 @@ import {
   CreateDeploymentRequest,
   GetDeploymentRequest,
   WatchRolloutRequest,
+  WatchAlertsRequest,
+  SetAlertWebhookRequest,
+  QueryErrorReportsRequest,
+  ExportErrorReportsRequest,
 } from '../../proto/gen/sphere/operator/v1/operator.js';
 import type {
+  Alert as AlertMessage,
+  ErrorReportFilter,
+  ExportErrorReportsResponse,
+  QueryErrorReportsResponse,
   Rollout as RolloutView,
+  WatchAlertsResponse,
   WatchRolloutResponse,
 } from '../../proto/gen/sphere/operator/v1/operator.js';
+import { ERROR_EVENT_KINDS, errorEventsCsvChunks, isErrorEventKind } from '../error-reports/index.js';
+import type { ErrorEventFilter, ErrorEventKind, GroupByDimension } from '../error-reports/index.js';
+import type { Alert } from '../registry/index.js';
+import { AlertCursor } from './alert-watch.js';
 import {
   decodeStrict,
   parseDeploymentId,
@@ -50,6 +63,7 @@ import type {
   DeviceId,
   MessageFns,
   ProductId,
+  TenantId,
 } from '../../proto/codec/index.js';
 import { compileRolloutConfig } from '../rollouts/index.js';
 import type { ServiceMetrics } from '../metrics/index.js';
@@ -71,7 +85,7 @@ export const MAX_BATCH = 20_000;
 
 type Method = keyof typeof OperatorServiceService;
 /** Server-streaming methods; every other method is unary. */
-type StreamMethod = 'watchRollout';
+type StreamMethod = 'watchRollout' | 'watchAlerts' | 'exportErrorReports';
 type UnaryMethod = Exclude<Method, StreamMethod>;
 
 /** Request types per method, for strict decoding. */
@@ -94,6 +108,10 @@ const REQUESTS: { readonly [M in Method]: MessageFns<object> } = {
   getDeployment: GetDeploymentRequest,
   controlDeployment: ControlDeploymentRequest,
   watchRollout: WatchRolloutRequest,
+  watchAlerts: WatchAlertsRequest,
+  setAlertWebhook: SetAlertWebhookRequest,
+  queryErrorReports: QueryErrorReportsRequest,
+  exportErrorReports: ExportErrorReportsRequest,
 };
 
 /** A request that failed to decode travels to the handler as this, never as an exception. */
@@ -124,6 +142,10 @@ const AUTH: { readonly [M in Method]: 'admin' | 'tenant' | 'public' } = {
   getDeployment: 'tenant',
   controlDeployment: 'tenant',
   watchRollout: 'tenant',
+  watchAlerts: 'tenant',
+  setAlertWebhook: 'tenant',
+  queryErrorReports: 'tenant',
+  exportErrorReports: 'tenant',
 };
 
 function deviceIdOf(s: string, field: string): DeviceId {
@@ -249,7 +271,10 @@ export function operatorImplementation(
         ...(req.deviceId !== '' ? { deviceId: req.deviceId } : {}),
         ...(req.type !== '' ? { type: req.type } : {}),
       });
-      return { alerts: page.alerts, nextPageToken: page.nextSeq === null ? '' : page.nextSeq.toString(36) };
+      return {
+        alerts: page.alerts.map(alertMessage),
+        nextPageToken: page.nextSeq === null ? '' : page.nextSeq.toString(36),
+      };
     },
     getFleetStats: (_req: GetFleetStatsRequest, caller) => backend.fleetStats(tenantOf(caller).tenantId),
     getServiceInfo: () => backend.serviceInfo(),
@@ -344,6 +369,41 @@ export function operatorImplementation(
         oneOf<DeploymentAction>(req.action, DEPLOYMENT_ACTIONS, 'pause', 'action'),
       ),
     }),
+    setAlertWebhook: async (req: SetAlertWebhookRequest, caller) => {
+      return { secret: await backend.setAlertWebhook(tenantOf(caller).tenantId, req.url) };
+    },
+    queryErrorReports: (req: QueryErrorReportsRequest, caller) => {
+      const { tenantId } = tenantOf(caller);
+      const filter = errorFilterOf(tenantId, req.filter);
+      if (req.limit > 10_000) throw new OperatorError('MALFORMED_INPUT', 'limit must be at most 10000');
+      const groupBy = req.groupBy.map((name, i) => {
+        const d = GROUP_BY_NAMES[name];
+        if (d === undefined || !Object.hasOwn(GROUP_BY_NAMES, name))
+          throw new OperatorError(
+            'MALFORMED_INPUT',
+            `group_by[${i}] must be one of ${Object.keys(GROUP_BY_NAMES).join(', ')}, got ${JSON.stringify(name.slice(0, 24))}`,
+          );
+        return d;
+      });
+      const store = backend.errorReports();
+      const rows = store.aggregate({ ...filter, groupBy });
+      const limit = req.limit === 0 ? 1000 : req.limit;
+      const totals = store.totals(tenantId);
+      const apiName = (d: GroupByDimension): string => (d === 'exitCode' ? 'exit_code' : d);
+      return {
+        rows: rows.slice(0, limit).map((r) => ({
+          key: Object.fromEntries(Object.entries(r.key).map(([d, v]) => [apiName(d as GroupByDimension), v])),
+          events: r.events,
+          devices: r.devices,
+          reports: r.reports,
+        })),
+        truncated: rows.length > limit,
+        totalReports: totals.reports,
+        totalEvents: totals.events,
+        droppedEvents: totals.droppedEvents,
+        reportingDevices: totals.devices,
+      } satisfies QueryErrorReportsResponse;
+    },
     assignDevices: (req: AssignDevicesRequest, caller) => {
       const { tenantId } = tenantOf(caller);
       if (req.deviceIds.length === 0 || req.deviceIds.length > MAX_BATCH) {
@@ -389,6 +449,8 @@ export function operatorImplementation(
     };
   }
   impl['watchRollout'] = watchRolloutHandler(backend, metrics, opts.shutdown);
+  impl['watchAlerts'] = watchAlertsHandler(backend, metrics, opts.shutdown);
+  impl['exportErrorReports'] = exportErrorReportsHandler(backend, metrics, opts.shutdown);
   return impl;
 }
 
@@ -406,16 +468,32 @@ function errorStatus(err: OperatorError): Partial<StatusObject> & { code: status
   return { code: grpcStatusOf(err.code), details: err.message, metadata: md };
 }
 
+/** What a stream's body can do with its call. */
+interface StreamOut<T> {
+  /** Writes one message; `false` when the transport's buffer is full (wait for `onDrain`). */
+  write(msg: T): boolean;
+  onDrain(resume: () => void): void;
+  /** Ends the stream with status OK. */
+  end(): void;
+  /** Ends the stream with a typed error status. */
+  fail(err: OperatorError): void;
+}
+
 /**
- * WatchRollout: validated and authenticated like a unary call (a refusal is the stream's status,
- * with `sphere-error-code`), then a {@link WatchPump} feeds the stream from the deployment's
- * watcher. Every way the stream can end (final state sent, client cancel, stream error, shard
- * shutdown) goes through one `finish`, which unsubscribes the watcher, stops the pump and counts
- * the call once; `requestLatency` measures the time to the first message.
+ * A server stream: validated and authenticated like a unary call (a refusal is the stream's
+ * status, with `sphere-error-code`), then `start` runs it. Every way the stream can end (the body
+ * ends or fails it, client cancel, stream error, shard shutdown) goes through one `finish`, which
+ * calls what `start` returned (to unsubscribe) and counts the call once; `requestLatency`
+ * measures the time to the first message.
  */
-function watchRolloutHandler(backend: OperatorBackend, metrics: ServiceMetrics, shutdown?: AbortSignal) {
-  const method = 'watchRollout' satisfies StreamMethod;
-  return (call: ServerWritableStream<unknown, WatchRolloutResponse>): void => {
+function streamHandler<Req, Res>(
+  method: StreamMethod,
+  backend: OperatorBackend,
+  metrics: ServiceMetrics,
+  shutdown: AbortSignal | undefined,
+  start: (req: Req, caller: Caller, out: StreamOut<Res>) => () => void,
+) {
+  return (call: ServerWritableStream<unknown, Res>): void => {
     const started = performance.now();
     let observed = false;
     const observeLatency = (): void => {
@@ -423,15 +501,13 @@ function watchRolloutHandler(backend: OperatorBackend, metrics: ServiceMetrics, 
       observed = true;
       metrics.requestLatency.observe({ transport: 'grpc', op: method }, (performance.now() - started) / 1000);
     };
-    let unsubscribe = (): void => undefined;
-    let pump: WatchPump<RolloutView> | null = null;
+    let stop = (): void => undefined;
     let finished = false;
-    /** Ends the watch once; `err` becomes the stream's status, `null` leaves the stream to the caller. */
+    /** Ends the stream once; `err` becomes the stream's status, `null` leaves the stream to the caller. */
     const finish = (code: string, err: OperatorError | null): boolean => {
       if (finished) return false;
       finished = true;
-      unsubscribe();
-      pump?.stop();
+      stop();
       shutdown?.removeEventListener('abort', onShutdown);
       metrics.grpcRequests.inc({ method, code });
       if (err !== null) {
@@ -442,51 +518,183 @@ function watchRolloutHandler(backend: OperatorBackend, metrics: ServiceMetrics, 
       return true;
     };
     const onShutdown = (): void => {
-      finish('UNAVAILABLE', new OperatorError('UNAVAILABLE', 'the shard is shutting down; watch again'));
+      finish('UNAVAILABLE', new OperatorError('UNAVAILABLE', 'the shard is shutting down; call again'));
     };
     call.on('cancelled', () => finish('CANCELLED', null));
     // A failed write; grpc-js already ends the call with a status of its own.
     call.on('error', () => finish('INTERNAL', null));
-    // Destroyed some other way: whatever happened, the watcher must not outlive the stream.
+    // Destroyed some other way: whatever happened, the body must not outlive the stream.
     call.on('close', () => finish('CANCELLED', null));
     if (call.cancelled) {
       finish('CANCELLED', null);
       return;
     }
-
-    const sink: WatchSink<RolloutView> = {
-      write: (rollout, sequence) => {
+    const out: StreamOut<Res> = {
+      write: (msg) => {
+        if (finished) return false;
         observeLatency();
-        return call.write({ sequence, rollout } satisfies WatchRolloutResponse);
+        return call.write(msg);
       },
       onDrain: (resume) => call.once('drain', resume),
       end: () => {
         if (finish('OK', null)) call.end();
       },
+      fail: (err) => void finish(err.code, err),
     };
     try {
       const req = call.request;
       if (isUndecodable(req)) throw req.undecodable;
-      const { tenantId } = tenantOf(authenticate(backend, call.metadata, AUTH[method]));
-      const { deploymentId, minIntervalMs } = req as WatchRolloutRequest;
-      const id = deploymentIdOf(deploymentId);
+      const caller = authenticate(backend, call.metadata, AUTH[method]);
       if (shutdown?.aborted === true)
-        throw new OperatorError('UNAVAILABLE', 'the shard is shutting down; watch again');
-      const p = new WatchPump<RolloutView>(sink, {
-        minIntervalMs: watchIntervalOf(minIntervalMs),
-        isFinal: (view) => isWatchFinalState(view.state),
-      });
-      pump = p;
-      unsubscribe = backend.watchDeployment(tenantId, id, (view) => p.offer(view));
-      // Defensive: a backend that delivered a final state synchronously has already finished us.
+        throw new OperatorError('UNAVAILABLE', 'the shard is shutting down; call again');
+      const unsubscribe = start(req as Req, caller, out);
+      // A body that finished synchronously has already run `stop` (the no-op): run its own now.
       if (finished) unsubscribe();
-      else shutdown?.addEventListener('abort', onShutdown, { once: true });
+      else {
+        stop = unsubscribe;
+        shutdown?.addEventListener('abort', onShutdown, { once: true });
+      }
     } catch (e) {
       const err = operatorErrorOf(e, method);
       finish(err.code, err);
     }
   };
 }
+
+/** WatchRollout: a {@link WatchPump} feeds the stream from the deployment's watcher. */
+function watchRolloutHandler(backend: OperatorBackend, metrics: ServiceMetrics, shutdown?: AbortSignal) {
+  return streamHandler<WatchRolloutRequest, WatchRolloutResponse>(
+    'watchRollout',
+    backend,
+    metrics,
+    shutdown,
+    (req, caller, out) => {
+      const { tenantId } = tenantOf(caller);
+      const id = deploymentIdOf(req.deploymentId);
+      const sink: WatchSink<RolloutView> = {
+        write: (rollout, sequence) => out.write({ sequence, rollout }),
+        onDrain: (resume) => out.onDrain(resume),
+        end: () => out.end(),
+      };
+      const pump = new WatchPump<RolloutView>(sink, {
+        minIntervalMs: watchIntervalOf(req.minIntervalMs),
+        isFinal: (view) => isWatchFinalState(view.state),
+      });
+      const unsubscribe = backend.watchDeployment(tenantId, id, (view) => pump.offer(view));
+      return () => {
+        unsubscribe();
+        pump.stop();
+      };
+    },
+  );
+}
+
+/**
+ * WatchAlerts: an {@link AlertCursor} over the tenant's alert log, woken by each new alert. The
+ * log is the buffer: a slow reader costs the shard a position, never a queue.
+ */
+function watchAlertsHandler(backend: OperatorBackend, metrics: ServiceMetrics, shutdown?: AbortSignal) {
+  return streamHandler<WatchAlertsRequest, WatchAlertsResponse>(
+    'watchAlerts',
+    backend,
+    metrics,
+    shutdown,
+    (req, caller, out) => {
+      const { tenantId } = tenantOf(caller);
+      if (req.deviceId !== '') deviceIdOf(req.deviceId, 'device_id');
+      if (req.afterSeq > Number.MAX_SAFE_INTEGER)
+        throw new OperatorError('MALFORMED_INPUT', 'after_seq is larger than any alert seq');
+      const cursor = new AlertCursor(backend.alertLog(), tenantId, {
+        afterSeq: req.onlyNew ? Infinity : req.afterSeq,
+        ...(req.type !== '' ? { type: req.type } : {}),
+        ...(req.deviceId !== '' ? { deviceId: req.deviceId } : {}),
+        write: (alert, missed) => out.write({ alert: alertMessage(alert), missed }),
+        onDrain: (resume) => out.onDrain(resume),
+      });
+      return () => cursor.stop();
+    },
+  );
+}
+
+/** ExportErrorReports: the CSV in pieces, pulled as the transport takes them. */
+function exportErrorReportsHandler(
+  backend: OperatorBackend,
+  metrics: ServiceMetrics,
+  shutdown?: AbortSignal,
+) {
+  return streamHandler<ExportErrorReportsRequest, ExportErrorReportsResponse>(
+    'exportErrorReports',
+    backend,
+    metrics,
+    shutdown,
+    (req, caller, out) => {
+      const filter = errorFilterOf(tenantOf(caller).tenantId, req.filter);
+      const chunks = errorEventsCsvChunks(backend.errorReports().events(filter));
+      const encoder = new TextEncoder();
+      let stopped = false;
+      const pump = (): void => {
+        if (stopped) return;
+        for (;;) {
+          const next = chunks.next();
+          if (next.done === true) return out.end();
+          if (!out.write({ csv: encoder.encode(next.value) })) return out.onDrain(pump);
+        }
+      };
+      // Not in this turn: the first pieces are written once the handler has returned.
+      setImmediate(pump);
+      return () => {
+        stopped = true;
+      };
+    },
+  );
+}
+
+/** An alert as the operator API shows it. */
+function alertMessage(a: Alert): AlertMessage {
+  return {
+    id: a.id,
+    seq: a.seq,
+    type: a.type,
+    severity: a.severity,
+    deviceId: a.deviceId,
+    atMs: a.atMs,
+    message: a.message,
+    evidence: { ...a.evidence },
+  };
+}
+
+/** A validated error-report filter of the caller's tenant. */
+function errorFilterOf(tenantId: TenantId, f: ErrorReportFilter | undefined): ErrorEventFilter {
+  if (f === undefined) return { tenantId };
+  if (f.kind !== '' && !isErrorEventKind(f.kind))
+    throw new OperatorError('MALFORMED_INPUT', `kind must be one of ${ERROR_EVENT_KINDS.join(', ')}`);
+  if (f.sinceMs < 0 || f.untilMs < 0)
+    throw new OperatorError('MALFORMED_INPUT', 'since_ms and until_ms must be >= 0');
+  if (f.component.length > 128 || f.version.length > 128)
+    throw new OperatorError('MALFORMED_INPUT', 'component and version are at most 128 characters');
+  return {
+    tenantId,
+    ...(f.productId !== '' ? { productId: productIdOf(f.productId) } : {}),
+    ...(f.deviceGroupId !== '' ? { groupId: deviceGroupIdOf(f.deviceGroupId) } : {}),
+    ...(f.deviceId !== '' ? { deviceId: deviceIdOf(f.deviceId, 'filter.device_id') } : {}),
+    ...(f.kind !== '' ? { kind: f.kind } : {}),
+    ...(f.component !== '' ? { component: f.component } : {}),
+    ...(f.version !== '' ? { version: f.version } : {}),
+    ...(f.sinceMs > 0 ? { sinceMs: f.sinceMs } : {}),
+    ...(f.untilMs > 0 ? { untilMs: f.untilMs } : {}),
+  };
+}
+
+/** group_by names as the API spells them, to the store's dimensions. */
+const GROUP_BY_NAMES: Readonly<Record<string, GroupByDimension>> = {
+  product: 'product',
+  group: 'group',
+  version: 'version',
+  kind: 'kind',
+  component: 'component',
+  device: 'device',
+  exit_code: 'exitCode',
+};
 
 function authenticate(backend: OperatorBackend, md: Metadata, need: 'admin' | 'tenant' | 'public'): Caller {
   if (need === 'public') return { kind: 'admin' };

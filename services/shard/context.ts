@@ -3,7 +3,8 @@ import type { Clock, Rng } from '../../actors/runtime/index.js';
 import type { AttestationPolicy, NonceBook, ReferenceValues, SessionBook } from '../attestation/index.js';
 import type { SessionWrapItem } from '../crypto-pool/protocol.js';
 import type { WrappedSessionKey } from '../../actors/crypto/index.js';
-import type { AlertLog, TenantRegistry } from '../registry/index.js';
+import type { TenantRegistry } from '../registry/index.js';
+import type { AlertPort } from './alerts.js';
 import type { ServiceMetrics } from '../metrics/index.js';
 import type { AdmissionControl } from './admission.js';
 import type { DeviceSnapshot } from '../journal/index.js';
@@ -41,7 +42,8 @@ export interface ShardContext {
   readonly policy: AttestationPolicy;
   readonly references: ReferenceValues;
   readonly tenants: TenantRegistry;
-  readonly alerts: AlertLog;
+  /** Refusals worth an alert, and the security events threat detection reads. */
+  readonly alerts: AlertPort;
   readonly nonces: NonceBook;
   readonly sessions: SessionBook;
   /** Each claimed device's tenant (written by the partition actors as claims apply), for alerts. */

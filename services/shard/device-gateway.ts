@@ -90,21 +90,25 @@ export function serveDevices(
         ctx.deviceTenants.get(deviceId as DeviceId) === tenantId
           ? { claimedDevice: deviceId }
           : undefined;
-      const a = ctx.alerts.raise({
+      const evidence = {
+        step: op,
+        subject: m.subject,
+        bytes: String(m.data.length),
+        shard: ctx.shardId,
+        ...(claimed ?? {}),
+      };
+      const atMs = ctx.clock.now();
+      const about = sender ?? deviceId;
+      ctx.alerts.refusal({ tenantId, type: r.code, deviceId: about, atMs, message: r.message, evidence });
+      ctx.alerts.observe({
+        kind: 'rejection',
+        atMs,
+        deviceId: about,
         tenantId,
-        type: r.code,
-        deviceId: sender ?? deviceId,
-        atMs: ctx.clock.now(),
-        message: r.message,
-        evidence: {
-          step: op,
-          subject: m.subject,
-          bytes: String(m.data.length),
-          shard: ctx.shardId,
-          ...(claimed ?? {}),
-        },
+        op,
+        code: r.code,
+        detail: evidence,
       });
-      metrics.alerts.inc({ type: a.type, severity: a.severity });
     }
     if (m.reply !== undefined) m.respond(encode(r));
   }
@@ -208,6 +212,14 @@ export function serveDevices(
       refuse(op, req.deviceId, verdict.error, m, encodeError, sender);
       return null;
     }
+    // Only requests whose MAC verified count towards flooding: anyone can name a device.
+    ctx.alerts.observe({
+      kind: 'request',
+      atMs: now,
+      deviceId: req.deviceId,
+      tenantId: ctx.deviceTenants.get(req.deviceId) ?? null,
+      op,
+    });
     const wait = limiter.take(req.deviceId, now);
     if (wait > 0) {
       refuse(

@@ -47,6 +47,7 @@ import type { Caller, OperatorBackend, OperatorServer } from '../operator-api/in
 import {
   AlertLog,
   DEVICE_STATES,
+  SEVERITIES,
   ImageRegistry,
   ProductRegistry,
   TenantRegistry,
@@ -57,7 +58,19 @@ import {
   imageTargetName,
   tokenHash,
 } from '../registry/index.js';
-import type { DeviceGroup, DeviceRecord, DeviceRegistry, ImageRecord, Product } from '../registry/index.js';
+import type {
+  Alert,
+  DeviceGroup,
+  DeviceRecord,
+  DeviceRegistry,
+  ImageRecord,
+  Product,
+  Severity,
+} from '../registry/index.js';
+import { ThreatDetector } from '../detection/index.js';
+import type { DetectionConfig } from '../detection/index.js';
+import { createAlertService } from './alerts.js';
+import { AlertWebhooks, webhookUrlProblem } from './webhooks.js';
 import { createTufRepository, serveTufRepositories } from '../updates/tuf/index.js';
 import { deserializeRollout, initialRollout, rolloutGauges, serializeRollout } from '../rollouts/index.js';
 import { b64, memoryJournal, openJetStreamJournal, unb64 } from '../journal/index.js';
@@ -111,6 +124,8 @@ export interface ShardOptions {
    * not fenced and ignore the lease's deadline. Never in production.
    */
   readonly fencing: boolean;
+  /** Threat detection's thresholds and windows (simulated time); `null` turns detection off. */
+  readonly detection: Partial<DetectionConfig> | null;
 }
 
 export const DEFAULT_SHARD_OPTIONS: Omit<ShardOptions, 'nats' | 'adminToken'> = {
@@ -130,6 +145,7 @@ export const DEFAULT_SHARD_OPTIONS: Omit<ShardOptions, 'nats' | 'adminToken'> = 
   replicas: 1,
   lease: { ...DEFAULT_LEASE_CONFIG, tickMs: 1000 },
   fencing: true,
+  detection: {},
 };
 
 /** A running shard. */
@@ -226,7 +242,15 @@ export async function startShard(opts: ShardOptions): Promise<Shard> {
   const metrics = createServiceMetrics(meter);
   const pool = createCryptoPool({ workers: opts.workers, batchSize: opts.batchSize, meter });
   const tenants = new TenantRegistry();
-  const alerts = new AlertLog();
+  const alertLog = new AlertLog();
+  const alerts = createAlertService({
+    append: (record, id) => journal.append(record, id),
+    metrics,
+    detector: opts.detection === null ? null : new ThreatDetector(opts.detection),
+    idPrefix: incarnation,
+    wallNow: () => performance.now(),
+  });
+  const webhooks = new AlertWebhooks({ metrics });
   const root = restoreCa(genesis.rootCa);
   const nonceSecret =
     genesis.nonceSecret === undefined ? rng.fork('nonce-secret').bytes(32) : unb64(genesis.nonceSecret);
@@ -582,7 +606,16 @@ export async function startShard(opts: ShardOptions): Promise<Shard> {
         tickRetryMs: 1000 * opts.timeScale,
       }),
     );
-    deployments.set(id, { id, tenantId, groupId: rollout.groupId, ref });
+    const image = rollout.image;
+    const name = images.list(tenantId).find((i) => i.id === image.imageId)?.name ?? image.imageId;
+    deployments.set(id, {
+      id,
+      tenantId,
+      groupId: rollout.groupId,
+      ref,
+      component: image.kind === 'os' ? 'os' : name,
+      version: image.version,
+    });
     return ref;
   };
   /** A partition's owner changed here: its deployments' home moved (gauges, ticks). */
@@ -719,19 +752,17 @@ export async function startShard(opts: ShardOptions): Promise<Shard> {
       }));
     },
     listAlerts(tenantId, q) {
-      const page = alerts.list({ tenantId, ...q });
-      return {
-        alerts: page.alerts.map((a) => ({
-          id: a.id,
-          type: a.type,
-          severity: a.severity,
-          deviceId: a.deviceId,
-          atMs: a.atMs,
-          message: a.message,
-          evidence: { ...a.evidence },
-        })),
-        nextSeq: page.nextSeq,
-      };
+      const page = alertLog.list({ tenantId, ...q });
+      return { alerts: page.alerts, nextSeq: page.nextSeq };
+    },
+    alertLog: () => alertLog,
+    errorReports: () => errorStore,
+    async setAlertWebhook(tenantId, url) {
+      const problem = url === '' ? null : webhookUrlProblem(url);
+      if (problem !== null) throw new OperatorError('MALFORMED_INPUT', problem);
+      const secret = url === '' ? '' : hex(ctx.rng.bytes(32));
+      await commit({ t: 'webhook', tenantId, url, secret });
+      return secret;
     },
     async fleetStats(tenantId: TenantId): Promise<GetFleetStatsResponse> {
       const byState: Record<string, number> = {};
@@ -755,7 +786,7 @@ export async function startShard(opts: ShardOptions): Promise<Shard> {
         devicesByState: byState,
         devicesByOsVersion: byOs,
         attestationsByResult: byResult,
-        alerts: alerts.count(tenantId),
+        alerts: alertLog.count(tenantId),
       };
     },
     async createProduct(tenantId, name, description) {
@@ -1033,7 +1064,34 @@ export async function startShard(opts: ShardOptions): Promise<Shard> {
   });
 
   /** Applies one service-wide record (on every shard, in journal order); returns its result. */
-  async function applyRecord(r: JournalRecord, local: boolean): Promise<unknown> {
+  /** The shard that counts and POSTs an alert: the one serving the partition its id hashes to. */
+  const delivers = (alertId: string): boolean =>
+    ownership?.isServed(createHash('sha256').update(alertId).digest().readUInt32BE(0) % opts.partitions) ===
+    true;
+  const applyAlert = (r: Extract<JournalRecord, { t: 'alert' }>, seq: number): void => {
+    const tenantId = r.tenantId === null ? null : parseTenantId(r.tenantId);
+    if (r.tenantId !== null && tenantId === null) throw new Error(`journal: alert ${r.id} names no tenant`);
+    if (!(SEVERITIES as readonly string[]).includes(r.severity))
+      throw new Error(`journal: alert ${r.id} has severity ${r.severity}`);
+    const alert: Alert = {
+      seq,
+      id: r.id,
+      tenantId,
+      type: r.type,
+      severity: r.severity as Severity,
+      deviceId: r.deviceId,
+      atMs: r.atMs,
+      message: r.message,
+      evidence: { ...r.evidence },
+    };
+    if (!alertLog.add(alert) || !delivers(alert.id)) return;
+    // Refusals were counted where they were refused; detections once, here.
+    if (!r.id.startsWith('a-')) metrics.alerts.inc({ type: r.type, severity: r.severity });
+    webhooks.deliver(alert);
+  };
+
+  /** Applies one service-wide record (on every shard, in journal order); returns its result. */
+  async function applyRecord(r: JournalRecord, local: boolean, seq: number): Promise<unknown> {
     switch (r.t) {
       case 'genesis':
       case 'boot':
@@ -1071,6 +1129,17 @@ export async function startShard(opts: ShardOptions): Promise<Shard> {
         const d = id === null ? undefined : deployments.get(id);
         if (d === undefined) throw new Error(`journal: rollout message for unknown deployment ${r.id}`);
         const msg = JSON.parse(r.msg) as RolloutMessage;
+        if (msg.type === 'rollout.device-report' && FINAL_OUTCOMES.has(msg.outcome))
+          alerts.observe({
+            kind: 'update-result',
+            atMs: msg.atMs,
+            deviceId: msg.deviceId,
+            tenantId: d.tenantId,
+            deploymentId: d.id,
+            component: d.component,
+            version: d.version,
+            outcome: msg.outcome as 'succeeded' | 'failed' | 'rolled-back',
+          });
         return askActor<DeploymentMessage, RolloutError | null>(
           d.ref,
           `deployment ${r.id}`,
@@ -1078,8 +1147,27 @@ export async function startShard(opts: ShardOptions): Promise<Shard> {
           Infinity,
         );
       }
-      case 'error-report':
-        return errorStore.add(storedErrorReport(r));
+      case 'error-report': {
+        const result = errorStore.add(storedErrorReport(r));
+        if (result === 'stored')
+          alerts.observe({
+            kind: 'error-report',
+            atMs: r.receivedAtMs,
+            deviceId: r.deviceId,
+            tenantId: r.tenantId,
+            productId: r.productId,
+            groupId: r.groupId,
+            events: r.events,
+          });
+        return result;
+      }
+      case 'alert':
+        return applyAlert(r, seq);
+      case 'webhook': {
+        const tenantId = parseTenantId(r.tenantId);
+        if (tenantId === null) throw new Error(`journal: webhook for bad tenant ${r.tenantId}`);
+        return webhooks.configure(tenantId, r.url, r.secret);
+      }
       default:
         return r satisfies never;
     }
@@ -1106,7 +1194,7 @@ export async function startShard(opts: ShardOptions): Promise<Shard> {
       const waiters = committing.get(e.id);
       committing.delete(e.id);
       try {
-        const result = await applyRecord(e.record, waiters !== undefined);
+        const result = await applyRecord(e.record, waiters !== undefined, e.seq);
         for (const w of waiters ?? []) w.resolve(result);
       } catch (err) {
         // Applying is deterministic, so every shard fails on this record alike and their states
@@ -1146,6 +1234,8 @@ export async function startShard(opts: ShardOptions): Promise<Shard> {
   let tufServer: TufHttpServer | null = null;
   const gauges = setInterval(() => void refreshGauges(), 2000);
   gauges.unref();
+  const pruning = setInterval(() => alerts.prune(clock.now()), 10_000);
+  pruning.unref();
   const seenApps = new Set<string>();
   const seenOs = new Set<string>();
   async function refreshGauges(): Promise<void> {
@@ -1275,6 +1365,8 @@ export async function startShard(opts: ShardOptions): Promise<Shard> {
       metricsServer = await meter.serveMetrics({ host: '127.0.0.1', port: opts.metricsPort });
   } catch (e) {
     clearInterval(gauges);
+    clearInterval(pruning);
+    webhooks.close();
     if (leaseTimer !== null) clearInterval(leaseTimer);
     follower?.stop();
     await Promise.allSettled([
@@ -1303,6 +1395,8 @@ export async function startShard(opts: ShardOptions): Promise<Shard> {
     close() {
       closing ??= (async () => {
         clearInterval(gauges);
+        clearInterval(pruning);
+        webhooks.close();
         if (leaseTimer !== null) clearInterval(leaseTimer);
         // Leases are given back first, so other shards take the partitions at once.
         await ownership?.close();
@@ -1496,3 +1590,6 @@ function storedErrorReport(r: Extract<JournalRecord, { t: 'error-report' }>): St
     },
   };
 }
+
+/** Device report outcomes that end a device's part in a deployment (what detection reads). */
+const FINAL_OUTCOMES: ReadonlySet<string> = new Set(['succeeded', 'failed', 'rolled-back']);

@@ -1,6 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import { DEFAULT_POLICY } from '../attestation/index.js';
+import { DEFAULT_DETECTION_CONFIG } from '../detection/index.js';
 import { DEFAULT_SHARD_OPTIONS } from './host.js';
 import type { ShardOptions } from './host.js';
 
@@ -27,6 +28,9 @@ Usage: node dist/services/shard/main.js --nats <url> [options]
   --max-clock-skew-ms <ms>       accepted device clock error, simulated (default 300000)
   --device-rate-burst <n>        requests a device may send at once after attestation (default 600)
   --device-rate-per-hour <n>     its sustained rate, per simulated hour (default 600)
+  --flood-max-requests <n>       threat detection: a device sending more requests than this per
+                                 simulated minute raises DEVICE_FLOODING (default 120)
+  --no-detection                 no threat detection (refusals still raise alerts)
   --seed <s>                     seed for the shard's randomness (default "shard")
   --shard-id <id>                name in metrics and alerts (default shard-0)
   --journal <name>               keep the service's state in JetStream: stream <NAME>_JOURNAL and
@@ -56,6 +60,8 @@ export function compileShardOptions(argv: string[], env: NodeJS.ProcessEnv): Sha
       'grpc-port': { type: 'string' },
       'metrics-port': { type: 'string' },
       'tuf-port': { type: 'string' },
+      'flood-max-requests': { type: 'string' },
+      'no-detection': { type: 'boolean' },
       'admin-token-file': { type: 'string' },
       'admin-token': { type: 'string' },
       workers: { type: 'string' },
@@ -172,6 +178,18 @@ export function compileShardOptions(argv: string[], env: NodeJS.ProcessEnv): Sha
       tickMs: Math.max(50, Math.round(ttlMs / 6)),
     },
     fencing: values['unsafe-no-fencing'] !== true,
+    detection:
+      values['no-detection'] === true
+        ? null
+        : {
+            floodMaxRequests: num(
+              'flood-max-requests',
+              values['flood-max-requests'],
+              DEFAULT_DETECTION_CONFIG.floodMaxRequests,
+              1,
+              1e9,
+            ),
+          },
   };
 }
 

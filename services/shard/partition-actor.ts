@@ -14,7 +14,7 @@ import type {
   Reply,
   TenantId,
 } from '../../proto/codec/index.js';
-import { appraise, isDuplicateIdentity } from '../attestation/index.js';
+import { appraise, isDuplicateIdentity, unknownMeasurements } from '../attestation/index.js';
 import { assembleCertificate, buildDeviceTbs, randomSerial } from '../certificates/index.js';
 import { DeviceRegistry } from '../registry/index.js';
 import type { AttestationOutcome, DeviceRecord, Tenant } from '../registry/index.js';
@@ -127,7 +127,7 @@ export function partitionDefinition(
     step: string,
     extra: Record<string, string> = {},
   ): void {
-    const a = alerts.raise({
+    alerts.refusal({
       tenantId: record?.tenantId ?? null,
       type: r.code,
       deviceId,
@@ -135,7 +135,6 @@ export function partitionDefinition(
       message: r.message,
       evidence: { step, partition: String(partition), shard: ctx.shardId, ...extra },
     });
-    metrics.alerts.inc({ type: a.type, severity: a.severity });
   }
 
   /**
@@ -160,6 +159,23 @@ export function partitionDefinition(
         : { atMs: now, ok: false, code: reply.error.code, message: reply.error.message };
       if (reply.ok) record.attestationsOk++;
       else record.attestationsFailed++;
+    }
+    if (record !== null) {
+      // Only outcomes of evidence whose signature verified: forged evidence says nothing of a device.
+      const e = job.evidence;
+      alerts.observe({
+        kind: 'attestation',
+        atMs: now,
+        deviceId: e.deviceId,
+        tenantId: record.tenantId,
+        productId: null,
+        ok: reply.ok,
+        code: reply.ok ? null : reply.error.code,
+        bootIdHex: hex(e.bootId),
+        bootCount: e.bootCount,
+        osVersion: e.osVersion,
+        unknownMeasurements: reply.ok ? [] : unknownMeasurements(e, ctx.references),
+      });
     }
     if (!reply.ok) {
       alert(record ?? { tenantId: job.tenant.id }, job.evidence.deviceId, reply.error, 'attest', {

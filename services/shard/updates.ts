@@ -16,7 +16,8 @@ import type {
 } from '../../proto/codec/index.js';
 import { isFinalDeviceState } from '../rollouts/index.js';
 import type { Rollout, RolloutError, RolloutMessage } from '../rollouts/index.js';
-import type { AlertLog, ImageRecord } from '../registry/index.js';
+import type { ImageRecord } from '../registry/index.js';
+import type { AlertPort } from './alerts.js';
 import type { ServiceMetrics } from '../metrics/index.js';
 import type { TufRepository } from '../updates/tuf/index.js';
 import type { DeploymentMessage } from './deployment-actor.js';
@@ -33,13 +34,17 @@ export interface DeploymentEntry {
   readonly tenantId: TenantId;
   readonly groupId: string;
   readonly ref: ActorRef<DeploymentMessage>;
+  /** What the deployment updates: `'os'`, or the application's name. */
+  readonly component: string;
+  /** The image's version. */
+  readonly version: string;
 }
 
 /** What the update service reads from the rest of the shard. */
 export interface UpdateServiceDeps {
   readonly clock: Clock;
   readonly metrics: ServiceMetrics;
-  readonly alerts: AlertLog;
+  readonly alerts: AlertPort;
   readonly shardId: string;
   /**
    * The claimed device's tenant and group (recording what it runs, in its partition's turn), or
@@ -179,7 +184,7 @@ export function createUpdateService(deps: UpdateServiceDeps): UpdateService {
     }
     if (r.code.startsWith('TUF_')) {
       metrics.updateRefusals.inc({ code: r.code });
-      const a = deps.alerts.raise({
+      deps.alerts.refusal({
         tenantId: entry.tenantId,
         type: REJECT_CODES.UPDATE_VERIFICATION_FAILED,
         deviceId: r.deviceId,
@@ -187,7 +192,6 @@ export function createUpdateService(deps: UpdateServiceDeps): UpdateService {
         message: `device refused deployment ${r.deploymentId}'s update: ${r.code}; the update channel may be under attack`,
         evidence: { code: r.code, deployment: r.deploymentId, report: r.reportId, shard: deps.shardId },
       });
-      metrics.alerts.inc({ type: a.type, severity: a.severity });
     }
     // Acknowledged only once stored: a device repeats an unacknowledged report. One already
     // applied (its acknowledgement was lost) is acknowledged again without storing it twice.

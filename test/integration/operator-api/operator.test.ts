@@ -24,6 +24,10 @@ import {
   OperatorServiceService,
   RegisterEndorsementsRequest,
   WatchRolloutRequest,
+  WatchAlertsRequest,
+  SetAlertWebhookRequest,
+  QueryErrorReportsRequest,
+  ExportErrorReportsRequest,
 } from '../../../proto/gen/sphere/operator/v1/operator.js';
 import { createOperatorClient } from '../../../services/operator-api/index.js';
 import type { OperatorClient } from '../../../services/operator-api/index.js';
@@ -43,6 +47,9 @@ import {
   callError,
 } from '../../fixtures/shard.js';
 import type { TestDevice, TestTenant } from '../../fixtures/shard.js';
+import { ALERT_SEVERITY } from '../../../services/registry/index.js';
+import type { RejectCode } from '../../../proto/codec/index.js';
+import type { Alert } from '../../../proto/gen/sphere/operator/v1/operator.js';
 
 type Method = keyof typeof OperatorServiceService;
 const METHODS = Object.keys(OperatorServiceService) as Method[];
@@ -361,6 +368,16 @@ describe('operator api', () => {
         : m === 'createTenant' || m === 'registerEndorsements'
           ? ADMIN_TOKEN
           : t.apiToken;
+    const EMPTY_FILTER = {
+      productId: '',
+      deviceGroupId: '',
+      deviceId: '',
+      kind: '',
+      component: '',
+      version: '',
+      sinceMs: 0,
+      untilMs: 0,
+    };
     /** A valid encoding per method; empty requests have none, so a truncated unknown field stands in. */
     const valid = (m: Method): Buffer => {
       const id = someDeviceId();
@@ -441,6 +458,26 @@ describe('operator api', () => {
           return Buffer.from(
             WatchRolloutRequest.encode({ deploymentId: 'd-0123456789abcdef', minIntervalMs: 100 }).finish(),
           );
+        case 'watchAlerts':
+          return Buffer.from(
+            WatchAlertsRequest.encode({ afterSeq: 0, onlyNew: true, type: 'BAD_MAC', deviceId: id }).finish(),
+          );
+        case 'setAlertWebhook':
+          return Buffer.from(SetAlertWebhookRequest.encode({ url: 'http://127.0.0.1:9/hook' }).finish());
+        case 'queryErrorReports':
+          return Buffer.from(
+            QueryErrorReportsRequest.encode({
+              filter: { ...EMPTY_FILTER, kind: 'app-crash', deviceId: id },
+              groupBy: ['kind', 'version'],
+              limit: 10,
+            }).finish(),
+          );
+        case 'exportErrorReports':
+          return Buffer.from(
+            ExportErrorReportsRequest.encode({
+              filter: { ...EMPTY_FILTER, kind: 'os-crash', sinceMs: 1 },
+            }).finish(),
+          );
         case 'getFleetStats':
         case 'getServiceInfo':
         case 'listProducts':
@@ -466,7 +503,10 @@ describe('operator api', () => {
           ['truncated', truncated(m)],
           ['unknown field', Buffer.concat([valid(m), Buffer.from([0xf8, 0x07, 0x01])])],
           // Field 1 with the wrong wire type (listAlerts' field 1 is an int64, the others' a string/bytes).
-          ['mistyped field', Buffer.from(m === 'listAlerts' ? [0x0a, 0x01, 0x61] : [0x08, 0x01])],
+          [
+            'mistyped field',
+            Buffer.from(m === 'listAlerts' || m === 'watchAlerts' ? [0x0a, 0x01, 0x61] : [0x08, 0x01]),
+          ],
         ];
         if (m === 'getFleetStats' || m === 'getServiceInfo') bodies.pop(); // no field 1 to mistype
         for (const [what, body] of bodies) {
@@ -585,8 +625,9 @@ describe('operator api', () => {
   // Regression, same as above (host.ts backend.listAlerts): any page holding an alert fails to serialise.
   it('operator api - listAlerts paging returns every alert exactly once', async () => {
     const t = await tenant('Paging');
-    const devs = await enrolledTo(t, 'paging', 2);
+    // One refusal per device: refusals of one device within a second fold into one alert.
     const N = 7;
+    const devs = await enrolledTo(t, 'paging', N);
     for (let i = 0; i < N; i++) {
       const d = devs[i % devs.length];
       if (d === undefined) throw new Error('no device');
@@ -611,6 +652,8 @@ describe('operator api', () => {
       } while (pageToken !== '');
       return { ids, pages };
     };
+    // Alerts are stored through the journal: wait until every shard-side append is applied.
+    await expect.poll(async () => (await t.client.listAlerts({ limit: 100 })).alerts.length).toBe(N);
     const all = await collect({}, 3);
     expect(all.ids).toHaveLength(N);
     expect(new Set(all.ids).size).toBe(N);
@@ -620,8 +663,37 @@ describe('operator api', () => {
     const one = devs[0];
     if (one === undefined) throw new Error('no device');
     const filtered = await collect({ deviceId: one.deviceId }, 2);
-    expect(filtered.ids).toHaveLength(Math.ceil(N / 2));
+    expect(filtered.ids).toHaveLength(1);
     expect(filtered.ids.every((id) => all.ids.includes(id))).toBe(true);
+  });
+
+  it('operator api - a burst of refusals from one device is counted each but stored as one alert a second', async () => {
+    const t = await tenant('Burst');
+    const [d] = await enrolledTo(t, 'burst', 1);
+    if (d === undefined) throw new Error('no device');
+    const refuse = async (): Promise<string> => {
+      const r = await sendAttest(env().devices, d.deviceId, attestRequestBytes(d, randomBytes(32)).bytes);
+      if (r.ok) throw new Error('a made-up nonce was accepted');
+      return r.error.code;
+    };
+    const code = await refuse();
+    const severity = ALERT_SEVERITY[code as RejectCode];
+    const before = await metrics();
+    const N = 6;
+    for (let i = 0; i < N; i++) expect(await refuse()).toBe(code);
+    const after = await metrics();
+    const delta = (name: string, labels: Record<string, string>): number =>
+      sampleValue(after, name, labels) - sampleValue(before, name, labels);
+    expect(delta('sphere_alerts_total', { type: code, severity })).toBe(N);
+    expect(delta('sphere_alerts_folded_total', { type: code })).toBeGreaterThan(0);
+    const stored = async (): Promise<Alert[]> =>
+      (await t.client.listAlerts({ deviceId: d.deviceId, limit: 100 })).alerts;
+    await expect.poll(async () => (await stored()).length).toBeGreaterThan(0);
+    expect((await stored()).length).toBeLessThan(N + 1);
+    // A second later the next refusal is stored again and says how many were folded before it.
+    await new Promise((r) => setTimeout(r, 1100));
+    await refuse();
+    await expect.poll(async () => (await stored()).at(-1)?.evidence).toHaveProperty('folded_since_last');
   });
 
   describe('metrics exposition', () => {

@@ -21,6 +21,9 @@ const TB = parseTenantId('t-000000000000000b') as TenantId;
 const DEV1 = '1'.repeat(128);
 const DEV2 = '2'.repeat(128);
 
+/** Journal positions: the log is fed in journal order, with gaps (other records sit between alerts). */
+const nextSeq = new WeakMap<AlertLog, number>();
+
 function raise(
   log: AlertLog,
   tenantId: TenantId | null,
@@ -28,7 +31,21 @@ function raise(
   type: RejectCode = 'BAD_SIGNATURE',
   deviceId = DEV1,
 ): Alert {
-  return log.raise({ tenantId, type, deviceId, atMs, message: `${type} at ${atMs}`, evidence: { k: 'v' } });
+  const seq = (nextSeq.get(log) ?? 0) + 1 + (atMs % 3);
+  nextSeq.set(log, seq);
+  const alert: Alert = {
+    seq,
+    id: `a-test-${seq}`,
+    tenantId,
+    type,
+    severity: ALERT_SEVERITY[type],
+    deviceId,
+    atMs,
+    message: `${type} at ${atMs}`,
+    evidence: { k: 'v' },
+  };
+  expect(log.add(alert)).toBe(true);
+  return alert;
 }
 
 function query(tenantId: TenantId | null, patch: Partial<AlertQuery> = {}): AlertQuery {
@@ -52,16 +69,44 @@ function pageAll(log: AlertLog, q: AlertQuery): { alerts: Alert[]; pages: number
 }
 
 describe('registry alert log', () => {
-  it('alerts - raise assigns increasing seq, a stable id and the severity of the type', () => {
+  it('alerts - an id already held is not added again (two shards detecting one thing store it once)', () => {
     const log = new AlertLog();
     const a = raise(log, TA, 1, 'BAD_SIGNATURE');
-    const b = raise(log, TB, 2, 'CLOCK_SKEW');
-    expect(b.seq).toBe(a.seq + 1);
-    expect(a.id).toBe('a-00000001');
-    expect(a.severity).toBe('critical');
-    expect(b.severity).toBe('low');
-    expect(a.message).toBe('BAD_SIGNATURE at 1');
+    expect(log.add({ ...a, seq: a.seq + 10 })).toBe(false);
+    expect(log.count(TA)).toBe(1);
+    expect(ALERT_SEVERITY.BAD_SIGNATURE).toBe('critical');
+    expect(ALERT_SEVERITY.CLOCK_SKEW).toBe('low');
     for (const code of Object.values(REJECT_CODES)) expect(ALERT_SEVERITY[code]).toBeDefined();
+  });
+
+  it('alerts - subscribers of a tenant hear of its new alerts only, until they unsubscribe', () => {
+    const log = new AlertLog();
+    const heard: string[] = [];
+    const stop = log.subscribe(TA, (a) => heard.push(a.id));
+    const a1 = raise(log, TA, 1);
+    raise(log, TB, 2);
+    raise(log, null, 3);
+    stop();
+    raise(log, TA, 4);
+    expect(heard).toEqual([a1.id]);
+  });
+
+  it('alerts - read walks ordinals and counts alerts dropped before the reader reached them', () => {
+    const log = new AlertLog(3);
+    const seqs = [1, 2, 3, 4, 5].map((i) => raise(log, TA, i).seq);
+    // A reader at the very start missed the two dropped alerts.
+    expect(log.read(TA, 1, 10)).toEqual({ alerts: log.list(query(TA)).alerts, missed: 2, next: 6 });
+    // Positioned after a kept alert: exact, nothing missed.
+    const from = log.ordinalAfter(TA, seqs[2]!);
+    expect(log.read(TA, from, 10).alerts.map((a) => a.seq)).toEqual(seqs.slice(3));
+    expect(log.read(TA, from, 10).missed).toBe(0);
+    // After the newest: nothing yet; the next alert is read from there.
+    const end = log.ordinalAfter(TA, Infinity);
+    expect(log.read(TA, end, 10)).toEqual({ alerts: [], missed: 0, next: end });
+    const a6 = raise(log, TA, 6);
+    expect(log.read(TA, end, 10).alerts).toEqual([a6]);
+    // Positioned inside the dropped range: reading starts at the oldest dropped (an upper bound).
+    expect(log.read(TA, log.ordinalAfter(TA, seqs[0]!), 10).missed).toBe(3);
   });
 
   it("alerts - a tenant's list never contains another tenant's alerts", () => {

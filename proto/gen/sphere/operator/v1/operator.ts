@@ -123,14 +123,21 @@ export interface ListAlertsRequest {
 }
 
 export interface Alert {
+  /** Unique; a detection alert's id is the same on every shard that detects it (stored once). */
   id: string;
-  /** The rejection code that raised it (BAD_SIGNATURE, NONCE_REUSED, ...). */
+  /**
+   * The rejection code that raised it (BAD_SIGNATURE, NONCE_REUSED, ...) or what threat detection
+   * concluded (CLONED_IDENTITY, REPLAYED_REQUEST, MEASUREMENT_DRIFT, CRASH_BURST_AFTER_UPDATE,
+   * DEVICE_FLOODING).
+   */
   type: string;
   severity: string;
   deviceId: string;
   atMs: number;
   message: string;
   evidence: { [key: string]: string };
+  /** Position in the tenant's alert log, the same on every shard; strictly increasing. */
+  seq: number;
   _unknownFields?: { [key: number]: Uint8Array[] } | undefined;
 }
 
@@ -426,6 +433,116 @@ export interface WatchRolloutResponse {
   sequence: number;
   /** As GetDeployment returns it, without the per-device list. */
   rollout: Rollout | undefined;
+  _unknownFields?: { [key: number]: Uint8Array[] } | undefined;
+}
+
+export interface WatchAlertsRequest {
+  /** Alerts stored after this position (Alert.seq); 0 starts at the oldest alert kept. */
+  afterSeq: number;
+  /** Start after the newest stored alert instead (after_seq is then ignored). */
+  onlyNew: boolean;
+  /** Optional filters, as in ListAlerts. */
+  type: string;
+  deviceId: string;
+  _unknownFields?: { [key: number]: Uint8Array[] } | undefined;
+}
+
+export interface WatchAlertsResponse {
+  alert:
+    | Alert
+    | undefined;
+  /**
+   * Alerts this watch should have sent before this one but the service no longer keeps (each
+   * tenant's log is capped; the oldest go first).
+   */
+  missed: number;
+  _unknownFields?: { [key: number]: Uint8Array[] } | undefined;
+}
+
+export interface SetAlertWebhookRequest {
+  /** http:// or https:// URL, at most 2048 characters; empty stops deliveries. */
+  url: string;
+  _unknownFields?: { [key: number]: Uint8Array[] } | undefined;
+}
+
+export interface SetAlertWebhookResponse {
+  /**
+   * Hex key of the signatures: each POST carries `x-sphere-signature: t=<unix ms>,v1=<hex of
+   * HMAC-SHA256(key, "<t>.<body>")>`. Empty when deliveries were stopped.
+   */
+  secret: string;
+  _unknownFields?: { [key: number]: Uint8Array[] } | undefined;
+}
+
+/** Which error events a query is about; empty fields match everything. */
+export interface ErrorReportFilter {
+  productId: string;
+  deviceGroupId: string;
+  deviceId: string;
+  /** app-crash, app-exit, os-crash, update-failed, attestation-failed. */
+  kind: string;
+  component: string;
+  version: string;
+  /** Event time (device clock), since inclusive and until exclusive; 0 means unbounded. */
+  sinceMs: number;
+  untilMs: number;
+  _unknownFields?: { [key: number]: Uint8Array[] } | undefined;
+}
+
+export interface QueryErrorReportsRequest {
+  filter:
+    | ErrorReportFilter
+    | undefined;
+  /**
+   * Dimensions of each row's key, in sort priority: product, group, version, kind, component,
+   * device, exit_code. Empty: one row of totals.
+   */
+  groupBy: string[];
+  /** At most 10000; 0 means 1000. */
+  limit: number;
+  _unknownFields?: { [key: number]: Uint8Array[] } | undefined;
+}
+
+export interface ErrorReportRow {
+  /** Dimension name to value (an unassigned product or group is ""). */
+  key: { [key: string]: string };
+  events: number;
+  devices: number;
+  reports: number;
+  _unknownFields?: { [key: number]: Uint8Array[] } | undefined;
+}
+
+export interface ErrorReportRow_KeyEntry {
+  key: string;
+  value: string;
+  _unknownFields?: { [key: number]: Uint8Array[] } | undefined;
+}
+
+export interface QueryErrorReportsResponse {
+  /** Events counted by key, most events first. */
+  rows: ErrorReportRow[];
+  /** More rows than `limit` matched. */
+  truncated: boolean;
+  /** The tenant's totals, whatever the filter. */
+  totalReports: number;
+  totalEvents: number;
+  /** Events devices lost before upload (their buffers overflowed), as the reports said. */
+  droppedEvents: number;
+  reportingDevices: number;
+  _unknownFields?: { [key: number]: Uint8Array[] } | undefined;
+}
+
+export interface ExportErrorReportsRequest {
+  filter: ErrorReportFilter | undefined;
+  _unknownFields?: { [key: number]: Uint8Array[] } | undefined;
+}
+
+export interface ExportErrorReportsResponse {
+  /**
+   * The next piece of one CSV document (RFC 4180, header first, CRLF line ends, cells that a
+   * spreadsheet would run as formulas prefixed with '); pieces end at row boundaries.
+   */
+  csv: Uint8Array;
   _unknownFields?: { [key: number]: Uint8Array[] } | undefined;
 }
 
@@ -1378,7 +1495,17 @@ export const ListAlertsRequest: MessageFns<ListAlertsRequest> = {
 };
 
 function createBaseAlert(): Alert {
-  return { id: "", type: "", severity: "", deviceId: "", atMs: 0, message: "", evidence: {}, _unknownFields: {} };
+  return {
+    id: "",
+    type: "",
+    severity: "",
+    deviceId: "",
+    atMs: 0,
+    message: "",
+    evidence: {},
+    seq: 0,
+    _unknownFields: {},
+  };
 }
 
 export const Alert: MessageFns<Alert> = {
@@ -1404,6 +1531,9 @@ export const Alert: MessageFns<Alert> = {
     Object.entries(message.evidence).forEach(([key, value]) => {
       Alert_EvidenceEntry.encode({ key: key as any, value }, writer.uint32(58).fork()).join();
     });
+    if (message.seq !== 0) {
+      writer.uint32(64).uint64(message.seq);
+    }
     if (message._unknownFields !== undefined) {
       for (const [key, values] of Object.entries(message._unknownFields)) {
         const tag = parseInt(key, 10);
@@ -1479,6 +1609,14 @@ export const Alert: MessageFns<Alert> = {
           if (entry7.value !== undefined) {
             message.evidence[entry7.key] = entry7.value;
           }
+          continue;
+        }
+        case 8: {
+          if (tag !== 64) {
+            break;
+          }
+
+          message.seq = longToNumber(reader.uint64());
           continue;
         }
       }
@@ -4391,6 +4529,852 @@ export const WatchRolloutResponse: MessageFns<WatchRolloutResponse> = {
   },
 };
 
+function createBaseWatchAlertsRequest(): WatchAlertsRequest {
+  return { afterSeq: 0, onlyNew: false, type: "", deviceId: "", _unknownFields: {} };
+}
+
+export const WatchAlertsRequest: MessageFns<WatchAlertsRequest> = {
+  encode(message: WatchAlertsRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.afterSeq !== 0) {
+      writer.uint32(8).uint64(message.afterSeq);
+    }
+    if (message.onlyNew !== false) {
+      writer.uint32(16).bool(message.onlyNew);
+    }
+    if (message.type !== "") {
+      writer.uint32(26).string(message.type);
+    }
+    if (message.deviceId !== "") {
+      writer.uint32(34).string(message.deviceId);
+    }
+    if (message._unknownFields !== undefined) {
+      for (const [key, values] of Object.entries(message._unknownFields)) {
+        const tag = parseInt(key, 10);
+        for (const value of values) {
+          writer.uint32(tag).raw(value);
+        }
+      }
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): WatchAlertsRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const end = length === undefined ? reader.len : reader.pos + length;
+    const message = createBaseWatchAlertsRequest();
+    while (reader.pos < end) {
+      const tag = reader.uint32();
+      switch (tag >>> 3) {
+        case 1: {
+          if (tag !== 8) {
+            break;
+          }
+
+          message.afterSeq = longToNumber(reader.uint64());
+          continue;
+        }
+        case 2: {
+          if (tag !== 16) {
+            break;
+          }
+
+          message.onlyNew = reader.bool();
+          continue;
+        }
+        case 3: {
+          if (tag !== 26) {
+            break;
+          }
+
+          message.type = reader.string();
+          continue;
+        }
+        case 4: {
+          if (tag !== 34) {
+            break;
+          }
+
+          message.deviceId = reader.string();
+          continue;
+        }
+      }
+      if ((tag & 7) === 4 || tag === 0) {
+        break;
+      }
+      const buf = reader.skip(tag & 7);
+
+      const list = message._unknownFields![tag];
+
+      if (list === undefined) {
+        message._unknownFields![tag] = [buf];
+      } else {
+        list.push(buf);
+      }
+    }
+    return message;
+  },
+};
+
+function createBaseWatchAlertsResponse(): WatchAlertsResponse {
+  return { alert: undefined, missed: 0, _unknownFields: {} };
+}
+
+export const WatchAlertsResponse: MessageFns<WatchAlertsResponse> = {
+  encode(message: WatchAlertsResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.alert !== undefined) {
+      Alert.encode(message.alert, writer.uint32(10).fork()).join();
+    }
+    if (message.missed !== 0) {
+      writer.uint32(16).uint64(message.missed);
+    }
+    if (message._unknownFields !== undefined) {
+      for (const [key, values] of Object.entries(message._unknownFields)) {
+        const tag = parseInt(key, 10);
+        for (const value of values) {
+          writer.uint32(tag).raw(value);
+        }
+      }
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): WatchAlertsResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const end = length === undefined ? reader.len : reader.pos + length;
+    const message = createBaseWatchAlertsResponse();
+    while (reader.pos < end) {
+      const tag = reader.uint32();
+      switch (tag >>> 3) {
+        case 1: {
+          if (tag !== 10) {
+            break;
+          }
+
+          message.alert = Alert.decode(reader, reader.uint32());
+          continue;
+        }
+        case 2: {
+          if (tag !== 16) {
+            break;
+          }
+
+          message.missed = longToNumber(reader.uint64());
+          continue;
+        }
+      }
+      if ((tag & 7) === 4 || tag === 0) {
+        break;
+      }
+      const buf = reader.skip(tag & 7);
+
+      const list = message._unknownFields![tag];
+
+      if (list === undefined) {
+        message._unknownFields![tag] = [buf];
+      } else {
+        list.push(buf);
+      }
+    }
+    return message;
+  },
+};
+
+function createBaseSetAlertWebhookRequest(): SetAlertWebhookRequest {
+  return { url: "", _unknownFields: {} };
+}
+
+export const SetAlertWebhookRequest: MessageFns<SetAlertWebhookRequest> = {
+  encode(message: SetAlertWebhookRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.url !== "") {
+      writer.uint32(10).string(message.url);
+    }
+    if (message._unknownFields !== undefined) {
+      for (const [key, values] of Object.entries(message._unknownFields)) {
+        const tag = parseInt(key, 10);
+        for (const value of values) {
+          writer.uint32(tag).raw(value);
+        }
+      }
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): SetAlertWebhookRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const end = length === undefined ? reader.len : reader.pos + length;
+    const message = createBaseSetAlertWebhookRequest();
+    while (reader.pos < end) {
+      const tag = reader.uint32();
+      switch (tag >>> 3) {
+        case 1: {
+          if (tag !== 10) {
+            break;
+          }
+
+          message.url = reader.string();
+          continue;
+        }
+      }
+      if ((tag & 7) === 4 || tag === 0) {
+        break;
+      }
+      const buf = reader.skip(tag & 7);
+
+      const list = message._unknownFields![tag];
+
+      if (list === undefined) {
+        message._unknownFields![tag] = [buf];
+      } else {
+        list.push(buf);
+      }
+    }
+    return message;
+  },
+};
+
+function createBaseSetAlertWebhookResponse(): SetAlertWebhookResponse {
+  return { secret: "", _unknownFields: {} };
+}
+
+export const SetAlertWebhookResponse: MessageFns<SetAlertWebhookResponse> = {
+  encode(message: SetAlertWebhookResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.secret !== "") {
+      writer.uint32(10).string(message.secret);
+    }
+    if (message._unknownFields !== undefined) {
+      for (const [key, values] of Object.entries(message._unknownFields)) {
+        const tag = parseInt(key, 10);
+        for (const value of values) {
+          writer.uint32(tag).raw(value);
+        }
+      }
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): SetAlertWebhookResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const end = length === undefined ? reader.len : reader.pos + length;
+    const message = createBaseSetAlertWebhookResponse();
+    while (reader.pos < end) {
+      const tag = reader.uint32();
+      switch (tag >>> 3) {
+        case 1: {
+          if (tag !== 10) {
+            break;
+          }
+
+          message.secret = reader.string();
+          continue;
+        }
+      }
+      if ((tag & 7) === 4 || tag === 0) {
+        break;
+      }
+      const buf = reader.skip(tag & 7);
+
+      const list = message._unknownFields![tag];
+
+      if (list === undefined) {
+        message._unknownFields![tag] = [buf];
+      } else {
+        list.push(buf);
+      }
+    }
+    return message;
+  },
+};
+
+function createBaseErrorReportFilter(): ErrorReportFilter {
+  return {
+    productId: "",
+    deviceGroupId: "",
+    deviceId: "",
+    kind: "",
+    component: "",
+    version: "",
+    sinceMs: 0,
+    untilMs: 0,
+    _unknownFields: {},
+  };
+}
+
+export const ErrorReportFilter: MessageFns<ErrorReportFilter> = {
+  encode(message: ErrorReportFilter, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.productId !== "") {
+      writer.uint32(10).string(message.productId);
+    }
+    if (message.deviceGroupId !== "") {
+      writer.uint32(18).string(message.deviceGroupId);
+    }
+    if (message.deviceId !== "") {
+      writer.uint32(26).string(message.deviceId);
+    }
+    if (message.kind !== "") {
+      writer.uint32(34).string(message.kind);
+    }
+    if (message.component !== "") {
+      writer.uint32(42).string(message.component);
+    }
+    if (message.version !== "") {
+      writer.uint32(50).string(message.version);
+    }
+    if (message.sinceMs !== 0) {
+      writer.uint32(56).int64(message.sinceMs);
+    }
+    if (message.untilMs !== 0) {
+      writer.uint32(64).int64(message.untilMs);
+    }
+    if (message._unknownFields !== undefined) {
+      for (const [key, values] of Object.entries(message._unknownFields)) {
+        const tag = parseInt(key, 10);
+        for (const value of values) {
+          writer.uint32(tag).raw(value);
+        }
+      }
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ErrorReportFilter {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const end = length === undefined ? reader.len : reader.pos + length;
+    const message = createBaseErrorReportFilter();
+    while (reader.pos < end) {
+      const tag = reader.uint32();
+      switch (tag >>> 3) {
+        case 1: {
+          if (tag !== 10) {
+            break;
+          }
+
+          message.productId = reader.string();
+          continue;
+        }
+        case 2: {
+          if (tag !== 18) {
+            break;
+          }
+
+          message.deviceGroupId = reader.string();
+          continue;
+        }
+        case 3: {
+          if (tag !== 26) {
+            break;
+          }
+
+          message.deviceId = reader.string();
+          continue;
+        }
+        case 4: {
+          if (tag !== 34) {
+            break;
+          }
+
+          message.kind = reader.string();
+          continue;
+        }
+        case 5: {
+          if (tag !== 42) {
+            break;
+          }
+
+          message.component = reader.string();
+          continue;
+        }
+        case 6: {
+          if (tag !== 50) {
+            break;
+          }
+
+          message.version = reader.string();
+          continue;
+        }
+        case 7: {
+          if (tag !== 56) {
+            break;
+          }
+
+          message.sinceMs = longToNumber(reader.int64());
+          continue;
+        }
+        case 8: {
+          if (tag !== 64) {
+            break;
+          }
+
+          message.untilMs = longToNumber(reader.int64());
+          continue;
+        }
+      }
+      if ((tag & 7) === 4 || tag === 0) {
+        break;
+      }
+      const buf = reader.skip(tag & 7);
+
+      const list = message._unknownFields![tag];
+
+      if (list === undefined) {
+        message._unknownFields![tag] = [buf];
+      } else {
+        list.push(buf);
+      }
+    }
+    return message;
+  },
+};
+
+function createBaseQueryErrorReportsRequest(): QueryErrorReportsRequest {
+  return { filter: undefined, groupBy: [], limit: 0, _unknownFields: {} };
+}
+
+export const QueryErrorReportsRequest: MessageFns<QueryErrorReportsRequest> = {
+  encode(message: QueryErrorReportsRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.filter !== undefined) {
+      ErrorReportFilter.encode(message.filter, writer.uint32(10).fork()).join();
+    }
+    for (const v of message.groupBy) {
+      writer.uint32(18).string(v!);
+    }
+    if (message.limit !== 0) {
+      writer.uint32(24).uint32(message.limit);
+    }
+    if (message._unknownFields !== undefined) {
+      for (const [key, values] of Object.entries(message._unknownFields)) {
+        const tag = parseInt(key, 10);
+        for (const value of values) {
+          writer.uint32(tag).raw(value);
+        }
+      }
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): QueryErrorReportsRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const end = length === undefined ? reader.len : reader.pos + length;
+    const message = createBaseQueryErrorReportsRequest();
+    while (reader.pos < end) {
+      const tag = reader.uint32();
+      switch (tag >>> 3) {
+        case 1: {
+          if (tag !== 10) {
+            break;
+          }
+
+          message.filter = ErrorReportFilter.decode(reader, reader.uint32());
+          continue;
+        }
+        case 2: {
+          if (tag !== 18) {
+            break;
+          }
+
+          message.groupBy.push(reader.string());
+          continue;
+        }
+        case 3: {
+          if (tag !== 24) {
+            break;
+          }
+
+          message.limit = reader.uint32();
+          continue;
+        }
+      }
+      if ((tag & 7) === 4 || tag === 0) {
+        break;
+      }
+      const buf = reader.skip(tag & 7);
+
+      const list = message._unknownFields![tag];
+
+      if (list === undefined) {
+        message._unknownFields![tag] = [buf];
+      } else {
+        list.push(buf);
+      }
+    }
+    return message;
+  },
+};
+
+function createBaseErrorReportRow(): ErrorReportRow {
+  return { key: {}, events: 0, devices: 0, reports: 0, _unknownFields: {} };
+}
+
+export const ErrorReportRow: MessageFns<ErrorReportRow> = {
+  encode(message: ErrorReportRow, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    Object.entries(message.key).forEach(([key, value]) => {
+      ErrorReportRow_KeyEntry.encode({ key: key as any, value }, writer.uint32(10).fork()).join();
+    });
+    if (message.events !== 0) {
+      writer.uint32(16).uint64(message.events);
+    }
+    if (message.devices !== 0) {
+      writer.uint32(24).uint64(message.devices);
+    }
+    if (message.reports !== 0) {
+      writer.uint32(32).uint64(message.reports);
+    }
+    if (message._unknownFields !== undefined) {
+      for (const [key, values] of Object.entries(message._unknownFields)) {
+        const tag = parseInt(key, 10);
+        for (const value of values) {
+          writer.uint32(tag).raw(value);
+        }
+      }
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ErrorReportRow {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const end = length === undefined ? reader.len : reader.pos + length;
+    const message = createBaseErrorReportRow();
+    while (reader.pos < end) {
+      const tag = reader.uint32();
+      switch (tag >>> 3) {
+        case 1: {
+          if (tag !== 10) {
+            break;
+          }
+
+          const entry1 = ErrorReportRow_KeyEntry.decode(reader, reader.uint32());
+          if (entry1.value !== undefined) {
+            message.key[entry1.key] = entry1.value;
+          }
+          continue;
+        }
+        case 2: {
+          if (tag !== 16) {
+            break;
+          }
+
+          message.events = longToNumber(reader.uint64());
+          continue;
+        }
+        case 3: {
+          if (tag !== 24) {
+            break;
+          }
+
+          message.devices = longToNumber(reader.uint64());
+          continue;
+        }
+        case 4: {
+          if (tag !== 32) {
+            break;
+          }
+
+          message.reports = longToNumber(reader.uint64());
+          continue;
+        }
+      }
+      if ((tag & 7) === 4 || tag === 0) {
+        break;
+      }
+      const buf = reader.skip(tag & 7);
+
+      const list = message._unknownFields![tag];
+
+      if (list === undefined) {
+        message._unknownFields![tag] = [buf];
+      } else {
+        list.push(buf);
+      }
+    }
+    return message;
+  },
+};
+
+function createBaseErrorReportRow_KeyEntry(): ErrorReportRow_KeyEntry {
+  return { key: "", value: "", _unknownFields: {} };
+}
+
+export const ErrorReportRow_KeyEntry: MessageFns<ErrorReportRow_KeyEntry> = {
+  encode(message: ErrorReportRow_KeyEntry, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.key !== "") {
+      writer.uint32(10).string(message.key);
+    }
+    if (message.value !== "") {
+      writer.uint32(18).string(message.value);
+    }
+    if (message._unknownFields !== undefined) {
+      for (const [key, values] of Object.entries(message._unknownFields)) {
+        const tag = parseInt(key, 10);
+        for (const value of values) {
+          writer.uint32(tag).raw(value);
+        }
+      }
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ErrorReportRow_KeyEntry {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const end = length === undefined ? reader.len : reader.pos + length;
+    const message = createBaseErrorReportRow_KeyEntry();
+    while (reader.pos < end) {
+      const tag = reader.uint32();
+      switch (tag >>> 3) {
+        case 1: {
+          if (tag !== 10) {
+            break;
+          }
+
+          message.key = reader.string();
+          continue;
+        }
+        case 2: {
+          if (tag !== 18) {
+            break;
+          }
+
+          message.value = reader.string();
+          continue;
+        }
+      }
+      if ((tag & 7) === 4 || tag === 0) {
+        break;
+      }
+      const buf = reader.skip(tag & 7);
+
+      const list = message._unknownFields![tag];
+
+      if (list === undefined) {
+        message._unknownFields![tag] = [buf];
+      } else {
+        list.push(buf);
+      }
+    }
+    return message;
+  },
+};
+
+function createBaseQueryErrorReportsResponse(): QueryErrorReportsResponse {
+  return {
+    rows: [],
+    truncated: false,
+    totalReports: 0,
+    totalEvents: 0,
+    droppedEvents: 0,
+    reportingDevices: 0,
+    _unknownFields: {},
+  };
+}
+
+export const QueryErrorReportsResponse: MessageFns<QueryErrorReportsResponse> = {
+  encode(message: QueryErrorReportsResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    for (const v of message.rows) {
+      ErrorReportRow.encode(v!, writer.uint32(10).fork()).join();
+    }
+    if (message.truncated !== false) {
+      writer.uint32(16).bool(message.truncated);
+    }
+    if (message.totalReports !== 0) {
+      writer.uint32(24).uint64(message.totalReports);
+    }
+    if (message.totalEvents !== 0) {
+      writer.uint32(32).uint64(message.totalEvents);
+    }
+    if (message.droppedEvents !== 0) {
+      writer.uint32(40).uint64(message.droppedEvents);
+    }
+    if (message.reportingDevices !== 0) {
+      writer.uint32(48).uint64(message.reportingDevices);
+    }
+    if (message._unknownFields !== undefined) {
+      for (const [key, values] of Object.entries(message._unknownFields)) {
+        const tag = parseInt(key, 10);
+        for (const value of values) {
+          writer.uint32(tag).raw(value);
+        }
+      }
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): QueryErrorReportsResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const end = length === undefined ? reader.len : reader.pos + length;
+    const message = createBaseQueryErrorReportsResponse();
+    while (reader.pos < end) {
+      const tag = reader.uint32();
+      switch (tag >>> 3) {
+        case 1: {
+          if (tag !== 10) {
+            break;
+          }
+
+          message.rows.push(ErrorReportRow.decode(reader, reader.uint32()));
+          continue;
+        }
+        case 2: {
+          if (tag !== 16) {
+            break;
+          }
+
+          message.truncated = reader.bool();
+          continue;
+        }
+        case 3: {
+          if (tag !== 24) {
+            break;
+          }
+
+          message.totalReports = longToNumber(reader.uint64());
+          continue;
+        }
+        case 4: {
+          if (tag !== 32) {
+            break;
+          }
+
+          message.totalEvents = longToNumber(reader.uint64());
+          continue;
+        }
+        case 5: {
+          if (tag !== 40) {
+            break;
+          }
+
+          message.droppedEvents = longToNumber(reader.uint64());
+          continue;
+        }
+        case 6: {
+          if (tag !== 48) {
+            break;
+          }
+
+          message.reportingDevices = longToNumber(reader.uint64());
+          continue;
+        }
+      }
+      if ((tag & 7) === 4 || tag === 0) {
+        break;
+      }
+      const buf = reader.skip(tag & 7);
+
+      const list = message._unknownFields![tag];
+
+      if (list === undefined) {
+        message._unknownFields![tag] = [buf];
+      } else {
+        list.push(buf);
+      }
+    }
+    return message;
+  },
+};
+
+function createBaseExportErrorReportsRequest(): ExportErrorReportsRequest {
+  return { filter: undefined, _unknownFields: {} };
+}
+
+export const ExportErrorReportsRequest: MessageFns<ExportErrorReportsRequest> = {
+  encode(message: ExportErrorReportsRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.filter !== undefined) {
+      ErrorReportFilter.encode(message.filter, writer.uint32(10).fork()).join();
+    }
+    if (message._unknownFields !== undefined) {
+      for (const [key, values] of Object.entries(message._unknownFields)) {
+        const tag = parseInt(key, 10);
+        for (const value of values) {
+          writer.uint32(tag).raw(value);
+        }
+      }
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ExportErrorReportsRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const end = length === undefined ? reader.len : reader.pos + length;
+    const message = createBaseExportErrorReportsRequest();
+    while (reader.pos < end) {
+      const tag = reader.uint32();
+      switch (tag >>> 3) {
+        case 1: {
+          if (tag !== 10) {
+            break;
+          }
+
+          message.filter = ErrorReportFilter.decode(reader, reader.uint32());
+          continue;
+        }
+      }
+      if ((tag & 7) === 4 || tag === 0) {
+        break;
+      }
+      const buf = reader.skip(tag & 7);
+
+      const list = message._unknownFields![tag];
+
+      if (list === undefined) {
+        message._unknownFields![tag] = [buf];
+      } else {
+        list.push(buf);
+      }
+    }
+    return message;
+  },
+};
+
+function createBaseExportErrorReportsResponse(): ExportErrorReportsResponse {
+  return { csv: new Uint8Array(0), _unknownFields: {} };
+}
+
+export const ExportErrorReportsResponse: MessageFns<ExportErrorReportsResponse> = {
+  encode(message: ExportErrorReportsResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.csv.length !== 0) {
+      writer.uint32(10).bytes(message.csv);
+    }
+    if (message._unknownFields !== undefined) {
+      for (const [key, values] of Object.entries(message._unknownFields)) {
+        const tag = parseInt(key, 10);
+        for (const value of values) {
+          writer.uint32(tag).raw(value);
+        }
+      }
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ExportErrorReportsResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const end = length === undefined ? reader.len : reader.pos + length;
+    const message = createBaseExportErrorReportsResponse();
+    while (reader.pos < end) {
+      const tag = reader.uint32();
+      switch (tag >>> 3) {
+        case 1: {
+          if (tag !== 10) {
+            break;
+          }
+
+          message.csv = reader.bytes();
+          continue;
+        }
+      }
+      if ((tag & 7) === 4 || tag === 0) {
+        break;
+      }
+      const buf = reader.skip(tag & 7);
+
+      const list = message._unknownFields![tag];
+
+      if (list === undefined) {
+        message._unknownFields![tag] = [buf];
+      } else {
+        list.push(buf);
+      }
+    }
+    return message;
+  },
+};
+
 export type OperatorServiceService = typeof OperatorServiceService;
 export const OperatorServiceService = {
   /** Creates a tenant with its own CA (chained to the service root). Admin only. */
@@ -4589,6 +5573,58 @@ export const OperatorServiceService = {
       Buffer.from(WatchRolloutResponse.encode(value).finish()),
     responseDeserialize: (value: Buffer): WatchRolloutResponse => WatchRolloutResponse.decode(value),
   },
+  /**
+   * The tenant's alerts as they are stored: those after `after_seq`, oldest first, then each new
+   * one. Every shard stores every alert, so a watch may be opened on any shard and resumed on
+   * another from the last seq received.
+   */
+  watchAlerts: {
+    path: "/sphere.operator.v1.OperatorService/WatchAlerts",
+    requestStream: false,
+    responseStream: true,
+    requestSerialize: (value: WatchAlertsRequest): Buffer => Buffer.from(WatchAlertsRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): WatchAlertsRequest => WatchAlertsRequest.decode(value),
+    responseSerialize: (value: WatchAlertsResponse): Buffer => Buffer.from(WatchAlertsResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): WatchAlertsResponse => WatchAlertsResponse.decode(value),
+  },
+  /**
+   * Where the tenant's alerts are also POSTed as JSON, signed with the secret this returns (shown
+   * once). An empty url stops deliveries.
+   */
+  setAlertWebhook: {
+    path: "/sphere.operator.v1.OperatorService/SetAlertWebhook",
+    requestStream: false,
+    responseStream: false,
+    requestSerialize: (value: SetAlertWebhookRequest): Buffer =>
+      Buffer.from(SetAlertWebhookRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): SetAlertWebhookRequest => SetAlertWebhookRequest.decode(value),
+    responseSerialize: (value: SetAlertWebhookResponse): Buffer =>
+      Buffer.from(SetAlertWebhookResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): SetAlertWebhookResponse => SetAlertWebhookResponse.decode(value),
+  },
+  /** Error reports: events counted by chosen dimensions, and every event as CSV. */
+  queryErrorReports: {
+    path: "/sphere.operator.v1.OperatorService/QueryErrorReports",
+    requestStream: false,
+    responseStream: false,
+    requestSerialize: (value: QueryErrorReportsRequest): Buffer =>
+      Buffer.from(QueryErrorReportsRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): QueryErrorReportsRequest => QueryErrorReportsRequest.decode(value),
+    responseSerialize: (value: QueryErrorReportsResponse): Buffer =>
+      Buffer.from(QueryErrorReportsResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): QueryErrorReportsResponse => QueryErrorReportsResponse.decode(value),
+  },
+  exportErrorReports: {
+    path: "/sphere.operator.v1.OperatorService/ExportErrorReports",
+    requestStream: false,
+    responseStream: true,
+    requestSerialize: (value: ExportErrorReportsRequest): Buffer =>
+      Buffer.from(ExportErrorReportsRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): ExportErrorReportsRequest => ExportErrorReportsRequest.decode(value),
+    responseSerialize: (value: ExportErrorReportsResponse): Buffer =>
+      Buffer.from(ExportErrorReportsResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): ExportErrorReportsResponse => ExportErrorReportsResponse.decode(value),
+  },
 } as const;
 
 export interface OperatorServiceServer extends UntypedServiceImplementation {
@@ -4624,6 +5660,20 @@ export interface OperatorServiceServer extends UntypedServiceImplementation {
    * state (completed, halted or cancelled).
    */
   watchRollout: handleServerStreamingCall<WatchRolloutRequest, WatchRolloutResponse>;
+  /**
+   * The tenant's alerts as they are stored: those after `after_seq`, oldest first, then each new
+   * one. Every shard stores every alert, so a watch may be opened on any shard and resumed on
+   * another from the last seq received.
+   */
+  watchAlerts: handleServerStreamingCall<WatchAlertsRequest, WatchAlertsResponse>;
+  /**
+   * Where the tenant's alerts are also POSTed as JSON, signed with the secret this returns (shown
+   * once). An empty url stops deliveries.
+   */
+  setAlertWebhook: handleUnaryCall<SetAlertWebhookRequest, SetAlertWebhookResponse>;
+  /** Error reports: events counted by chosen dimensions, and every event as CSV. */
+  queryErrorReports: handleUnaryCall<QueryErrorReportsRequest, QueryErrorReportsResponse>;
+  exportErrorReports: handleServerStreamingCall<ExportErrorReportsRequest, ExportErrorReportsResponse>;
 }
 
 export interface OperatorServiceClient extends Client {
@@ -4905,6 +5955,61 @@ export interface OperatorServiceClient extends Client {
     metadata?: Metadata,
     options?: Partial<CallOptions>,
   ): ClientReadableStream<WatchRolloutResponse>;
+  /**
+   * The tenant's alerts as they are stored: those after `after_seq`, oldest first, then each new
+   * one. Every shard stores every alert, so a watch may be opened on any shard and resumed on
+   * another from the last seq received.
+   */
+  watchAlerts(request: WatchAlertsRequest, options?: Partial<CallOptions>): ClientReadableStream<WatchAlertsResponse>;
+  watchAlerts(
+    request: WatchAlertsRequest,
+    metadata?: Metadata,
+    options?: Partial<CallOptions>,
+  ): ClientReadableStream<WatchAlertsResponse>;
+  /**
+   * Where the tenant's alerts are also POSTed as JSON, signed with the secret this returns (shown
+   * once). An empty url stops deliveries.
+   */
+  setAlertWebhook(
+    request: SetAlertWebhookRequest,
+    callback: (error: ServiceError | null, response: SetAlertWebhookResponse) => void,
+  ): ClientUnaryCall;
+  setAlertWebhook(
+    request: SetAlertWebhookRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: SetAlertWebhookResponse) => void,
+  ): ClientUnaryCall;
+  setAlertWebhook(
+    request: SetAlertWebhookRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: SetAlertWebhookResponse) => void,
+  ): ClientUnaryCall;
+  /** Error reports: events counted by chosen dimensions, and every event as CSV. */
+  queryErrorReports(
+    request: QueryErrorReportsRequest,
+    callback: (error: ServiceError | null, response: QueryErrorReportsResponse) => void,
+  ): ClientUnaryCall;
+  queryErrorReports(
+    request: QueryErrorReportsRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: QueryErrorReportsResponse) => void,
+  ): ClientUnaryCall;
+  queryErrorReports(
+    request: QueryErrorReportsRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: QueryErrorReportsResponse) => void,
+  ): ClientUnaryCall;
+  exportErrorReports(
+    request: ExportErrorReportsRequest,
+    options?: Partial<CallOptions>,
+  ): ClientReadableStream<ExportErrorReportsResponse>;
+  exportErrorReports(
+    request: ExportErrorReportsRequest,
+    metadata?: Metadata,
+    options?: Partial<CallOptions>,
+  ): ClientReadableStream<ExportErrorReportsResponse>;
 }
 
 export const OperatorServiceClient = makeGenericClientConstructor(

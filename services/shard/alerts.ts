@@ -1,0 +1,123 @@
+/**
+ * How a shard raises alerts: refusals worth one, and what threat detection concludes from the
+ * security events the shard sees. Both are stored in the journal as `alert` records; every shard
+ * applies them into its {@link AlertLog} (so ListAlerts and WatchAlerts answer the same anywhere),
+ * and the alert's delivering shard counts it and POSTs it to the tenant's webhook.
+ */
+import type { ThreatDetector } from '../detection/index.js';
+import type { DetectedAlert, SecurityEvent } from '../detection/index.js';
+import type { JournalRecord } from '../journal/index.js';
+import type { ServiceMetrics } from '../metrics/index.js';
+import type { RejectCode, TenantId } from '../../proto/codec/index.js';
+import { ALERT_SEVERITY } from '../registry/index.js';
+
+export type AlertRecord = Extract<JournalRecord, { t: 'alert' }>;
+
+/** A refusal that raises an alert. */
+export interface RefusalAlert {
+  readonly tenantId: TenantId | null;
+  readonly type: RejectCode;
+  /** The sender, or the device the request named when the sender is unknown; `''` if neither. */
+  readonly deviceId: string;
+  readonly atMs: number;
+  readonly message: string;
+  readonly evidence: Readonly<Record<string, string>>;
+}
+
+/** What the rest of the shard tells about security. */
+export interface AlertPort {
+  /**
+   * A refusal worth an alert: counted at once; stored unless the same tenant, type and device
+   * had one stored less than `refusalIntervalMs` ago (the next one stored says how many were
+   * folded into it), so a flood costs the journal one record per device and type a second.
+   */
+  refusal(a: RefusalAlert): void;
+  /** Feeds threat detection; alerts it raises are stored under their deterministic ids. */
+  observe(e: SecurityEvent): void;
+}
+
+export interface AlertServiceDeps {
+  /** Appends to the journal under `id` (a repeat of an id is stored once). */
+  readonly append: (record: AlertRecord, id: string) => Promise<unknown>;
+  readonly metrics: ServiceMetrics;
+  /** `null` turns threat detection off. */
+  readonly detector: ThreatDetector | null;
+  /** Unique to this shard process (ids of refusal alerts are `a-<prefix>-<n>`). */
+  readonly idPrefix: string;
+  /** Wall ms, for the refusal interval only (a flood is a matter of wall time, not simulated). */
+  readonly wallNow: () => number;
+  readonly refusalIntervalMs?: number;
+}
+
+/** Keys of refusals remembered for folding; beyond this the table starts afresh. */
+const MAX_FOLD_KEYS = 100_000;
+
+export function createAlertService(deps: AlertServiceDeps): AlertPort & {
+  /** Drops detection state older than its windows (call now and then with simulated time). */
+  prune(nowMs: number): void;
+} {
+  const { metrics } = deps;
+  const interval = deps.refusalIntervalMs ?? 1000;
+  let n = 0;
+  /** Per tenant/type/device: wall time of the last stored alert and refusals folded since. */
+  const folded = new Map<string, { atWall: number; folded: number }>();
+
+  const store = (record: AlertRecord): void => {
+    deps.append(record, record.id).then(
+      () => metrics.alertWrites.inc({ result: 'ok' }),
+      (e: unknown) => {
+        metrics.alertWrites.inc({ result: 'error' });
+        console.error(
+          `shard: alert ${record.id} (${record.type}) not stored:`,
+          e instanceof Error ? e.message : e,
+        );
+      },
+    );
+  };
+
+  const stored = (a: DetectedAlert): void => {
+    store({ t: 'alert', ...a, tenantId: a.tenantId });
+  };
+
+  return {
+    refusal(a) {
+      const severity = ALERT_SEVERITY[a.type];
+      metrics.alerts.inc({ type: a.type, severity });
+      const key = `${a.tenantId ?? ''}\u0000${a.type}\u0000${a.deviceId}`;
+      const now = deps.wallNow();
+      const last = folded.get(key);
+      if (last !== undefined && now - last.atWall < interval) {
+        last.folded++;
+        metrics.alertsFolded.inc({ type: a.type });
+        return;
+      }
+      if (folded.size >= MAX_FOLD_KEYS) folded.clear();
+      folded.set(key, { atWall: now, folded: 0 });
+      const extra: Record<string, string> =
+        last !== undefined && last.folded > 0 ? { folded_since_last: String(last.folded) } : {};
+      store({
+        t: 'alert',
+        id: `a-${deps.idPrefix}-${(++n).toString(36)}`,
+        tenantId: a.tenantId,
+        type: a.type,
+        severity,
+        deviceId: a.deviceId,
+        atMs: a.atMs,
+        message: a.message,
+        evidence: { ...a.evidence, ...extra },
+      });
+    },
+    observe(e) {
+      if (deps.detector === null) return;
+      for (const a of deps.detector.observe(e)) {
+        metrics.detections.inc({ type: a.type });
+        stored(a);
+      }
+    },
+    prune(nowMs) {
+      deps.detector?.prune(nowMs);
+      const now = deps.wallNow();
+      for (const [key, v] of folded) if (now - v.atWall >= interval && v.folded === 0) folded.delete(key);
+    },
+  };
+}
