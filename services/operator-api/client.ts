@@ -24,14 +24,11 @@ import type {
   CreateDeploymentResponse,
   GetDeploymentResponse,
   Rollout,
-  WatchRolloutResponse,
   Alert,
   ErrorReportFilter,
-  ExportErrorReportsResponse,
   QueryErrorReportsResponse,
   SetAlertWebhookResponse,
   WatchAlertsRequest,
-  WatchAlertsResponse,
 } from '../../proto/gen/sphere/operator/v1/operator.js';
 import { ERROR_CODE_METADATA } from './errors.js';
 
