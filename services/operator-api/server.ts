@@ -43,7 +43,7 @@ import type {
   WatchRolloutResponse,
 } from '../../proto/gen/sphere/operator/v1/operator.js';
 import { ERROR_EVENT_KINDS, errorEventsCsvChunks, isErrorEventKind } from '../error-reports/index.js';
-import type { ErrorEventFilter, ErrorEventKind, GroupByDimension } from '../error-reports/index.js';
+import type { ErrorEventFilter, GroupByDimension } from '../error-reports/index.js';
 import type { Alert } from '../registry/index.js';
 import { AlertCursor } from './alert-watch.js';
 import {
