@@ -107,6 +107,7 @@ const ALERTS = [
   'SphereCryptoPoolSaturated',
   'SphereShardDown',
   'SpherePartitionTwoOwners',
+  'SphereAlertWebhookFailing',
 ];
 
 interface Panel {
