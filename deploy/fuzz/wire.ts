@@ -300,7 +300,13 @@ function rawCall(
     }
     const call = client.makeServerStreamRequest(m.path, identity, identity, body, md, { deadline });
     let first: Buffer | null = null;
-    // A stream that serves is left after its first message: the fuzzer only needs to see it works.
+    let established = false;
+    // A stream that serves is left after its first message, or its headers (a watch of alerts
+    // may not have a message for a long time): the fuzzer only needs to see it works.
+    call.on('metadata', () => {
+      established = true;
+      call.cancel();
+    });
     call.on('data', (b: Buffer) => {
       first ??= b;
       call.cancel();
@@ -308,7 +314,7 @@ function rawCall(
     call.on('error', () => undefined);
     call.on('status', (s: grpc.StatusObject) =>
       resolve({
-        code: first !== null && s.code === grpc.status.CANCELLED ? grpc.status.OK : s.code,
+        code: (first !== null || established) && s.code === grpc.status.CANCELLED ? grpc.status.OK : s.code,
         details: s.details,
         errorCode: errorCodeOf(s.metadata),
         response: first,

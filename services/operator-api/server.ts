@@ -553,6 +553,9 @@ function streamHandler<Req, Res>(
       else {
         stop = unsubscribe;
         shutdown?.addEventListener('abort', onShutdown, { once: true });
+        // Headers now: the caller knows the stream is established before a first message (a
+        // watch of alerts may wait long for one).
+        call.sendMetadata(new Metadata());
       }
     } catch (e) {
       const err = operatorErrorOf(e, method);

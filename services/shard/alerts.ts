@@ -59,8 +59,8 @@ export function createAlertService(deps: AlertServiceDeps): AlertPort & {
   const { metrics } = deps;
   const interval = deps.refusalIntervalMs ?? 1000;
   let n = 0;
-  /** Per tenant/type/device: wall time of the last stored alert and refusals folded since. */
-  const folded = new Map<string, { atWall: number; folded: number }>();
+  /** Per tenant/type/device: wall time of the last stored alert, refusals folded since, the last of them. */
+  const folded = new Map<string, { atWall: number; folded: number; last: RefusalAlert }>();
 
   const store = (record: AlertRecord): void => {
     deps.append(record, record.id).then(
@@ -79,33 +79,35 @@ export function createAlertService(deps: AlertServiceDeps): AlertPort & {
     store({ t: 'alert', ...a, tenantId: a.tenantId });
   };
 
+  const storeRefusal = (a: RefusalAlert, foldedBefore: number): void => {
+    store({
+      t: 'alert',
+      id: `a-${deps.idPrefix}-${(++n).toString(36)}`,
+      tenantId: a.tenantId,
+      type: a.type,
+      severity: ALERT_SEVERITY[a.type],
+      deviceId: a.deviceId,
+      atMs: a.atMs,
+      message: a.message,
+      evidence: foldedBefore > 0 ? { ...a.evidence, folded_since_last: String(foldedBefore) } : a.evidence,
+    });
+  };
+
   return {
     refusal(a) {
-      const severity = ALERT_SEVERITY[a.type];
-      metrics.alerts.inc({ type: a.type, severity });
+      metrics.alerts.inc({ type: a.type, severity: ALERT_SEVERITY[a.type] });
       const key = `${a.tenantId ?? ''}\u0000${a.type}\u0000${a.deviceId}`;
       const now = deps.wallNow();
-      const last = folded.get(key);
-      if (last !== undefined && now - last.atWall < interval) {
-        last.folded++;
+      const prev = folded.get(key);
+      if (prev !== undefined && now - prev.atWall < interval) {
+        prev.folded++;
+        prev.last = a;
         metrics.alertsFolded.inc({ type: a.type });
         return;
       }
       if (folded.size >= MAX_FOLD_KEYS) folded.clear();
-      folded.set(key, { atWall: now, folded: 0 });
-      const extra: Record<string, string> =
-        last !== undefined && last.folded > 0 ? { folded_since_last: String(last.folded) } : {};
-      store({
-        t: 'alert',
-        id: `a-${deps.idPrefix}-${(++n).toString(36)}`,
-        tenantId: a.tenantId,
-        type: a.type,
-        severity,
-        deviceId: a.deviceId,
-        atMs: a.atMs,
-        message: a.message,
-        evidence: { ...a.evidence, ...extra },
-      });
+      folded.set(key, { atWall: now, folded: 0, last: a });
+      storeRefusal(a, prev?.folded ?? 0);
     },
     observe(e) {
       if (deps.detector === null) return;
@@ -117,7 +119,13 @@ export function createAlertService(deps: AlertServiceDeps): AlertPort & {
     prune(nowMs) {
       deps.detector?.prune(nowMs);
       const now = deps.wallNow();
-      for (const [key, v] of folded) if (now - v.atWall >= interval && v.folded === 0) folded.delete(key);
+      for (const [key, v] of folded) {
+        if (now - v.atWall < interval) continue;
+        // Refusals folded after the last stored alert and not followed by another: stored now,
+        // as the last of them with the count, so a burst's tail is never lost.
+        if (v.folded > 0) storeRefusal(v.last, v.folded);
+        folded.delete(key);
+      }
     },
   };
 }

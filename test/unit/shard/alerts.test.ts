@@ -55,6 +55,21 @@ describe('shard alert service', () => {
     expect(stored[0]?.severity).toBe('critical');
   });
 
+  it('alerts - the folded tail of a burst is stored by prune once the second is over', () => {
+    const { s, stored, tick } = service();
+    for (let i = 0; i < 5; i++) s.refusal(refusal('d1'));
+    expect(stored).toHaveLength(1);
+    s.prune(0);
+    expect(stored).toHaveLength(1); // the second is not over
+    tick(1000);
+    s.prune(0);
+    expect(stored).toHaveLength(2);
+    expect(stored[1]?.evidence).toMatchObject({ folded_since_last: '4' });
+    tick(1000);
+    s.prune(0);
+    expect(stored).toHaveLength(2); // nothing more to store
+  });
+
   it('alerts - detection findings are stored under their deterministic ids', () => {
     const { s, stored } = service({ detector: new ThreatDetector({ floodMaxRequests: 2 }) });
     for (let i = 0; i < 4; i++)
