@@ -3,17 +3,21 @@ import { TransportError } from '../runtime/index.js';
 import {
   decodeAttestReply,
   decodeChallengeReply,
+  decodeErrorReportReply,
   deviceSubject,
   encodeAttestRequest,
   encodeChallengeRequest,
+  encodeErrorReportUpload,
   encodeHeartbeat,
   partitionOf,
 } from '../../proto/codec/index.js';
+import { ErrorRecorder } from '../../services/error-reports/index.js';
 import type { DecodeResult, Reply, SessionMsg } from '../../proto/codec/index.js';
 import type { CoreMessage } from '../security-core/index.js';
 import type { SessionOpener } from '../security-core/session.js';
 import type { SessionSlot } from './session.js';
-import type { DeviceMessage, StepOutcome } from './messages.js';
+import type { DeviceMessage, ErrorUploadOutcome, StepOutcome } from './messages.js';
+import { DEFAULT_DEVICE_ERROR_BEHAVIOUR } from './error-reporter.js';
 import { initialDeviceState, transition } from './logic.js';
 import type { DeviceBehaviour, DeviceEffect, DeviceEvent, DeviceProfile, DeviceState } from './logic.js';
 
@@ -65,6 +69,36 @@ export function deviceDefinition(opts: DeviceShellOptions): ActorDefinition<Devi
   let transport: Transport | null = null;
   /** The nonce each attestation attempt signed (by epoch): it salts the session key's wrapping. */
   let signedNonce: { epoch: number; nonce: Uint8Array } | null = null;
+  /**
+   * The device's error log (created with its first event). It outlives power cycles, as flash
+   * would; report IDs carry the time it was created, so they stay unique across runs.
+   */
+  let errorLog: ErrorRecorder | null = null;
+  const uploadEveryMs = (behaviour.errors ?? DEFAULT_DEVICE_ERROR_BEHAVIOUR).uploadEveryMs;
+
+  /** Sends the error log's next report (the same one until it is released); answers `attempt`. */
+  function uploadErrors(attempt: number, deviceTimeMs: number, ctx: ActorContext<DeviceMessage>): void {
+    const answer = (outcome: ErrorUploadOutcome): void => {
+      ctx.self.tell({ type: 'device.errors-result', attempt, outcome });
+    };
+    // No report is cut before it can be sent: it takes every event up to the actual upload.
+    const session = opts.session.current;
+    const t = transport;
+    if (session === null || t === null) return answer({ kind: 'no-session' });
+    const report = errorLog?.next(deviceTimeMs) ?? null;
+    if (report === null) return answer({ kind: 'nothing' });
+    const sent = { kind: 'sent', reportId: report.reportId, events: report.events.length } as const;
+    let data: Uint8Array;
+    try {
+      data = session.seal('error-report', encodeErrorReportUpload({ ...report, deviceTimeMs }));
+    } catch (e) {
+      return answer({ ...sent, reply: transportFailure(e) });
+    }
+    t.request(deviceSubject('error-report', partition), data, timeout).then(
+      (bytes) => answer({ ...sent, reply: toOutcome(decodeErrorReportReply(bytes)) }),
+      (e: unknown) => answer({ ...sent, reply: transportFailure(e) }),
+    );
+  }
 
   function run(effect: DeviceEffect, ctx: ActorContext<DeviceMessage>): void {
     switch (effect.kind) {
@@ -195,6 +229,22 @@ export function deviceDefinition(opts: DeviceShellOptions): ActorDefinition<Devi
             message: String(e),
           });
         }
+        return;
+      case 'record-error':
+        errorLog ??= new ErrorRecorder({
+          deviceId: profile.deviceId,
+          idPrefix: `er-${Math.max(0, Math.floor(ctx.clock.now())).toString(36)}-`,
+          // Half the upload period: every periodic upload seals what came before it, even when
+          // the previous one started late (it waited for a session).
+          periodMs: Math.max(1, Math.floor(uploadEveryMs / 2)),
+        });
+        errorLog.record(effect.event);
+        return;
+      case 'upload-errors':
+        uploadErrors(effect.attempt, effect.deviceTimeMs, ctx);
+        return;
+      case 'release-error-report':
+        errorLog?.acknowledged(effect.reportId);
         return;
       case 'schedule':
         ctx.schedule(effect.delayMs, effect.msg);

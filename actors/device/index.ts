@@ -1,6 +1,7 @@
 /**
  * The device actor (an MT3620-class MCU): boots through its security core, connects, attests,
- * holds certificates, re-attests and heartbeats; fault profiles make it hostile or broken.
+ * holds certificates, re-attests and heartbeats, records its errors (crashes, failed updates and
+ * attestations) and uploads them daily; fault profiles make it hostile or broken.
  */
 export { deviceDefinition } from './actor.js';
 export { DeviceSession, SessionSlot } from './session.js';
@@ -17,4 +18,20 @@ export type {
   DeviceProfile,
   DeviceState,
 } from './logic.js';
-export type { DeviceMessage, StepFailure, StepOutcome } from './messages.js';
+export type { DeviceMessage, ErrorUploadOutcome, StepFailure, StepOutcome } from './messages.js';
+export {
+  DEFAULT_DEVICE_ERROR_BEHAVIOUR,
+  RETRYABLE_ERROR_REPORT_CODES,
+  crashEvent,
+  crashSources,
+  exponentialDelay,
+  firstUploadDelay,
+} from './error-reporter.js';
+export type {
+  CrashSource,
+  CrashyImage,
+  DeviceErrorBehaviour,
+  ErrorReportResult,
+  ErrorReporterState,
+  ErrorUploadPhase,
+} from './error-reporter.js';

@@ -1,6 +1,22 @@
 import type { AttestRequestMsg, DeviceId, RejectCode } from '../../proto/codec/index.js';
+import type { ErrorEvent, ErrorEventKind } from '../../services/error-reports/index.js';
 import type { ImageMeasurement } from '../security-core/index.js';
+import { backoffDelay } from './backoff.js';
+import {
+  DEFAULT_DEVICE_ERROR_BEHAVIOUR,
+  INITIAL_ERROR_REPORTER_STATE,
+  armCrash,
+  armErrors,
+  attestationFailed,
+  crashDue,
+  errorsAttested,
+  errorsPoweredOff,
+  errorsTransition,
+} from './error-reporter.js';
+import type { DeviceErrorBehaviour, ErrorReportResult, ErrorReporterState } from './error-reporter.js';
 import type { DeviceMessage, StepFailure } from './messages.js';
+
+export { backoffDelay };
 
 /** Fault profiles a scenario can assign to a device (see loadgen's FAULT_PROFILES). */
 export const DEVICE_FAULTS = [
@@ -27,6 +43,8 @@ export interface DeviceBehaviour {
   readonly replayAfterMs: number;
   /** Re-attest this long before the certificates expire when that comes before `attestEveryMs`. */
   readonly renewBeforeMs: number;
+  /** Crashes and error report uploads; default `DEFAULT_DEVICE_ERROR_BEHAVIOUR` (no crashes, daily uploads). */
+  readonly errors?: DeviceErrorBehaviour;
 }
 
 /** What a device boots: its OS build and the images it measures, in boot order. */
@@ -35,6 +53,8 @@ export interface DeviceFirmware {
   readonly securityVersion: number;
   /** Boot images in order, as this device loads them (tampered where its fault says so). */
   readonly images: readonly ImageMeasurement[];
+  /** The applications it runs (what its crashes and error reports name); none when absent. */
+  readonly apps?: readonly { readonly name: string; readonly version: string }[];
 }
 
 /**
@@ -74,6 +94,8 @@ export interface DeviceState {
   readonly captured: AttestRequestMsg | null;
   readonly replaying: boolean;
   readonly lastRejection: RejectCode | null;
+  /** Crash timers and the error report upload loop (see error-reporter.ts). */
+  readonly errors: ErrorReporterState;
 }
 
 /** What an observer (the run's recorder) learns from a device. */
@@ -100,7 +122,16 @@ export type DeviceEvent =
       readonly code: string;
       readonly message: string;
     }
-  | { readonly kind: 'clock-resynced'; readonly correctionMs: number };
+  | { readonly kind: 'clock-resynced'; readonly correctionMs: number }
+  | { readonly kind: 'error-recorded'; readonly errorKind: ErrorEventKind }
+  /** One error report upload attempt ended; `code` is `OK` or the refusal's or transport's code. */
+  | {
+      readonly kind: 'error-report';
+      readonly result: ErrorReportResult;
+      readonly reportId: string;
+      readonly events: number;
+      readonly code: string;
+    };
 
 /** Side effects the shell carries out; logic never performs I/O. */
 export type DeviceEffect =
@@ -120,6 +151,12 @@ export type DeviceEffect =
     }
   | { readonly kind: 'submit'; readonly epoch: number; readonly request: AttestRequestMsg }
   | { readonly kind: 'heartbeat'; readonly bootId: Uint8Array; readonly deviceTimeMs: number }
+  /** Buffers an error event in the device's recorder. */
+  | { readonly kind: 'record-error'; readonly event: ErrorEvent }
+  /** Uploads the recorder's next report; the answer comes back as `device.errors-result` with `attempt`. */
+  | { readonly kind: 'upload-errors'; readonly attempt: number; readonly deviceTimeMs: number }
+  /** The report left the device: acknowledged, or refused for good. */
+  | { readonly kind: 'release-error-report'; readonly reportId: string }
   | { readonly kind: 'schedule'; readonly delayMs: number; readonly msg: DeviceMessage }
   | { readonly kind: 'observe'; readonly event: DeviceEvent };
 
@@ -139,6 +176,7 @@ export function initialDeviceState(profile: DeviceProfile): DeviceState {
       osVersion: profile.osVersion,
       securityVersion: profile.securityVersion,
       images: profile.images,
+      ...(profile.apps === undefined ? {} : { apps: profile.apps }),
     },
     power: 0,
     epoch: 0,
@@ -153,17 +191,8 @@ export function initialDeviceState(profile: DeviceProfile): DeviceState {
     captured: null,
     replaying: false,
     lastRejection: null,
+    errors: INITIAL_ERROR_REPORTER_STATE,
   };
-}
-
-/** Delay before retry number `failures` (1-based): exponential, capped, with symmetric jitter. */
-export function backoffDelay(
-  failures: number,
-  retry: DeviceBehaviour['retry'],
-  random: () => number,
-): number {
-  const base = Math.min(retry.maxMs, retry.initialMs * retry.multiplier ** Math.max(0, failures - 1));
-  return Math.max(0, Math.round(base * (1 + retry.jitter * (2 * random() - 1))));
 }
 
 type Step = [DeviceState, DeviceEffect[]];
@@ -217,6 +246,7 @@ function fail(
       },
     });
     patch = { ...patch, lastRejection: r.code };
+    effects.push(...attestationFailed(state, env, step === 'connect' ? 'challenge' : step, r.code));
     if (r.retryAfterMs !== undefined) {
       // The service said when to come back (OVERLOADED): never earlier than that.
       delay = Math.max(delay, r.retryAfterMs - (r.serviceTimeMs ?? env.now));
@@ -231,6 +261,17 @@ function fail(
   }
   effects.push({ kind: 'schedule', delayMs: delay, msg: { type: 'device.attest-due', power: state.power } });
   return moveTo(state, 'backoff', effects, patch);
+}
+
+/** Powers the device off: bumping the epoch orphans in-flight replies; pending timers find it off. */
+function powerOff(state: DeviceState): Step {
+  return moveTo(state, 'off', [], {
+    epoch: state.epoch + 1,
+    connected: false,
+    heartbeating: false,
+    bootId: null,
+    errors: errorsPoweredOff(state.errors),
+  });
 }
 
 /**
@@ -251,20 +292,20 @@ export function transition(state: DeviceState, msg: DeviceMessage, env: DeviceEn
           securityVersion: state.firmware.securityVersion,
         },
       ]);
-    case 'device.firmware-installed':
-      // Flashed by the update agent; the device measures and runs it from its next boot on.
-      return [{ ...state, firmware: msg.firmware }, []];
+    case 'device.firmware-installed': {
+      // Flashed by the update agent; the device measures and runs it from its next boot on (its
+      // apps crash as the new ones at once: an app update restarts the app).
+      const flashed = { ...state, firmware: msg.firmware };
+      return state.phase === 'off' ? [flashed, []] : armCrash(flashed, env);
+    }
     case 'device.power-off':
-      // Bumping the epoch orphans in-flight replies; pending timers find the device off and stop.
-      return moveTo(state, 'off', [], {
-        epoch: state.epoch + 1,
-        connected: false,
-        heartbeating: false,
-        bootId: null,
-      });
-    case 'device.core-booted':
+      return powerOff(state);
+    case 'device.core-booted': {
       if (state.phase !== 'booting') return [state, []];
-      return startAttempt({ ...state, bootId: msg.bootId }, env);
+      const [armed, errorEffects] = armErrors({ ...state, bootId: msg.bootId }, env);
+      const [next, effects] = startAttempt(armed, env);
+      return [next, [...effects, ...errorEffects]];
+    }
     case 'device.connected':
       if (state.phase !== 'connecting') return [state, []];
       return startAttempt({ ...state, connected: true }, env);
@@ -368,14 +409,36 @@ export function transition(state: DeviceState, msg: DeviceMessage, env: DeviceEn
           msg: { type: 'device.heartbeat-due', power: state.power },
         });
       }
-      return moveTo(state, 'attested', effects, {
+      const [attested, attestedEffects] = moveTo(state, 'attested', effects, {
         failures: 0,
         certificatesNotAfterMs: certs.notAfterMs,
         heartbeating: true,
         lastRejection: null,
         replaying: false,
       });
+      const [next, uploads] = errorsAttested(attested, env);
+      return [next, [...attestedEffects, ...uploads]];
     }
+    case 'device.crash-due': {
+      const crashed = crashDue(state, msg.timer, env);
+      if (!crashed.osCrashed) return [crashed.state, crashed.effects];
+      // The OS went down: the device reboots (and attests again) after osCrashRebootMs.
+      const [off, effects] = powerOff(crashed.state);
+      const rebootMs = (behaviour.errors ?? DEFAULT_DEVICE_ERROR_BEHAVIOUR).osCrashRebootMs;
+      return [
+        off,
+        [
+          ...crashed.effects,
+          ...effects,
+          { kind: 'schedule', delayMs: rebootMs, msg: { type: 'device.power-on' } },
+        ],
+      ];
+    }
+    case 'device.update-failed':
+    case 'device.errors-due':
+    case 'device.errors-retry':
+    case 'device.errors-result':
+      return errorsTransition(state, msg, env);
     default:
       return msg satisfies never;
   }

@@ -1,4 +1,4 @@
-import type { CertificatesMsg, ChallengeMsg, Rejection } from '../../proto/codec/index.js';
+import type { CertificatesMsg, ChallengeMsg, ErrorReportAckMsg, Rejection } from '../../proto/codec/index.js';
 import type { CoreReply } from '../security-core/index.js';
 import type { DeviceFirmware } from './logic.js';
 
@@ -10,6 +10,20 @@ export type StepFailure =
 /** Outcome of one request: the value, or why it failed. Wall times are for latency only. */
 export type StepOutcome<T> =
   { readonly ok: true; readonly value: T } | { readonly ok: false; readonly failure: StepFailure };
+
+/**
+ * What came of one error report upload (the shell's answer to `upload-errors`): nothing to send,
+ * no session or connection to send it with yet, or the report sent and what came back.
+ */
+export type ErrorUploadOutcome =
+  | { readonly kind: 'nothing' }
+  | { readonly kind: 'no-session' }
+  | {
+      readonly kind: 'sent';
+      readonly reportId: string;
+      readonly events: number;
+      readonly reply: StepOutcome<ErrorReportAckMsg>;
+    };
 
 /** Everything the device actor receives. */
 export type DeviceMessage =
@@ -23,6 +37,21 @@ export type DeviceMessage =
   /** Timers carry the power cycle that set them; a timer from before a power-off is ignored. */
   | { readonly type: 'device.attest-due'; readonly power: number }
   | { readonly type: 'device.heartbeat-due'; readonly power: number }
+  /** The update agent's install of `version` failed or was rolled back (`code` says why). */
+  | {
+      readonly type: 'device.update-failed';
+      readonly component: 'os' | 'app';
+      readonly name: string;
+      readonly version: string;
+      readonly code: string;
+    }
+  /** The next simulated crash is due; only the crash timer last set (`timer`) counts. */
+  | { readonly type: 'device.crash-due'; readonly timer: number }
+  /** The daily error report upload is due. */
+  | { readonly type: 'device.errors-due'; readonly power: number }
+  /** Retry of upload `attempt` after a failure. */
+  | { readonly type: 'device.errors-retry'; readonly attempt: number }
+  | { readonly type: 'device.errors-result'; readonly attempt: number; readonly outcome: ErrorUploadOutcome }
   | {
       readonly type: 'device.challenge-result';
       readonly epoch: number;

@@ -30,6 +30,7 @@ import { backoffDelay } from '../device/index.js';
 import type { DeviceMessage } from '../device/index.js';
 import { DEFAULT_UPDATE_BEHAVIOUR, initialUpdateAgentState, updateTransition } from './logic.js';
 import type { UpdateAgentBehaviour, UpdateAgentEffect, UpdateAgentState } from './logic.js';
+import { UPDATE_CODES } from './messages.js';
 import type { InstalledImage, UpdateAgentMessage, UpdateOffer, UpdateOutcome } from './messages.js';
 
 /** Update faults a scenario can give a device (what goes wrong on its side). */
@@ -90,6 +91,16 @@ export type UpdateAgentEvent =
       readonly acked: boolean;
     };
 
+/** An install that did not take: what the device records as an `update-failed` error event. */
+export interface UpdateFailure {
+  readonly kind: 'os' | 'app';
+  readonly name: string;
+  /** The version that failed to install. */
+  readonly version: string;
+  readonly outcome: 'failed' | 'rolled-back';
+  readonly code: string;
+}
+
 export interface UpdateAgentShellOptions {
   readonly name: string;
   readonly deviceId: DeviceId;
@@ -118,6 +129,11 @@ export interface UpdateAgentShellOptions {
   readonly partitions: number;
   readonly requestTimeoutMs: number;
   readonly observe?: (event: UpdateAgentEvent) => void;
+  /**
+   * Told once per attempt at an offer that failed or fell back on this device (verification,
+   * install, boot or health check); not for rollbacks the service ordered.
+   */
+  readonly installFailed?: (failure: UpdateFailure) => void;
 }
 
 /** Messages besides the logic's: device lifecycle and results of the shell's I/O. */
@@ -207,6 +223,7 @@ export function firmwareFor(images: readonly InstalledImage[]): DeviceFirmware {
       ...osImages(os.version),
       ...images.flatMap((i) => (i.kind === 'app' ? [appImage({ name: i.name, version: i.version })] : [])),
     ],
+    apps: images.flatMap((i) => (i.kind === 'app' ? [{ name: i.name, version: i.version }] : [])),
   };
 }
 
@@ -475,6 +492,19 @@ export function updateAgentDefinition(
         };
         if (s.reports.has(e.reportId)) return;
         s.reports.set(e.reportId, { report, attempts: 0 });
+        const offer = s.offers.get(e.offerId);
+        if (
+          (e.outcome === 'failed' || e.outcome === 'rolled-back') &&
+          e.code !== UPDATE_CODES.ROLLBACK_ORDERED &&
+          offer !== undefined
+        )
+          opts.installFailed?.({
+            kind: offer.kind,
+            name: offer.name,
+            version: offer.version,
+            outcome: e.outcome,
+            code: report.code,
+          });
         sendReport(s, e.reportId, ctx);
         return;
       }

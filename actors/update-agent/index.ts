@@ -14,6 +14,7 @@ export type {
   UpdateAgentShellMessage,
   UpdateAgentShellOptions,
   UpdateAgentShellState,
+  UpdateFailure,
   UpdateFault,
   UpdateShellBehaviour,
 } from './actor.js';

@@ -37,7 +37,6 @@ import { createTufRepository } from '../../services/updates/tuf/index.js';
 import type { TufRepository } from '../../services/updates/tuf/index.js';
 import { applyTextMutations, applyTreeMutations, oddValue, textMutation, treeMutation } from './json.js';
 import type { TextMutation, TreeMutation } from './json.js';
-import { KNOWN_BUGS } from './known-bugs.js';
 import { fail, sameValue } from './property.js';
 import type { PureFuzz } from './property.js';
 import { applyMutations, wireMutation } from './protobuf.js';
@@ -354,17 +353,7 @@ export function scenarioYamlFuzz(): PureFuzz<ScenarioText> {
     check(input) {
       expectThrowsOnly('parseScenarioYaml', () => parseScenarioYaml(input.text, 'fuzz.yaml'), ScenarioError);
     },
-    known: (_input, e) => knownScenarioBug(e),
   };
-}
-
-/** The known bugs a scenario parser's failure may belong to. */
-function knownScenarioBug(e: unknown): string | undefined {
-  const text = String(e);
-  if (text.includes('ReferenceError: Unresolved alias')) return KNOWN_BUGS.yamlAlias;
-  if (text.includes("TypeError: Cannot read properties of null (reading 'prototype')"))
-    return KNOWN_BUGS.constructorKey;
-  return undefined;
 }
 
 export interface ScenarioObject {
@@ -389,7 +378,6 @@ export function scenarioObjectFuzz(): PureFuzz<ScenarioObject> {
       const doc = applyTreeMutations(docs.get(input.example), input.mutations);
       expectThrowsOnly('compileScenario', () => compileScenario(doc), ScenarioError);
     },
-    known: (_input, e) => knownScenarioBug(e),
   };
 }
 
@@ -606,6 +594,5 @@ export function rolloutJsonFuzz(): PureFuzz<DocumentBytes> {
         fail(`deserializeRollout refused with ${r.error.code} "${r.error.message}"`);
       if (input.how === 'valid') fail('refused the valid rollout');
     },
-    known: (_input, e) => (e instanceof TypeError ? KNOWN_BUGS.rolloutNullDevice : undefined),
   };
 }

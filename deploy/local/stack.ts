@@ -65,6 +65,10 @@ function shardFlagsFor(s: Scenario): string[] {
     String(s.service.minSecurityVersion),
     '--max-clock-skew-ms',
     String(s.service.maxClockSkewMs),
+    '--device-rate-burst',
+    String(s.service.deviceRateLimit.burst),
+    '--device-rate-per-hour',
+    String(s.service.deviceRateLimit.perHour),
     '--seed',
     `${s.seed}/shard`,
   ];

@@ -2,6 +2,8 @@
  * Run reporting: the end-of-run summary (data, terminal table, JSON file), the live
  * progress line, and the per-wave display of `sphere rollout watch`.
  */
+export { hostileRowPasses } from './hostile.js';
+export type { HostileProfileRow, HostileSummary } from './hostile.js';
 export { ProgressPrinter, formatProgressLine } from './progress.js';
 export type {
   ProgressPrinterOptions,
@@ -39,6 +41,7 @@ export {
 export type {
   AttestationSummary,
   DeviceCounts,
+  ErrorReportsSummary,
   ErrorSummary,
   FaultSummaryRow,
   LatencySummary,

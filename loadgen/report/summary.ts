@@ -4,6 +4,7 @@
  */
 import { mkdir, rename, writeFile } from 'node:fs/promises';
 import { dirname } from 'node:path';
+import type { HostileSummary } from './hostile.js';
 import { FAULT_PROFILES, formatDuration, formatSize } from '../scenario/index.js';
 import type {
   ConnectionConfig,
@@ -33,6 +34,24 @@ export interface UpdatesSummary {
   readonly reportRetries: number;
   /** OS updates a device's application postponed. */
   readonly osDeferrals: number;
+}
+
+/** The devices' error reports (app crashes and exits, OS crashes, update and attestation failures). */
+export interface ErrorReportsSummary {
+  /** Events the devices recorded, by kind. */
+  readonly eventsByKind: Readonly<Record<string, number>>;
+  /** Upload attempts that got an answer or failed in transport (the sum of the four below). */
+  readonly uploads: number;
+  /** Reports the service stored (acknowledged, not as a duplicate). */
+  readonly acknowledged: number;
+  /** Reports acknowledged as duplicates (a repeat of a stored report whose answer was lost). */
+  readonly duplicates: number;
+  /** Reports refused for good (dropped by the device), by refusal code. */
+  readonly refused: Readonly<Record<string, number>>;
+  /** Attempts repeated later (a retryable refusal or no answer). */
+  readonly retries: number;
+  /** Events in the stored reports. */
+  readonly eventsAcknowledged: number;
 }
 
 /** What ran, for how long, and whether it stopped early. */
@@ -222,9 +241,16 @@ export interface RunSummary {
   readonly rollouts: readonly RolloutSummary[];
   /** The device side of the rollouts; `null` when the scenario rolls out nothing (no update agents). */
   readonly updates: UpdatesSummary | null;
+  /** The devices' error reports; absent in summaries written before devices uploaded them. */
+  readonly errorReports?: ErrorReportsSummary;
+  /** The scenario's hostile traffic (`attacks:`); absent when it has none. */
+  readonly hostile?: HostileSummary;
   readonly thresholds: ThresholdReport;
   readonly errors: readonly ErrorSummary[];
-  /** Thresholds, fault rows and rollout expectations all pass and the run was not aborted. */
+  /**
+   * Thresholds, fault rows, rollout expectations and hostile traffic all pass and the run was not
+   * aborted.
+   */
   readonly pass: boolean;
 }
 
@@ -263,7 +289,8 @@ export function summaryPasses(summary: Omit<RunSummary, 'pass'>): boolean {
     summary.run.aborted === null &&
     summary.thresholds.pass &&
     summary.faults.every((row) => row.pass) &&
-    summary.rollouts.every((rollout) => rollout.expectationMet !== false)
+    summary.rollouts.every((rollout) => rollout.expectationMet !== false) &&
+    (summary.hostile?.pass ?? true)
   );
 }
 
@@ -452,6 +479,59 @@ export function renderSummaryTable(summary: RunSummary, options: RenderOptions =
     );
   }
 
+  if (summary.hostile !== undefined) {
+    const rows = summary.hostile.profiles;
+    out.push('', bold('Hostile traffic'));
+    out.push(
+      ...table(
+        [
+          { header: '  profile', align: 'left' },
+          { header: 'attempts', align: 'right' },
+          { header: 'refused', align: 'right' },
+          { header: 'accepted', align: 'right' },
+          { header: 'no answer', align: 'right' },
+          { header: 'alerted', align: 'right' },
+          { header: 'alerts', align: 'right' },
+          { header: 'no tenant', align: 'right' },
+        ],
+        rows.map((row) => [
+          `${row.pass ? PASS : FAIL} ${row.profile}`,
+          count(row.attempts),
+          count(Object.values(row.refused).reduce((sum, n) => sum + n, 0)),
+          count(row.accepted),
+          count(row.noAnswer),
+          row.alertPairs === 0 ? '-' : `${count(row.alertPairsFound)}/${count(row.alertPairs)}`,
+          row.alertPairs === 0 ? '-' : `${count(row.alertsRead)} for ${count(row.tenantAlerted)}`,
+          row.unattributedRefusals === 0 ? '-' : count(row.unattributedRefusals),
+        ]),
+        width,
+      ).map((line) => colorMarks(line, mark)),
+    );
+    const label = Math.max(...rows.map((row) => row.profile.length)) + 4;
+    for (const row of rows) {
+      const codes = entries(row.refused).map(([code, n]) => `${code}×${count(n)}`);
+      if (row.withinBudget > 0) codes.push(`${count(row.withinBudget)} accepted within the budget`);
+      out.push(
+        wrapList(
+          `  ${row.profile.padEnd(label - 2)}`,
+          codes.length === 0 ? ['nothing refused'] : codes,
+          width,
+        ),
+      );
+      for (const note of row.notes) out.push(truncate(`${' '.repeat(label)}${note}`, width));
+    }
+    out.push(
+      truncate(
+        "  alerted: (sender, code) pairs in the tenant's alerts · alerts: records for the refusals they cover",
+        width,
+      ),
+      truncate(
+        '  no tenant: refused before any sender was proven (alerted to the service admin only)',
+        width,
+      ),
+    );
+  }
+
   if (summary.rollouts.length > 0) {
     out.push('', bold('Rollouts'));
     out.push(
@@ -513,6 +593,39 @@ export function renderSummaryTable(summary: RunSummary, options: RenderOptions =
         wrapList(
           '  final reports: ',
           finals.map(([key, n]) => `${key} ${count(n)}`),
+          width,
+        ),
+      );
+  }
+
+  const er = summary.errorReports;
+  if (er !== undefined && (er.uploads > 0 || entries(er.eventsByKind).length > 0)) {
+    const refused = Object.values(er.refused).reduce((sum, n) => sum + n, 0);
+    out.push(
+      '',
+      wrapList(
+        'Error reports ',
+        [
+          `${count(er.acknowledged)} stored (${count(er.eventsAcknowledged)} events)`,
+          `${count(er.duplicates)} duplicates`,
+          `${count(refused)} refused${
+            refused === 0
+              ? ''
+              : `: ${entries(er.refused)
+                  .map(([code, n]) => `${code} ${count(n)}`)
+                  .join(', ')}`
+          }`,
+          `${count(er.retries)} repeated`,
+        ],
+        width,
+      ),
+    );
+    const kinds = entries(er.eventsByKind);
+    if (kinds.length > 0)
+      out.push(
+        wrapList(
+          '  recorded    ',
+          kinds.map(([kind, n]) => `${kind} ${count(n)}`),
           width,
         ),
       );

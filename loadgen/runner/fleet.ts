@@ -1,5 +1,5 @@
-import { deviceDefinition, SessionSlot } from '../../actors/device/index.js';
-import type { DeviceLink, DeviceMessage, DeviceProfile } from '../../actors/device/index.js';
+import { DEFAULT_DEVICE_ERROR_BEHAVIOUR, deviceDefinition, SessionSlot } from '../../actors/device/index.js';
+import type { DeviceBehaviour, DeviceLink, DeviceMessage, DeviceProfile } from '../../actors/device/index.js';
 import { connectNatsTransport } from '../../actors/runtime/index.js';
 import type { ActorRef, ActorSystem, Meter, Transport } from '../../actors/runtime/index.js';
 import {
@@ -130,6 +130,11 @@ export function updateBehaviour(scenario: Scenario): UpdateShellBehaviour {
   };
 }
 
+/** The device actor's knobs from the scenario: its behaviour plus crashes and error uploads. */
+export function deviceBehaviour(scenario: Scenario): DeviceBehaviour {
+  return { ...scenario.device, errors: { ...DEFAULT_DEVICE_ERROR_BEHAVIOUR, ...scenario.errors } };
+}
+
 /**
  * Spawns a security core and a device actor per plan, and an update agent per device when the
  * scenario rolls out updates (`updateRoot`: the tenant's TUF root, provisioned into every core);
@@ -147,6 +152,7 @@ export function spawnFleet(opts: {
 }): ActorRef<DeviceMessage>[] {
   const { scenario, recorder, updateRoot } = opts;
   const d = scenario.device;
+  const behaviour = deviceBehaviour(scenario);
   const wallNow = () => performance.now();
   const updates = updateRoot === null ? null : updateBehaviour(scenario);
   return opts.plans.map((plan, i) => {
@@ -186,13 +192,22 @@ export function spawnFleet(opts: {
               partitions: opts.partitions,
               requestTimeoutMs: d.requestTimeoutMs,
               observe: (event) => recorder.observeUpdate(track, event),
+              // The device records it in its error log (uploaded with its next report).
+              installFailed: (f) =>
+                device?.tell({
+                  type: 'device.update-failed',
+                  component: f.kind,
+                  name: f.name,
+                  version: f.version,
+                  code: `${f.outcome}: ${f.code}`,
+                }),
             }),
           );
     device = opts.system.spawn(
       deviceDefinition({
         name: `device:${i}`,
         profile: deviceProfile(plan, identity),
-        behaviour: d,
+        behaviour,
         core,
         link,
         session,

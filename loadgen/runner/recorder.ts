@@ -3,7 +3,7 @@ import type { Meter } from '../../actors/runtime/index.js';
 import type { UpdateAgentEvent } from '../../actors/update-agent/index.js';
 import { FAULT_PROFILES, LatencyRecorder } from '../scenario/index.js';
 import type { DevicePlan } from '../scenario/index.js';
-import type { UpdatesSummary } from '../report/index.js';
+import type { ErrorReportsSummary, UpdatesSummary } from '../report/index.js';
 import type { HistoryRecorder } from './history.js';
 
 /** What the run learned about one device. */
@@ -26,6 +26,11 @@ export type UpdateObservations = {
   -readonly [K in Exclude<keyof UpdatesSummary, 'reports' | 'checkFailures'>]: UpdatesSummary[K];
 } & { readonly reports: Record<string, number>; readonly checkFailures: Record<string, number> };
 
+/** What the run learned about error reports from the devices' side (mutable while it runs). */
+export type ErrorReportObservations = {
+  -readonly [K in Exclude<keyof ErrorReportsSummary, 'eventsByKind' | 'refused'>]: ErrorReportsSummary[K];
+} & { readonly eventsByKind: Record<string, number>; readonly refused: Record<string, number> };
+
 /**
  * Aggregates device events into the run's observations: latencies, outcomes by result and code,
  * per-device tracks (for fault-profile verdicts) and loadgen metrics. Events arrive from device
@@ -46,6 +51,15 @@ export class RunRecorder {
     reports: {},
     reportRetries: 0,
     osDeferrals: 0,
+  };
+  readonly errorReports: ErrorReportObservations = {
+    eventsByKind: {},
+    uploads: 0,
+    acknowledged: 0,
+    duplicates: 0,
+    refused: {},
+    retries: 0,
+    eventsAcknowledged: 0,
   };
   healthyOk = 0;
   healthyFailed = 0;
@@ -87,6 +101,16 @@ export class RunRecorder {
         name: 'sphere_loadgen_update_reports_total',
         help: 'Update reports acknowledged by the service, by outcome and code.',
         labelNames: ['outcome', 'code'],
+      }),
+      errorReports: meter.counter({
+        name: 'sphere_loadgen_error_reports_total',
+        help: 'Error report uploads by devices of this loadgen, by result (acked, duplicate, refused, retry) and code.',
+        labelNames: ['result', 'code'],
+      }),
+      errorEvents: meter.counter({
+        name: 'sphere_loadgen_error_events_total',
+        help: 'Error events recorded by devices of this loadgen (app crashes and exits, OS crashes, update and attestation failures), by kind.',
+        labelNames: ['kind'],
       }),
       phases: meter.gauge({
         name: 'sphere_loadgen_devices',
@@ -154,6 +178,24 @@ export class RunRecorder {
       }
       case 'clock-resynced':
         return;
+      case 'error-recorded': {
+        const r = this.errorReports;
+        r.eventsByKind[event.errorKind] = (r.eventsByKind[event.errorKind] ?? 0) + 1;
+        this.#metrics.errorEvents.inc({ kind: event.errorKind });
+        return;
+      }
+      case 'error-report': {
+        const r = this.errorReports;
+        r.uploads++;
+        if (event.result === 'acked') {
+          r.acknowledged++;
+          r.eventsAcknowledged += event.events;
+        } else if (event.result === 'duplicate') r.duplicates++;
+        else if (event.result === 'refused') r.refused[event.code] = (r.refused[event.code] ?? 0) + 1;
+        else r.retries++;
+        this.#metrics.errorReports.inc({ result: event.result, code: event.code });
+        return;
+      }
       default:
         event satisfies never;
     }

@@ -1,5 +1,5 @@
-import { ActorSystem, createPromMeter, createRng } from '../../actors/runtime/index.js';
-import type { MetricsServer } from '../../actors/runtime/index.js';
+import { ActorSystem, connectNatsTransport, createPromMeter, createRng } from '../../actors/runtime/index.js';
+import type { MetricsServer, Transport } from '../../actors/runtime/index.js';
 import { createOperatorClient } from '../../services/operator-api/index.js';
 import { FAULT_PROFILES, FAULT_PROFILE_LIST, evaluateThresholds, planFleet } from '../scenario/index.js';
 import type { Scenario } from '../scenario/index.js';
@@ -10,7 +10,9 @@ import {
   rolloutMetrics,
   summaryPasses,
 } from '../report/index.js';
-import type { ProgressSnapshot, RunSummary } from '../report/index.js';
+import type { HostileSummary, ProgressSnapshot, RunSummary } from '../report/index.js';
+import { attackerFirmware, prepareHostile } from '../hostile/index.js';
+import type { HostileTraffic } from '../hostile/index.js';
 import { FleetLinks, manufactureFleet, spawnFleet } from './fleet.js';
 import { enrollFleet, serviceClock } from './setup.js';
 import { HistoryRecorder, writeHistoryJson } from './history.js';
@@ -54,6 +56,8 @@ export async function runScenario(opts: RunOptions): Promise<RunSummary> {
   let links: FleetLinks | null = null;
   let system: ActorSystem | null = null;
   let rollouts: RolloutRun | null = null;
+  let hostileLink: Transport | null = null;
+  let hostile: HostileTraffic | null = null;
   let progressLine: ProgressPrinter | null = null;
   try {
     const info = await admin.getServiceInfo();
@@ -89,6 +93,28 @@ export async function runScenario(opts: RunOptions): Promise<RunSummary> {
     });
 
     const clock = serviceClock(info);
+    if (scenario.attacks !== null) {
+      // Attackers are clients of their own; their victims are the fleet's healthy devices.
+      hostileLink = await connectNatsTransport({ servers: opts.nats, name: 'loadgen-hostile' });
+      const healthy = plans.flatMap((p, i) => (p.fault === null ? [identities[i]?.deviceId] : []));
+      hostile = await prepareHostile({
+        attacks: scenario.attacks,
+        seed: scenario.seed,
+        name: `${scenario.name}-${startedAt.toISOString()}`,
+        transport: hostileLink,
+        admin,
+        grpc: opts.grpc,
+        tenant,
+        victims: healthy.filter((id) => id !== undefined),
+        partitions: info.partitions,
+        clock,
+        firmware: attackerFirmware(scenario),
+        rateLimit: scenario.service.deviceRateLimit,
+        requestTimeoutMs: scenario.device.requestTimeoutMs,
+        renewBeforeMs: scenario.device.renewBeforeMs,
+        log,
+      });
+    }
     const runStartSim = clock.now();
     const history =
       opts.historyPath === undefined
@@ -128,6 +154,7 @@ export async function runScenario(opts: RunOptions): Promise<RunSummary> {
     );
     log(`${FLEET_STARTED} at ${new Date().toISOString()}`);
     rollouts?.start(clock, runStartSim);
+    hostile?.start(runStartSim);
 
     const printer = opts.progress ? new ProgressPrinter() : null;
     progressLine = printer;
@@ -160,6 +187,7 @@ export async function runScenario(opts: RunOptions): Promise<RunSummary> {
     const end = snapshot();
     printer?.done(end);
     const rolloutSummaries = (await rollouts?.finish()) ?? [];
+    const hostileSummary: HostileSummary | undefined = await hostile?.finish();
 
     await system.shutdown();
     system = null;
@@ -260,6 +288,12 @@ export async function runScenario(opts: RunOptions): Promise<RunSummary> {
               reports: { ...recorder.updates.reports },
               checkFailures: { ...recorder.updates.checkFailures },
             },
+      errorReports: {
+        ...recorder.errorReports,
+        eventsByKind: { ...recorder.errorReports.eventsByKind },
+        refused: { ...recorder.errorReports.refused },
+      },
+      ...(hostileSummary === undefined ? {} : { hostile: hostileSummary }),
       thresholds,
       errors: [...recorder.errors, ...(rollouts?.errors ?? [])].map(([message, count]) => ({
         message,
@@ -269,6 +303,8 @@ export async function runScenario(opts: RunOptions): Promise<RunSummary> {
     return { ...partial, pass: summaryPasses(partial) };
   } finally {
     rollouts?.stop();
+    hostile?.stop();
+    await hostileLink?.close();
     await system?.shutdown();
     await links?.close();
     await metricsServer?.close();

@@ -41,8 +41,23 @@ export {
 export type { LatencySnapshot, LatencySource, LatencyStats } from './latency-recorder.js';
 export { loadScenarioFile, parseScenarioYaml } from './load.js';
 export { CHAOS_DEFAULTS, LINK_FAULT_KINDS, PROCESS_FAULT_KINDS, compileChaosFault } from './chaos.js';
+export {
+  ATTACK_PROFILES,
+  MAX_ATTACK_ATTEMPTS,
+  MAX_FLOOD_DEVICES,
+  attemptAtMs,
+  floodAllowance,
+} from './attacks.js';
+export type { AttackProfile, AttackSpec, AttacksConfig, DeviceRateLimit } from './attacks.js';
 export type { ChaosAction, ChaosConfig, ChaosFault, LinkSelector } from './chaos.js';
 export { locateIssues, locatePath } from './locate.js';
+export {
+  ERRORS_DEFAULTS,
+  MAX_CRASHES_PER_DAY,
+  MAX_UPLOAD_EVERY_MS,
+  MIN_UPLOAD_EVERY_MS,
+} from './error-reports.js';
+export type { ErrorsConfig } from './error-reports.js';
 export {
   CONNECTION_MODES,
   DEFAULT_GROUP_NAMES,

@@ -3,7 +3,8 @@
  * then the document is compiled with its text so every problem carries a line number.
  */
 import { readFile } from 'node:fs/promises';
-import { LineCounter, parseDocument } from 'yaml';
+import { LineCounter, isAlias, parseDocument, visit } from 'yaml';
+import type { Document } from 'yaml';
 import { ScenarioError } from './errors.js';
 import type { ScenarioIssue } from './errors.js';
 import { compileScenario } from './schema.js';
@@ -26,7 +27,39 @@ export function parseScenarioYaml(text: string, file?: string): Scenario {
     });
     throw new ScenarioError(issues, { file, cause: doc.errors[0] });
   }
-  return compileScenario(doc.toJS({ maxAliasCount: 100 }) as unknown, { file, text });
+  const unresolved = unresolvedAliases(doc).map((alias): ScenarioIssue => {
+    const { line, col } = lineCounter.linePos(alias.offset);
+    const message = `YAML error: alias *${alias.source} refers to no anchor &${alias.source} before it`;
+    return { path: [], message, line, column: col };
+  });
+  if (unresolved.length > 0) throw new ScenarioError(unresolved, { file });
+  let value: unknown;
+  try {
+    value = doc.toJS({ maxAliasCount: 100 });
+  } catch (error) {
+    // yaml throws a ReferenceError for aliases that expand too far (a "billion laughs" file).
+    const message = `YAML error: ${(error as Error).message}`;
+    throw new ScenarioError([{ path: [], message }], { file, cause: error });
+  }
+  return compileScenario(value, { file, text });
+}
+
+/**
+ * Aliases (`*a`) with no anchor (`&a`) before them, with their offsets in the text. yaml reports
+ * them only when the document is converted (a bare ReferenceError from `toJS`), without a position.
+ */
+function unresolvedAliases(doc: Document): { source: string; offset: number }[] {
+  // One pass in document order, as Alias.resolve looks for an anchor set before the alias.
+  const anchors = new Set<string>();
+  const found: { source: string; offset: number }[] = [];
+  visit(doc, {
+    Node(_key, node) {
+      if (isAlias(node)) {
+        if (!anchors.has(node.source)) found.push({ source: node.source, offset: node.range?.[0] ?? 0 });
+      } else if (node.anchor !== undefined) anchors.add(node.anchor);
+    },
+  });
+  return found;
 }
 
 /**

@@ -33,7 +33,11 @@ import type { ScenarioIssue } from './errors.js';
 import { locateIssues } from './locate.js';
 import { durationField, field, FieldError } from './fields.js';
 import { chaosSchema, resolveChaos } from './chaos.js';
+import { attacksSchema, resolveAttacks } from './attacks.js';
+import type { AttacksConfig, DeviceRateLimit } from './attacks.js';
 import type { ChaosConfig } from './chaos.js';
+import { errorsSchema, parseCrashRate, resolveErrors } from './error-reports.js';
+import type { ErrorsConfig } from './error-reports.js';
 import { THRESHOLD_METRICS, parseThreshold } from './thresholds.js';
 import { closest, fromZodIssue } from './zod-issues.js';
 import type { Threshold } from './thresholds.js';
@@ -54,7 +58,14 @@ export const SCENARIO_DEFAULTS = {
     replayAfter: '10m',
     renewBefore: '1h',
   },
-  service: { nonceTtl: '5m', certificateLifetime: '24h', minSecurityVersion: 3, maxClockSkew: '5m' },
+  service: {
+    nonceTtl: '5m',
+    certificateLifetime: '24h',
+    minSecurityVersion: 3,
+    maxClockSkew: '5m',
+    // The shard's own default (DEFAULT_POLICY.deviceRateLimit).
+    deviceRateLimit: { burst: 600, perHour: 600 },
+  },
   updates: { checkEvery: '20h', chunkSize: '64KiB', slowLinkBytesPerSecond: '2KiB' },
   image: { kind: 'app', appSecurityVersion: 1, defectRate: 0 },
   group: { osFeed: 'RETAIL', updatePolicy: 'ACCEPT_ALL' },
@@ -173,6 +184,11 @@ export interface ServiceConfig {
   readonly certificateLifetimeMs: number;
   readonly minSecurityVersion: number;
   readonly maxClockSkewMs: number;
+  /**
+   * Each device's request budget after attestation (the shard's `--device-rate-burst` and
+   * `--device-rate-per-hour`); the `flood` attack is judged against it.
+   */
+  readonly deviceRateLimit: DeviceRateLimit;
 }
 
 /** The device update agent's behaviour (times simulated). */
@@ -270,6 +286,10 @@ export interface Scenario {
   readonly thresholds: readonly Threshold[];
   /** Faults to inject and the stack they need (chaos.ts); `null` without a `chaos:` section. */
   readonly chaos: ChaosConfig | null;
+  /** Device crashes and error report uploads (error-reports.ts; defaults without `errors:`). */
+  readonly errors: ErrorsConfig;
+  /** Hostile traffic besides the fleet (attacks.ts, loadgen/hostile); `null` without `attacks:`. */
+  readonly attacks: AttacksConfig | null;
 }
 
 /** Where the scenario input came from; `text` lets errors carry line numbers. */
@@ -460,17 +480,41 @@ function parseImageVersion(value: unknown): string {
   );
 }
 
-const osMixSchema = z.record(z.string(), z.number().min(0).max(1)).superRefine((mix, ctx) => {
+/**
+ * `record` for a mapping a user writes. zod 4.1's record tells a plain object by reading
+ * `input.constructor.prototype`, which throws a TypeError for a key `constructor` set to null
+ * (YAML `constructor: ~`). No scenario mapping may have that key: it is reported with
+ * `unknownKey`'s message, and the record checks the other keys in the next pass.
+ */
+function withoutConstructorKey<T extends z.ZodType>(record: T, unknownKey: (key: string) => string) {
+  return z.preprocess((value, ctx) => {
+    if (typeof value !== 'object' || value === null || !Object.hasOwn(value, 'constructor')) return value;
+    ctx.addIssue({ code: 'custom', message: unknownKey('constructor'), path: ['constructor'] });
+    return Object.fromEntries(Object.entries(value).filter(([key]) => key !== 'constructor'));
+  }, record);
+}
+
+function unknownOsVersion(version: string): string {
+  const quoted = OS_VERSION_LIST.find((known) => String(Number(known)) === version);
+  const hint =
+    quoted === undefined
+      ? `known versions: ${OS_VERSION_LIST.join(', ')}`
+      : `did you mean "${quoted}"? Quote versions in YAML ("${quoted}": ...), unquoted ${quoted} is the number ${version}`;
+  return `unknown OS version "${version}"; ${hint}`;
+}
+
+function unknownMetric(metric: string): string {
+  const suggestion = closest(metric, Object.keys(THRESHOLD_METRICS));
+  const hint = suggestion === undefined ? '' : ` (did you mean "${suggestion}"?)`;
+  return `unknown metric${hint}; known metrics: ${Object.keys(THRESHOLD_METRICS).join(', ')}`;
+}
+
+const osMixRecord = z.record(z.string(), z.number().min(0).max(1)).superRefine((mix, ctx) => {
   let sum = 0;
   for (const [version, share] of Object.entries(mix)) {
     sum += share;
     if (!isOsVersion(version)) {
-      const quoted = OS_VERSION_LIST.find((known) => String(Number(known)) === version);
-      const hint =
-        quoted === undefined
-          ? `known versions: ${OS_VERSION_LIST.join(', ')}`
-          : `did you mean "${quoted}"? Quote versions in YAML ("${quoted}": ...), unquoted ${quoted} is the number ${version}`;
-      ctx.addIssue({ code: 'custom', message: `unknown OS version "${version}"; ${hint}`, path: [version] });
+      ctx.addIssue({ code: 'custom', message: unknownOsVersion(version), path: [version] });
     }
   }
   if (Object.keys(mix).length === 0)
@@ -480,19 +524,15 @@ const osMixSchema = z.record(z.string(), z.number().min(0).max(1)).superRefine((
   }
 });
 
-const thresholdsSchema = z
+const osMixSchema = withoutConstructorKey(osMixRecord, unknownOsVersion);
+
+const thresholdsRecord = z
   .record(z.string(), z.union([z.string(), z.array(z.string())]))
   .transform((defs, ctx): Threshold[] => {
     const out: Threshold[] = [];
     for (const [metric, value] of Object.entries(defs)) {
       if (!Object.hasOwn(THRESHOLD_METRICS, metric)) {
-        const suggestion = closest(metric, Object.keys(THRESHOLD_METRICS));
-        const hint = suggestion === undefined ? '' : ` (did you mean "${suggestion}"?)`;
-        ctx.addIssue({
-          code: 'custom',
-          message: `unknown metric${hint}; known metrics: ${Object.keys(THRESHOLD_METRICS).join(', ')}`,
-          path: [metric],
-        });
+        ctx.addIssue({ code: 'custom', message: unknownMetric(metric), path: [metric] });
         continue;
       }
       const list = typeof value === 'string' ? [value] : value;
@@ -507,6 +547,8 @@ const thresholdsSchema = z
     }
     return out;
   });
+
+const thresholdsSchema = withoutConstructorKey(thresholdsRecord, unknownMetric);
 
 const stageSchema = z
   .strictObject({
@@ -537,6 +579,8 @@ const imageSchema = z.strictObject({
   securityVersion: z.number().int().min(0).max(0xffff_ffff).optional(),
   size: field(parseImageSize, { required: true }),
   defectRate: field((value) => parseShare(value, true)),
+  /** Crashes per day of every device running the image (its app, or the OS): error-reports.ts. */
+  crashesPerDay: field(parseCrashRate),
 });
 
 const groupSchema = z.strictObject({
@@ -618,6 +662,12 @@ export const scenarioInputSchema = z.strictObject({
       certificateLifetime: durationField({ positive: true }),
       minSecurityVersion: z.number().int().min(0).optional(),
       maxClockSkew: durationField(),
+      deviceRateLimit: z
+        .strictObject({
+          burst: z.number().int().min(1).max(1e9),
+          perHour: z.number().int().min(1).max(1e9),
+        })
+        .optional(),
     })
     .optional(),
   updates: z
@@ -646,6 +696,8 @@ export const scenarioInputSchema = z.strictObject({
   rollouts: z.array(rolloutSchema).optional(),
   thresholds: thresholdsSchema.optional(),
   chaos: chaosSchema.optional(),
+  errors: errorsSchema.optional(),
+  attacks: attacksSchema.optional(),
 });
 
 type ScenarioInput = z.output<typeof scenarioInputSchema>;
@@ -690,6 +742,7 @@ function resolve(input: ScenarioInput, issues: ScenarioIssue[]): Scenario | unde
     certificateLifetimeMs: input.service?.certificateLifetime ?? parseDuration(d.service.certificateLifetime),
     minSecurityVersion: input.service?.minSecurityVersion ?? d.service.minSecurityVersion,
     maxClockSkewMs: input.service?.maxClockSkew ?? parseDuration(d.service.maxClockSkew),
+    deviceRateLimit: input.service?.deviceRateLimit ?? d.service.deviceRateLimit,
   };
 
   const retry = {
@@ -742,6 +795,8 @@ function resolve(input: ScenarioInput, issues: ScenarioIssue[]): Scenario | unde
   }
 
   const chaos = resolveChaos(input.chaos, durationMs / timeScale, add);
+  const errors = resolveErrors(input.errors, input.images ?? [], images, add);
+  const attacks = resolveAttacks(input.attacks, durationMs, service.deviceRateLimit, add);
 
   if (issues.length > before) return undefined;
   return {
@@ -762,6 +817,8 @@ function resolve(input: ScenarioInput, issues: ScenarioIssue[]): Scenario | unde
     rollouts,
     thresholds,
     chaos,
+    errors,
+    attacks,
   };
 }
 

@@ -54,6 +54,7 @@ describe('scenario schema', () => {
       certificateLifetimeMs: 86_400_000,
       minSecurityVersion: 3,
       maxClockSkewMs: 300_000,
+      deviceRateLimit: { burst: 600, perHour: 600 },
     });
     expect(s.thresholds).toEqual([]);
   });
