@@ -30,6 +30,11 @@ export interface AttemptRecord {
   readonly sentAtMs: number;
   /** Simulated ms when its outcome was known (the service decided in between). */
   readonly answeredAtMs: number;
+  /**
+   * The run tenant's device an operator call of another tenant named (tenantCrossing read, claim,
+   * assign): its tenant must see a TENANT_CROSSING alert about it.
+   */
+  readonly target?: string;
 }
 
 /**
@@ -81,11 +86,14 @@ function tenantAlerted(r: AttemptRecord): r is AttemptRecord & { sender: string 
 /** The alerts the run's tenant must show for `records`, one demand per (sender, code). */
 export function alertDemand(records: readonly AttemptRecord[]): AlertDemand[] {
   const counts = new Map<string, AlertDemand>();
+  const demand = (deviceId: string, type: string): void => {
+    const key = alertKey(deviceId, type);
+    counts.set(key, { deviceId, type, count: (counts.get(key)?.count ?? 0) + 1 });
+  };
   for (const r of records) {
-    if (!tenantAlerted(r) || r.outcome.kind !== 'refused') continue;
-    const key = alertKey(r.sender, r.outcome.code);
-    const prior = counts.get(key);
-    counts.set(key, { deviceId: r.sender, type: r.outcome.code, count: (prior?.count ?? 0) + 1 });
+    if (r.outcome.kind !== 'refused') continue;
+    if (tenantAlerted(r)) demand(r.sender, r.outcome.code);
+    if (r.target !== undefined) demand(r.target, 'TENANT_CROSSING');
   }
   return [...counts.values()];
 }

@@ -339,6 +339,7 @@ export class HostileTraffic {
   async attempt(a: PlannedAttempt): Promise<AttemptRecord> {
     const sentAtMs = this.#opts.clock.now();
     let sender: string | null = null;
+    let target: string | undefined;
     let outcome: AttemptOutcome;
     const setupError = this.#setupErrors.get(a.profile);
     try {
@@ -346,6 +347,7 @@ export class HostileTraffic {
       else {
         const r = await this.#make(a);
         sender = r.sender;
+        target = r.target;
         outcome = r.outcome;
       }
     } catch (e) {
@@ -356,7 +358,14 @@ export class HostileTraffic {
           : { kind: 'skipped', reason: e instanceof Error ? e.message : String(e) };
     }
     const answeredAtMs = this.#opts.clock.now();
-    const record: AttemptRecord = { attempt: a, outcome, sender, sentAtMs, answeredAtMs };
+    const record: AttemptRecord = {
+      attempt: a,
+      outcome,
+      sender,
+      sentAtMs,
+      answeredAtMs,
+      ...(target !== undefined ? { target } : {}),
+    };
     this.#records.push(record);
     return record;
   }
@@ -397,7 +406,9 @@ export class HostileTraffic {
     return attacker;
   }
 
-  async #make(a: PlannedAttempt): Promise<{ outcome: AttemptOutcome; sender: string | null }> {
+  async #make(
+    a: PlannedAttempt,
+  ): Promise<{ outcome: AttemptOutcome; sender: string | null; target?: string }> {
     const rng = createRng(a.seed);
     const now = this.#opts.clock.now();
     const tag = `${a.profile}-${a.seq}`;
@@ -451,8 +462,12 @@ export class HostileTraffic {
         const bytes = malformedMessage(a.variant as MalformedVariant, op, victim, now, rng, tag);
         return { outcome: await this.#send(op, victim, bytes), sender: null };
       }
-      case 'tenantCrossing':
-        return { outcome: await this.#cross(a, rng), sender: null };
+      case 'tenantCrossing': {
+        const outcome = await this.#cross(a, rng);
+        // Calls that name the victim device alert its tenant (TENANT_CROSSING).
+        const named = a.variant === 'read' || a.variant === 'claim' || a.variant === 'assign';
+        return { outcome, sender: null, ...(named ? { target: this.#victim(a) } : {}) };
+      }
       default:
         return a.profile satisfies never;
     }

@@ -30,6 +30,16 @@ export const ALERT_SEVERITY: Readonly<Record<RejectCode, Severity>> = {
   INTERNAL: 'medium',
 };
 
+/**
+ * Alerts the operator API raises: `TENANT_CROSSING`, a tenant's call named a device another
+ * tenant owns (read, claim or assign); the owner is alerted, the caller told only "not found".
+ */
+export const OPERATOR_ALERT_SEVERITY = { TENANT_CROSSING: 'high' } as const satisfies Record<
+  string,
+  Severity
+>;
+export type OperatorAlertType = keyof typeof OPERATOR_ALERT_SEVERITY;
+
 export interface Alert {
   /** Position in the journal, so the same on every shard; strictly increasing per tenant. */
   readonly seq: number;

@@ -1,6 +1,6 @@
 /** The shard's registries: tenants, endorsed devices and alerts (in memory for now). */
-export { ALERT_SEVERITY, AlertLog, SEVERITIES } from './alerts.js';
-export type { Alert, AlertQuery, Severity } from './alerts.js';
+export { ALERT_SEVERITY, AlertLog, OPERATOR_ALERT_SEVERITY, SEVERITIES } from './alerts.js';
+export type { Alert, AlertQuery, OperatorAlertType, Severity } from './alerts.js';
 export { DEVICE_STATES, DeviceRegistry, deviceState } from './devices.js';
 export type { AttestationOutcome, DeviceRecord, DeviceStateName } from './devices.js';
 export { TenantRegistry, tokenHash } from './tenants.js';

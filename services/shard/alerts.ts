@@ -9,14 +9,18 @@ import type { DetectedAlert, SecurityEvent } from '../detection/index.js';
 import type { JournalRecord } from '../journal/index.js';
 import type { ServiceMetrics } from '../metrics/index.js';
 import type { RejectCode, TenantId } from '../../proto/codec/index.js';
-import { ALERT_SEVERITY } from '../registry/index.js';
+import { ALERT_SEVERITY, OPERATOR_ALERT_SEVERITY } from '../registry/index.js';
+import type { OperatorAlertType, Severity } from '../registry/index.js';
+
+const severityOf = (type: RejectCode | OperatorAlertType): Severity =>
+  type === 'TENANT_CROSSING' ? OPERATOR_ALERT_SEVERITY[type] : ALERT_SEVERITY[type];
 
 export type AlertRecord = Extract<JournalRecord, { t: 'alert' }>;
 
 /** A refusal that raises an alert. */
 export interface RefusalAlert {
   readonly tenantId: TenantId | null;
-  readonly type: RejectCode;
+  readonly type: RejectCode | OperatorAlertType;
   /** The sender, or the device the request named when the sender is unknown; `''` if neither. */
   readonly deviceId: string;
   readonly atMs: number;
@@ -85,7 +89,7 @@ export function createAlertService(deps: AlertServiceDeps): AlertPort & {
       id: `a-${deps.idPrefix}-${(++n).toString(36)}`,
       tenantId: a.tenantId,
       type: a.type,
-      severity: ALERT_SEVERITY[a.type],
+      severity: severityOf(a.type),
       deviceId: a.deviceId,
       atMs: a.atMs,
       message: a.message,
@@ -95,7 +99,7 @@ export function createAlertService(deps: AlertServiceDeps): AlertPort & {
 
   return {
     refusal(a) {
-      metrics.alerts.inc({ type: a.type, severity: ALERT_SEVERITY[a.type] });
+      metrics.alerts.inc({ type: a.type, severity: severityOf(a.type) });
       const key = `${a.tenantId ?? ''}\u0000${a.type}\u0000${a.deviceId}`;
       const now = deps.wallNow();
       const prev = folded.get(key);

@@ -716,6 +716,7 @@ export async function startShard(opts: ShardOptions): Promise<Shard> {
       return { registered, alreadyKnown };
     },
     async claimDevices(tenantId, deviceIds) {
+      crossing(tenantId, deviceIds, 'ClaimDevices');
       let claimed = 0;
       let alreadyYours = 0;
       const rejected: { deviceId: string; code: string; message: string }[] = [];
@@ -743,6 +744,7 @@ export async function startShard(opts: ShardOptions): Promise<Shard> {
       return { claimed, alreadyYours, rejected };
     },
     getDevice(tenantId, deviceId) {
+      crossing(tenantId, [deviceId], 'GetDevice');
       return ask<Device | null>(partitionOf(deviceId, opts.partitions), (reply) => ({
         type: 'partition.visit',
         visit: (devices) => {
@@ -831,6 +833,7 @@ export async function startShard(opts: ShardOptions): Promise<Shard> {
       return products.groups(tenantId, productId).map((g) => groupView(g, counts));
     },
     async assignDevices(tenantId, deviceGroupId, deviceIds) {
+      crossing(tenantId, deviceIds, 'AssignDevices');
       if (products.group(tenantId, deviceGroupId) === undefined) {
         throw new OperatorError('NOT_FOUND', 'no such device group in your tenant');
       }
@@ -1064,6 +1067,21 @@ export async function startShard(opts: ShardOptions): Promise<Shard> {
   });
 
   /** Applies one service-wide record (on every shard, in journal order); returns its result. */
+  /** A tenant's call named devices another tenant owns: each owner is alerted (once per device a second). */
+  const crossing = (caller: TenantId, deviceIds: readonly DeviceId[], call: string): void => {
+    for (const deviceId of deviceIds) {
+      const owner = ctx.deviceTenants.get(deviceId);
+      if (owner === undefined || owner === caller) continue;
+      alerts.refusal({
+        tenantId: owner,
+        type: 'TENANT_CROSSING',
+        deviceId,
+        atMs: clock.now(),
+        message: `another tenant's ${call} named this device; it was refused`,
+        evidence: { call, caller_tenant: caller, shard: opts.shardId },
+      });
+    }
+  };
   /** The shard that counts and POSTs an alert: the one serving the partition its id hashes to. */
   const delivers = (alertId: string): boolean =>
     ownership?.isServed(createHash('sha256').update(alertId).digest().readUInt32BE(0) % opts.partitions) ===

@@ -106,6 +106,21 @@ describe('alerts and error reports over gRPC', () => {
     expect(one[0]?.alert.deviceId).toBe(dev.deviceId);
   });
 
+  it('tenant crossing - another tenant reading, claiming or assigning a device is refused and its owner alerted', async () => {
+    const dev = await enrolled(a, 'crossing');
+    expect((await callError(b.client.getDevice(dev.deviceId))).code).toBe('NOT_FOUND');
+    const claim = await b.client.claimDevices([dev.deviceId]);
+    expect(claim.claimed).toBe(0);
+    const alerts = async () =>
+      (await a.client.listAlerts({ type: 'TENANT_CROSSING', deviceId: dev.deviceId })).alerts;
+    await expect.poll(async () => (await alerts()).length).toBeGreaterThan(0);
+    const [first] = await alerts();
+    expect(first).toMatchObject({ severity: 'high', deviceId: dev.deviceId });
+    expect(first?.evidence['caller_tenant']).toBe(b.tenantId);
+    // The caller learns nothing: no alert about A's device in B's log.
+    expect((await b.client.listAlerts({ deviceId: dev.deviceId })).alerts).toEqual([]);
+  });
+
   it('watch alerts - refusals: the admin token FORBIDDEN, a bad device filter MALFORMED_INPUT', async () => {
     const admin = env().admin;
     const it1 = admin.watchAlerts({ onlyNew: true })[Symbol.asyncIterator]();
