@@ -314,12 +314,13 @@ export async function genuineRequests(
  */
 export async function checkStillServes(t: FuzzTarget): Promise<void> {
   // OVERLOADED says "retry" and devices do: a record someone put into a partition's log fences
-  // its owner once, and the partition is served again after the owner takes it back.
+  // its owner once, and the partition is served again after the owner takes it back (until then
+  // its subject may have no responder: 503).
   for (let attempt = 1; ; attempt++) {
     try {
       return await stillServes(t);
     } catch (e) {
-      if (attempt >= 50 || !String(e).includes('OVERLOADED')) throw e;
+      if (attempt >= 50 || !/OVERLOADED|: 503\b/.test(String(e))) throw e;
       await new Promise((r) => setTimeout(r, 100));
     }
   }
