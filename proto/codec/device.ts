@@ -335,7 +335,13 @@ export function decodeAttestReply(bytes: Uint8Array): DecodeResult<Reply<Certifi
         clientCertificate: c.clientCertificate,
         tenantCa: c.tenantCa,
         notAfterMs: c.notAfterMs,
-        session: { ...session },
+        // Field by field: a spread would carry the generated object's internals (`_unknownFields`).
+        session: {
+          sessionId: session.sessionId,
+          serverPublicKey: session.serverPublicKey,
+          wrappedKey: session.wrappedKey,
+          expiresAtMs: session.expiresAtMs,
+        },
       },
     };
   });

@@ -1,5 +1,5 @@
 import { connect } from 'nats';
-import type { KV, NatsConnection } from 'nats';
+import type { KV, KvEntry, NatsConnection } from 'nats';
 import { natsServers } from '../../actors/runtime/index.js';
 import { plan } from './logic.js';
 import type { LeaseAction, LeaseConfig, LeaseEntry, LeaseRecord, MemberEntry } from './logic.js';
@@ -18,14 +18,76 @@ export interface LeaseStore {
   close(): Promise<void>;
 }
 
+/**
+ * A value in the lease bucket that is not a lease or membership record (any client allowed to
+ * write the bucket can put one). The watch skips it and goes on; see {@link openKvLeaseStore}.
+ */
+export interface BadLeaseValue {
+  readonly key: string;
+  readonly revision: number;
+  /** `lease` or `member`, by key. */
+  readonly kind: 'lease' | 'member';
+  readonly problem: string;
+}
+
 const leaseKey = (p: number) => `lease.${p}`;
 const memberKey = (shard: string) => `member.${shard}`;
 const encode = (v: unknown) => new TextEncoder().encode(JSON.stringify(v));
+
+const decoder = new TextDecoder();
+/** First wait before the lease watch is opened again, doubling up to the second. */
+const WATCH_RETRY_MS = 100;
+const MAX_WATCH_RETRY_MS = 2_000;
+
+/** Calls an observer; one that throws must not stop the watch. */
+function report<T>(observer: (v: T) => void, v: T): void {
+  try {
+    observer(v);
+  } catch {
+    // ignored: observers are for metrics and logs
+  }
+}
+
+/** The JSON object in `bytes`, or what is wrong with it. */
+function readObject(bytes: Uint8Array): Record<string, unknown> | string {
+  let v: unknown;
+  try {
+    v = JSON.parse(decoder.decode(bytes));
+  } catch {
+    return `not JSON (${bytes.length} bytes)`;
+  }
+  if (typeof v !== 'object' || v === null || Array.isArray(v)) return 'not a JSON object';
+  return v as Record<string, unknown>;
+}
+
+/** The lease record in `bytes`, or what is wrong with it. */
+function readLease(bytes: Uint8Array): LeaseRecord | string {
+  const r = readObject(bytes);
+  if (typeof r === 'string') return r;
+  const { owner, expiresAtMs } = r;
+  if (owner !== null && typeof owner !== 'string') return 'owner is neither a string nor null';
+  if (typeof expiresAtMs !== 'number' || !Number.isFinite(expiresAtMs)) return 'expiresAtMs is not a number';
+  return { owner, expiresAtMs };
+}
+
+/** The membership record in `bytes`, or what is wrong with it. */
+function readMember(bytes: Uint8Array): { expiresAtMs: number } | string {
+  const r = readObject(bytes);
+  if (typeof r === 'string') return r;
+  const { expiresAtMs } = r;
+  if (typeof expiresAtMs !== 'number' || !Number.isFinite(expiresAtMs)) return 'expiresAtMs is not a number';
+  return { expiresAtMs };
+}
 
 /**
  * A lease store in a JetStream KV bucket (history 1). A watch keeps a local copy of every lease
  * and member, so a tick reads nothing over the network; conditional writes (`create`, `update`
  * with the expected revision) make the copy's lag harmless: a stale view only loses a race.
+ *
+ * A value that is not a record is reported to `onBadValue` and the watch goes on. A bad member
+ * value leaves the member as it was. A bad lease value leaves owner and deadline as they were
+ * (released when there were none) but takes its revision: the holder's next renewal, or a taker
+ * after the deadline, overwrites it, fenced as usual.
  */
 export async function openKvLeaseStore(opts: {
   servers: string;
@@ -33,7 +95,13 @@ export async function openKvLeaseStore(opts: {
   connectionName: string;
   /** Replicas of the bucket (R3 on a 3-node cluster). */
   replicas?: number;
+  /** Called for each value in the bucket that is not a lease or membership record (skipped). */
+  onBadValue?: (bad: BadLeaseValue) => void;
+  /** Called with the cause each time the watch ended (or failed to reopen) and is opened again. */
+  onWatchRestart?: (cause: unknown) => void;
 }): Promise<LeaseStore> {
+  const onBadValue = opts.onBadValue ?? (() => undefined);
+  const onWatchRestart = opts.onWatchRestart ?? (() => undefined);
   const nc: NatsConnection = await connect({
     servers: natsServers(opts.servers),
     name: opts.connectionName,
@@ -55,29 +123,69 @@ export async function openKvLeaseStore(opts: {
     const had = leases.get(partition);
     if (had === undefined || had.revision < entry.revision) leases.set(partition, entry);
   };
-  const watch = await kv.watch({ key: '>' });
+  let watch: Awaited<ReturnType<KV['watch']>> = await kv.watch({ key: '>' });
+  let closed = false;
   let ready!: () => void;
   const initial = new Promise<void>((r) => (ready = r));
+  const bad = (e: { key: string; revision: number }, kind: BadLeaseValue['kind'], problem: string) =>
+    report(onBadValue, { key: e.key, revision: e.revision, kind, problem });
+  const apply = (e: KvEntry): void => {
+    if (e.key.startsWith('lease.')) {
+      const partition = Number(e.key.slice('lease.'.length));
+      if (e.operation !== 'PUT') leases.delete(partition);
+      else {
+        const r = readLease(e.value);
+        if (typeof r === 'string') {
+          bad(e, 'lease', r);
+          const had = leases.get(partition);
+          seen(partition, {
+            partition,
+            revision: e.revision,
+            owner: had?.owner ?? null,
+            expiresAtMs: had?.expiresAtMs ?? 0,
+          });
+        } else seen(partition, { partition, revision: e.revision, ...r });
+      }
+    } else if (e.key.startsWith('member.')) {
+      const shard = e.key.slice('member.'.length);
+      if (e.operation !== 'PUT') members.delete(shard);
+      else {
+        const r = readMember(e.value);
+        if (typeof r === 'string') bad(e, 'member', r);
+        else members.set(shard, { shard, expiresAtMs: r.expiresAtMs });
+      }
+    }
+    if (e.delta === 0) ready();
+  };
+  // The watch ends when its (ordered, unreplicated) consumer is lost with a NATS node or a
+  // JetStream leader election it could not outlive. Without it the copy would freeze: every
+  // conditional write would then fail on stale revisions and the shard would never hold a lease
+  // again. So it is opened again (it starts with the latest value of every key) until `close`.
   void (async () => {
-    for await (const e of watch) {
-      if (e.key.startsWith('lease.')) {
-        const partition = Number(e.key.slice('lease.'.length));
-        if (e.operation !== 'PUT') leases.delete(partition);
-        else {
-          const r = JSON.parse(new TextDecoder().decode(e.value)) as LeaseRecord;
-          seen(partition, { partition, revision: e.revision, owner: r.owner, expiresAtMs: r.expiresAtMs });
+    for (let waitMs = WATCH_RETRY_MS; !closed;) {
+      let cause: unknown = 'the watch ended';
+      try {
+        for await (const e of watch) {
+          apply(e);
+          waitMs = WATCH_RETRY_MS;
         }
-      } else if (e.key.startsWith('member.')) {
-        const shard = e.key.slice('member.'.length);
-        if (e.operation !== 'PUT') members.delete(shard);
-        else {
-          const r = JSON.parse(new TextDecoder().decode(e.value)) as { expiresAtMs: number };
-          members.set(shard, { shard, expiresAtMs: r.expiresAtMs });
+      } catch (e) {
+        cause = e;
+      }
+      while (!closed) {
+        report(onWatchRestart, cause);
+        await new Promise((r) => setTimeout(r, waitMs));
+        waitMs = Math.min(2 * waitMs, MAX_WATCH_RETRY_MS);
+        if (closed) return;
+        try {
+          watch = await kv.watch({ key: '>' });
+          break;
+        } catch (e) {
+          cause = e;
         }
       }
-      if (e.delta === 0) ready();
     }
-  })().catch(() => undefined);
+  })();
   // An empty bucket sends nothing before the live updates: do not wait for a first entry then.
   const status = await kv.status();
   if (status.values === 0) ready();
@@ -98,12 +206,17 @@ export async function openKvLeaseStore(opts: {
         seen(partition, { partition, revision: next, ...record });
         return next;
       } catch {
-        // Someone wrote first (wrong last sequence), or the write did not reach the server:
-        // either way this shard did not get what it asked for.
+        // Someone wrote first (wrong last sequence), or the write did not reach the server, or it
+        // did and its answer was lost: either way this shard did not get what it asked for. Read
+        // the lease back, so that the next write is fenced on its current revision even while
+        // the watch lags (a stalled watch would otherwise fail every later write of this lease).
+        const current = await kv.get(leaseKey(partition)).catch(() => null);
+        if (current !== null) apply(current);
         return null;
       }
     },
     async close() {
+      closed = true;
       watch.stop();
       await nc.close();
     },

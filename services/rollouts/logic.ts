@@ -566,6 +566,16 @@ export function deserializeRollout(text: string): Result<Rollout, ErrorInfo> {
   const devices: unknown = r.devices;
   if (r.schema !== 1 || !Array.isArray(devices) || typeof r.index !== 'object' || r.index === null)
     return { ok: false, error: { code: 'ROLLOUT_CORRUPT', message: 'not a schema-1 rollout' } };
+  // Each entry must at least be keyed by a string device ID before the index can be checked.
+  const bad = devices.findIndex(
+    (dev: unknown) =>
+      typeof dev !== 'object' || dev === null || typeof (dev as { deviceId?: unknown }).deviceId !== 'string',
+  );
+  if (bad >= 0)
+    return {
+      ok: false,
+      error: { code: 'ROLLOUT_CORRUPT', message: `devices[${bad}] is not a device with a string deviceId` },
+    };
   const indexOk =
     Object.keys(r.index).length === r.devices.length &&
     r.devices.every((dev, i) => Object.hasOwn(r.index, dev.deviceId) && r.index[dev.deviceId] === i);

@@ -1307,6 +1307,10 @@ export async function startShard(opts: ShardOptions): Promise<Shard> {
               `shard: lease bucket value ${bad.key} (revision ${bad.revision}) is not a ${bad.kind} record (${bad.problem}); skipped`,
             );
           },
+          onWatchRestart: (cause) =>
+            console.error(
+              `shard: the lease watch ended (${cause instanceof Error ? cause.message : String(cause)}); opening it again`,
+            ),
         }),
       );
     }
