@@ -1199,14 +1199,8 @@ export async function startShard(opts: ShardOptions): Promise<Shard> {
   const applied = (seq: number): Promise<void> =>
     seq <= appliedSeq ? Promise.resolve() : new Promise((resolve) => seqWaiters.push({ seq, resolve }));
   let replayed = 0;
-  // At most one line a second: a client flooding the journal's subjects must not flood the log.
-  let corruptQuietUntil = 0;
-  const complainCorrupt = (line: string): void => {
-    const now = performance.now();
-    if (now < corruptQuietUntil) return;
-    corruptQuietUntil = now + 1000;
-    console.error(line);
-  };
+  // A client flooding the journal's subjects must not flood the log.
+  const complainCorrupt = oncePerSecond();
   async function deliver(e: JournalEntry): Promise<void> {
     if (e.kind === 'service') {
       const waiters = committing.get(e.id);
@@ -1288,7 +1282,7 @@ export async function startShard(opts: ShardOptions): Promise<Shard> {
     }
   }
 
-  let leaseComplaintQuietUntil = 0;
+  const complainLease = oncePerSecond();
   try {
     if (opts.journal !== null) {
       const bucket = `${opts.journal}-leases`;
@@ -1300,10 +1294,7 @@ export async function startShard(opts: ShardOptions): Promise<Shard> {
           replicas: opts.replicas,
           onBadValue: (bad) => {
             metrics.leaseBadValues.inc({ kind: bad.kind });
-            const now = performance.now();
-            if (now < leaseComplaintQuietUntil) return;
-            leaseComplaintQuietUntil = now + 1000; // at most one line a second
-            console.error(
+            complainLease(
               `shard: lease bucket value ${bad.key} (revision ${bad.revision}) is not a ${bad.kind} record (${bad.problem}); skipped`,
             );
           },
@@ -1615,3 +1606,14 @@ function storedErrorReport(r: Extract<JournalRecord, { t: 'error-report' }>): St
 
 /** Device report outcomes that end a device's part in a deployment (what detection reads). */
 const FINAL_OUTCOMES: ReadonlySet<string> = new Set(['succeeded', 'failed', 'rolled-back']);
+
+/** A logger of at most one line a second (the rest are dropped; what they report is counted in metrics). */
+function oncePerSecond(): (line: string) => void {
+  let quietUntil = 0;
+  return (line) => {
+    const now = performance.now();
+    if (now < quietUntil) return;
+    quietUntil = now + 1000;
+    console.error(line);
+  };
+}
