@@ -28,16 +28,12 @@ import type { DeviceSession } from '../../actors/device/index.js';
 import { deviceSubject, encodeUpdateCheckRequest, partitionOf } from '../../proto/codec/index.js';
 import { createOperatorClient } from '../../services/operator-api/index.js';
 import { serviceClock } from '../../loadgen/runner/index.js';
+import { LatencyRecorder } from '../../loadgen/scenario/index.js';
 import { getFreePort, startNatsServer } from '../local/nats.js';
 import { spawnManaged } from '../local/processes.js';
 
 const root = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..', '..');
 const TIMEOUT_MS = 30_000;
-
-function percentile(sorted: readonly number[], p: number): number {
-  if (sorted.length === 0) return Number.NaN;
-  return sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))] as number;
-}
 
 interface Device {
   readonly identity: ManufacturedIdentity;
@@ -150,7 +146,7 @@ async function main(): Promise<void> {
     };
 
     // The load: genuine sealed update checks at `loadPerSecond`, round trips recorded (baseline).
-    const baseline: number[] = [];
+    const baseline = new LatencyRecorder();
     let sent = 0;
     let failedLoad = 0;
     let running = true;
@@ -166,7 +162,7 @@ async function main(): Promise<void> {
           .request(r.subject, r.bytes, { timeoutMs: TIMEOUT_MS })
           .then(
             () => {
-              if (running) baseline.push(performance.now() - t0);
+              if (running) baseline.record(performance.now() - t0);
             },
             () => failedLoad++,
           );
@@ -199,8 +195,8 @@ async function main(): Promise<void> {
         });
       });
 
-    const refusal: number[] = [];
-    const detection: number[] = [];
+    const refusal = new LatencyRecorder();
+    const detection = new LatencyRecorder();
     let missing = 0;
     for (const [i, d] of hostile.entries()) {
       const captured = check(d);
@@ -214,8 +210,8 @@ async function main(): Promise<void> {
         .catch(() => undefined);
       try {
         const [a, b] = await Promise.all([refused, detected]);
-        refusal.push(a - t0);
-        detection.push(b - t0);
+        refusal.record(a - t0);
+        detection.record(b - t0);
       } catch (e) {
         missing++;
         console.error(String(e));
@@ -226,13 +222,9 @@ async function main(): Promise<void> {
     ac.abort();
     await watching;
 
-    const sorted = (xs: number[]) => [...xs].sort((x, y) => x - y);
-    const det = sorted(detection);
-    const ref = sorted(refusal);
-    const base = sorted(baseline);
-    const p99 = percentile(det, 99);
-    const baseP99 = percentile(base, 99);
-    const achieved = baseline.length / loadSeconds;
+    const p99 = detection.percentile(99);
+    const baseP99 = baseline.percentile(99);
+    const achieved = baseline.count / loadSeconds;
     console.log(
       `load: ${loadDevices} attested devices sending sealed update checks, asked ${loadPerSecond}/s, answered ${achieved.toFixed(0)}/s over ${loadSeconds.toFixed(1)} s (${failedLoad} failed)`,
     );
@@ -240,18 +232,18 @@ async function main(): Promise<void> {
       `hostile: ${samples} devices each replaying one captured request (${missing} alerts missing)`,
     );
     console.log(
-      `replay -> REPLAYED alert on WatchAlerts: p50 ${percentile(ref, 50).toFixed(1)} ms, p99 ${percentile(ref, 99).toFixed(1)} ms, max ${(ref.at(-1) ?? NaN).toFixed(1)} ms`,
+      `replay -> REPLAYED alert on WatchAlerts: p50 ${refusal.percentile(50).toFixed(1)} ms, p99 ${refusal.percentile(99).toFixed(1)} ms, max ${refusal.max.toFixed(1)} ms`,
     );
     console.log(
-      `replay -> REPLAYED_REQUEST detection on WatchAlerts: p50 ${percentile(det, 50).toFixed(1)} ms, p99 ${p99.toFixed(1)} ms, max ${(det.at(-1) ?? NaN).toFixed(1)} ms`,
+      `replay -> REPLAYED_REQUEST detection on WatchAlerts: p50 ${detection.percentile(50).toFixed(1)} ms, p99 ${p99.toFixed(1)} ms, max ${detection.max.toFixed(1)} ms`,
     );
     console.log(
-      `baseline (a genuine request's round trip, same load): p50 ${percentile(base, 50).toFixed(1)} ms, p99 ${baseP99.toFixed(1)} ms`,
+      `baseline (a genuine request's round trip, same load): p50 ${baseline.percentile(50).toFixed(1)} ms, p99 ${baseP99.toFixed(1)} ms`,
     );
     console.log(`aim: detection p99 under 100 ms: ${p99 < 100 ? 'met' : 'NOT met'}`);
     console.log(
-      `BENCH detect p99_ms=${p99.toFixed(1)} p50_ms=${percentile(det, 50).toFixed(1)} refusal_p99_ms=${percentile(ref, 99).toFixed(1)} ` +
-        `baseline_p99_ms=${baseP99.toFixed(1)} ratio=${(p99 / baseP99).toFixed(2)} aim_ms=100 samples=${detection.length} ` +
+      `BENCH detect p99_ms=${p99.toFixed(1)} p50_ms=${detection.percentile(50).toFixed(1)} refusal_p99_ms=${refusal.percentile(99).toFixed(1)} ` +
+        `baseline_p99_ms=${baseP99.toFixed(1)} ratio=${(p99 / baseP99).toFixed(2)} aim_ms=100 samples=${detection.count} ` +
         `missing=${missing} load_per_s=${achieved.toFixed(0)} devices=${loadDevices}`,
     );
     if (missing > 0) process.exitCode = 1;
