@@ -174,12 +174,13 @@ export function checkStoredOnce(history: RunHistory, stored: StoredHistory): Che
   let lost = 0;
   let twice = 0;
   for (const [device, notAfterMs] of history.certified) {
-    const c = stored.attestations.get(certKey(device, notAfterMs)) ?? 0;
-    if (c === 1) continue;
-    if (c === 0) lost++;
+    const at = stored.attestations.get(certKey(device, notAfterMs)) ?? [];
+    if (at.length === 1) continue;
+    if (at.length === 0) lost++;
     else twice++;
+    const where = at.map((a) => `seq ${a.seq} by ${a.owner} (token ${a.token}, nonce ${a.nonce})`).join(', ');
     lines.push(
-      `${device}: certificate valid until ${notAfterMs} acknowledged, ${c === 0 ? 'not in any partition log' : `stored ${c}×`}`,
+      `${device}: certificate valid until ${notAfterMs} acknowledged, ${at.length === 0 ? 'not in any partition log' : `stored ${at.length}×: ${where}`}`,
     );
   }
   for (const r of history.reports) {

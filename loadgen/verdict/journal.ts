@@ -4,7 +4,7 @@
  * partition logs recorded, and every device update report the service journaled. Only what the
  * journal accepted is there: appends refused by fencing leave no trace.
  */
-import type { DeviceSnapshot, Journal, JournalEntry } from '../../services/journal/index.js';
+import type { DeviceSnapshot, Journal, JournalEntry, PartitionBatch } from '../../services/journal/index.js';
 import type { PartitionAppend } from './ownership.js';
 
 /** A failed attestation whose stored snapshot carries a certificate newer than the device had. */
@@ -15,10 +15,18 @@ export interface CertOnFailure {
   readonly notAfterMs: number;
 }
 
+/** Where a successful attestation was stored: the append and the nonce it consumed. */
+export interface StoredAttestation {
+  readonly seq: number;
+  readonly owner: string;
+  readonly token: number;
+  readonly nonce: string;
+}
+
 export interface StoredHistory {
   readonly appends: PartitionAppend[];
   /** Successful attestations recorded, by `device@notAfterMs` of the certificate issued. */
-  readonly attestations: Map<string, number>;
+  readonly attestations: Map<string, StoredAttestation[]>;
   readonly certsOnFailure: CertOnFailure[];
   /** Device update reports stored, by `deployment/device/reportId`. */
   readonly reports: Map<string, number>;
@@ -50,7 +58,7 @@ export class StoredHistoryBuilder {
         token: e.batch.token,
         devices: e.batch.devices.length,
       });
-      for (const s of e.batch.devices) this.#snapshot(e.seq, s);
+      for (const s of e.batch.devices) this.#snapshot(e.seq, e.batch, s);
       return;
     }
     if (e.kind === 'corrupt' || e.record.t !== 'rollout') return;
@@ -65,7 +73,7 @@ export class StoredHistoryBuilder {
     h.reports.set(key, (h.reports.get(key) ?? 0) + 1);
   }
 
-  #snapshot(seq: number, s: DeviceSnapshot): void {
+  #snapshot(seq: number, batch: PartitionBatch, s: DeviceSnapshot): void {
     const before = this.#certOf.get(s.d) ?? 0;
     const now = s.certs?.notAfterMs ?? 0;
     this.#certOf.set(s.d, Math.max(before, now));
@@ -73,7 +81,10 @@ export class StoredHistoryBuilder {
     if (s.nonce === null || s.last === null) return;
     if (s.last.ok && s.certs !== null) {
       const key = certKey(s.d, s.certs.notAfterMs);
-      this.history.attestations.set(key, (this.history.attestations.get(key) ?? 0) + 1);
+      const stored = { seq, owner: batch.o, token: batch.token, nonce: s.nonce };
+      const list = this.history.attestations.get(key);
+      if (list === undefined) this.history.attestations.set(key, [stored]);
+      else list.push(stored);
     } else if (!s.last.ok && now > before) {
       this.history.certsOnFailure.push({ device: s.d, seq, code: s.last.code, notAfterMs: now });
     }

@@ -284,9 +284,10 @@ describe('verdict: stored history from the journal', () => {
       { seq: 7, partition: 5, owner: 'shard-c', token: 1, devices: 2 },
     ]);
     expect(bad).toBe(6);
+    const at = (seq: number) => ({ seq, owner: 'shard-a', token: 7, nonce: 'bm9uY2U=' });
     expect([...s.attestations]).toEqual([
-      [certKey('d1', 1_000), 2],
-      [certKey('d2', 2_000), 1],
+      [certKey('d1', 1_000), [at(2), at(3)]],
+      [certKey('d2', 2_000), [at(2)]],
     ]);
     expect(s.certsOnFailure).toEqual([
       { device: 'd2', seq: 6, code: 'MEASUREMENT_MISMATCH', notAfterMs: 3_000 },
@@ -321,7 +322,9 @@ describe('verdict: stored history from the journal', () => {
     const b = new StoredHistoryBuilder();
     b.add({ kind: 'partition', seq: 9, partition: 0, batch: { o: 'o', token: 1, devices: [snapshot('d')] } });
     b.add({ kind: 'service', seq: 10, id: 'i', record: deviceReport('dep', 'd', 'r') });
-    expect(b.history.attestations.get(certKey('d', 1_000))).toBe(1);
+    expect(b.history.attestations.get(certKey('d', 1_000))).toEqual([
+      { seq: 9, owner: 'o', token: 1, nonce: 'bm9uY2U=' },
+    ]);
     expect(b.history.reports.get(reportKey('dep', 'd', 'r'))).toBe(1);
   });
 });
@@ -478,9 +481,15 @@ rollouts:
     });
     const stored = emptyStored({
       attestations: new Map([
-        [certKey('d1', 1_000), 1],
-        [certKey('d2', 2_000), 2],
-        [certKey('d3', 9_999), 1],
+        [certKey('d1', 1_000), [{ seq: 1, owner: 'shard-a', token: 1, nonce: 'n1' }]],
+        [
+          certKey('d2', 2_000),
+          [
+            { seq: 2, owner: 'shard-a', token: 1, nonce: 'n2' },
+            { seq: 5, owner: 'shard-b', token: 2, nonce: 'n2' },
+          ],
+        ],
+        [certKey('d3', 9_999), [{ seq: 3, owner: 'shard-a', token: 1, nonce: 'n3' }]],
       ]),
       reports: new Map([
         [reportKey('dep', 'd1', 'r1'), 1],
@@ -491,7 +500,7 @@ rollouts:
     expect(c.pass).toBe(false);
     expect(c.summary).toBe('3 certificates and 3 update reports acknowledged: 2 lost, 2 stored twice');
     expect(c.evidence).toEqual([
-      'd2: certificate valid until 2000 acknowledged, stored 2×',
+      'd2: certificate valid until 2000 acknowledged, stored 2×: seq 2 by shard-a (token 1, nonce n2), seq 5 by shard-b (token 2, nonce n2)',
       'd3: certificate valid until 3000 acknowledged, not in any partition log',
       'd2: report r2 (failed) to dep acknowledged, not in the journal',
       'd3: report r3 (rolled-back) to dep acknowledged, stored 3×',
@@ -626,7 +635,9 @@ describe('verdict: judge and render', () => {
         bucket(s, s + 1, s === 4 ? 2 : 0, 0, s === 9 ? 3 : 0),
       ),
     }),
-    stored: emptyStored({ attestations: new Map([[certKey('d1', 1_000), 1]]) }),
+    stored: emptyStored({
+      attestations: new Map([[certKey('d1', 1_000), [{ seq: 1, owner: 'shard-0', token: 1, nonce: 'n' }]]]),
+    }),
   });
   const faults: FaultSpan[] = [
     { id: 'f0', label: 'kill shard-0', startMs: 2_500, endMs: 6_000 },
