@@ -1,5 +1,5 @@
-import { connect, StorageType } from 'nats';
-import type { JetStreamClient, JetStreamManager, NatsConnection, ObjectStore } from 'nats';
+import { connect, DeliverPolicy, StorageType } from 'nats';
+import type { ConsumerMessages, JetStreamClient, JetStreamManager, NatsConnection, ObjectStore } from 'nats';
 import { natsServers } from '../../actors/runtime/index.js';
 import { readJournalRecord, readPartitionBatch } from './records.js';
 import type { JournalRecord, PartitionBatch } from './records.js';
@@ -26,6 +26,14 @@ export type JournalEntry =
       readonly partition: number | null;
       readonly problem: string;
     };
+
+export interface FollowOptions {
+  /**
+   * The follower's consumer went silent while the journal held entries it had not delivered, and
+   * was re-created from the next one (`behind`: how many entries it was behind).
+   */
+  readonly onRestart?: (info: { readonly next: number; readonly behind: number }) => void;
+}
 
 /** A running follower of a journal. */
 export interface Follower {
@@ -69,7 +77,7 @@ export interface Journal {
     expectedSeq: number | null,
   ): Promise<number | null>;
   /** Delivers every entry in order from the first, then each new one, to `deliver` (one at a time). */
-  follow(deliver: (entry: JournalEntry) => Promise<void> | void): Follower;
+  follow(deliver: (entry: JournalEntry) => Promise<void> | void, opts?: FollowOptions): Follower;
   /** Stores `bytes` under `name` (image content); resolves once stored. */
   putBlob(name: string, bytes: Uint8Array): Promise<void>;
   getBlob(name: string): Promise<Uint8Array | null>;
@@ -186,6 +194,80 @@ export interface JetStreamJournalOptions {
   readonly connectionName: string;
   /** Replicas of the stream and blob store (3 on a 3-node cluster). */
   readonly replicas?: number;
+}
+
+/** How long a follower's pull waits for messages (its idle heartbeat is half of it). */
+const CONSUME_EXPIRES_MS = 2_000;
+
+export interface WatchdogOptions {
+  /** The next sequence the follower will deliver. */
+  readonly next: () => number;
+  /** The journal's last sequence now (may reject: NATS unreachable). */
+  readonly lastSeq: () => Promise<number>;
+  /** Ends the follower's consumer so that it is re-created from `next()`. */
+  readonly restart: (behind: number) => void;
+  /** Silence that counts as a stall (wall ms). */
+  readonly stallMs?: number;
+  readonly checkEveryMs?: number;
+  readonly now?: () => number;
+}
+
+/**
+ * Restarts a follower whose consumer went silent while the journal held more. An ordered consumer
+ * whose server died re-creates itself only after missed heartbeats and a backoff of its pull's
+ * expiry, and while the cluster elects leaders that can take tens of seconds; every commit waits
+ * on the follower meanwhile. The watchdog asks the stream for its last sequence once a second of
+ * silence (`stallMs`) and, if the follower is behind, ends the consumer: a new one starts from
+ * the next undelivered entry.
+ */
+export class FollowerWatchdog {
+  /** The follower is applying an entry: slow work is not a stall. */
+  busy = false;
+  readonly #o: WatchdogOptions;
+  readonly #now: () => number;
+  readonly #timer: ReturnType<typeof setInterval>;
+  #lastProgress: number;
+  #checking = false;
+  #stopped = false;
+
+  constructor(opts: WatchdogOptions) {
+    this.#o = opts;
+    this.#now = opts.now ?? Date.now;
+    this.#lastProgress = this.#now();
+    this.#timer = setInterval(() => void this.check(), opts.checkEveryMs ?? 1_000);
+    this.#timer.unref?.();
+  }
+
+  /** An entry was delivered. */
+  progress(): void {
+    this.#lastProgress = this.#now();
+  }
+
+  /** One check (the timer calls it; exposed for tests). */
+  async check(): Promise<void> {
+    if (this.#stopped || this.busy || this.#checking) return;
+    if (this.#now() - this.#lastProgress < (this.#o.stallMs ?? 3_000)) return;
+    this.#checking = true;
+    try {
+      const last = await this.#o.lastSeq().catch(() => null);
+      if (this.#stopped || this.busy || last === null) return;
+      const behind = last - this.#o.next() + 1;
+      if (behind <= 0) {
+        // Caught up and idle: check again after another stall period.
+        this.#lastProgress = this.#now();
+        return;
+      }
+      this.stop();
+      this.#o.restart(behind);
+    } finally {
+      this.#checking = false;
+    }
+  }
+
+  stop(): void {
+    this.#stopped = true;
+    clearInterval(this.#timer);
+  }
 }
 
 /**
@@ -327,9 +409,9 @@ export async function openJetStreamJournal(opts: JetStreamJournalOptions): Promi
           throw e;
         }
       },
-      follow(deliver) {
+      follow(deliver, followOpts) {
         let stopped = false;
-        let stop: () => void = () => undefined;
+        let messages: ConsumerMessages | null = null;
         let caught!: () => void;
         let failed!: (e: unknown) => void;
         const caughtUp = new Promise<void>((resolve, reject) => {
@@ -340,13 +422,48 @@ export async function openJetStreamJournal(opts: JetStreamJournalOptions): Promi
           const info = await jsm.streams.info(stream);
           const target = info.state.last_seq;
           if (info.state.messages === 0) caught();
-          const consumer = await js.consumers.get(stream);
-          const messages = await consumer.consume();
-          stop = () => void messages.close();
-          if (stopped) stop();
-          for await (const m of messages) {
-            await deliver(parse(m));
-            if (m.seq >= target) caught();
+          /** The next stream sequence to deliver: a consumer (re)starts there. */
+          let next = 1;
+          for (let restart = false; !stopped; restart = true) {
+            const opening = js.consumers
+              .get(
+                stream,
+                next === 1 ? {} : { deliver_policy: DeliverPolicy.StartSequence, opt_start_seq: next },
+              )
+              .then((c) => c.consume({ expires: CONSUME_EXPIRES_MS }));
+            let current: ConsumerMessages;
+            try {
+              current = await opening;
+            } catch (e) {
+              // The first consumer fails the follower (misconfigured); a restarted one waits for NATS.
+              if (!restart) throw e;
+              await new Promise((r) => setTimeout(r, 1_000));
+              continue;
+            }
+            messages = current;
+            if (stopped) void current.close();
+            const watchdog = new FollowerWatchdog({
+              next: () => next,
+              lastSeq: () => jsm.streams.info(stream).then((i) => i.state.last_seq),
+              restart: (behind) => {
+                followOpts?.onRestart?.({ next, behind });
+                void current.close();
+              },
+            });
+            try {
+              for await (const m of current) {
+                // A restarted consumer may hand over what its predecessor already delivered.
+                if (m.seq < next) continue;
+                watchdog.busy = true;
+                await deliver(parse(m));
+                watchdog.busy = false;
+                watchdog.progress();
+                next = m.seq + 1;
+                if (m.seq >= target) caught();
+              }
+            } finally {
+              watchdog.stop();
+            }
           }
         })().catch((e: unknown) => {
           failed(e);
@@ -357,7 +474,7 @@ export async function openJetStreamJournal(opts: JetStreamJournalOptions): Promi
           ended,
           stop() {
             stopped = true;
-            stop();
+            void messages?.close();
           },
         };
       },

@@ -124,6 +124,10 @@ export function createServiceMetrics(meter: Meter) {
       help: "Messages in the journal's subjects that are not records (anyone allowed to publish there can put one), by log (service, partition): skipped. Above 0 means a client publishes where only shards should.",
       labelNames: ['log'],
     }),
+    journalFollowerRestarts: meter.counter({
+      name: 'sphere_journal_follower_restarts_total',
+      help: "Times the shard's journal follower went silent while the journal held newer entries (its NATS server died) and was re-created from the next entry. Commits wait on the follower, so each one is a pause in service.",
+    }),
     rolloutDevices: meter.gauge({
       name: 'sphere_rollout_devices',
       help: 'Devices of a deployment by wave (0: not yet in a wave) and state (pending, downloading, installing, succeeded, failed, rolled_back).',

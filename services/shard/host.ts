@@ -1341,7 +1341,12 @@ export async function startShard(opts: ShardOptions): Promise<Shard> {
     });
     ownership = own;
     const started = performance.now();
-    follower = journal.follow(deliver);
+    follower = journal.follow(deliver, {
+      onRestart: ({ next, behind }) => {
+        metrics.journalFollowerRestarts.inc();
+        console.error(`shard: journal follower silent ${behind} entries behind; re-created from seq ${next}`);
+      },
+    });
     follower.ended.catch(fatal);
     await follower.caughtUp;
     if (replayed > 2) {
