@@ -25,7 +25,7 @@ export interface AlertCursorOptions {
 
 export class AlertCursor {
   readonly #log: AlertLog;
-  readonly #tenantId: TenantId;
+  readonly #tenantId: TenantId | null;
   readonly #o: AlertCursorOptions;
   readonly #defer: (fn: () => void) => void;
   readonly #unsubscribe: () => void;
@@ -36,7 +36,7 @@ export class AlertCursor {
   #draining = false;
   #stopped = false;
 
-  constructor(log: AlertLog, tenantId: TenantId, o: AlertCursorOptions) {
+  constructor(log: AlertLog, tenantId: TenantId | null, o: AlertCursorOptions) {
     this.#log = log;
     this.#tenantId = tenantId;
     this.#o = o;

@@ -49,7 +49,11 @@ export interface OperatorBackend {
   registerEndorsements(publicKeys: readonly Uint8Array[]): Promise<RegisterEndorsementsResponse>;
   claimDevices(tenantId: TenantId, deviceIds: readonly DeviceId[]): Promise<ClaimDevicesResponse>;
   getDevice(tenantId: TenantId, deviceId: DeviceId): Promise<Device | null>;
-  listAlerts(tenantId: TenantId, query: AlertPageQuery): { alerts: StoredAlert[]; nextSeq: number | null };
+  /** `tenantId` null: the alerts no tenant owns (the service admin's view). */
+  listAlerts(
+    tenantId: TenantId | null,
+    query: AlertPageQuery,
+  ): { alerts: StoredAlert[]; nextSeq: number | null };
   /** The alert log every shard holds alike (WatchAlerts reads and subscribes to it). */
   alertLog(): AlertLog;
   /**

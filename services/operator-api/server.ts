@@ -192,6 +192,11 @@ function oneOf<T extends string>(s: string, allowed: readonly T[], fallback: T, 
   );
 }
 
+/** Whose alerts a caller reads: a tenant its own, the admin those no tenant owns (`null`). */
+function alertScopeOf(caller: Caller): TenantId | null {
+  return caller.kind === 'tenant' ? caller.tenantId : null;
+}
+
 function tenantOf(caller: Caller): Caller & { kind: 'tenant' } {
   if (caller.kind !== 'tenant')
     throw new OperatorError('FORBIDDEN', 'this call needs a tenant API token, not the admin token');
@@ -254,7 +259,7 @@ export function operatorImplementation(
       return { device };
     },
     listAlerts: (req: ListAlertsRequest, caller) => {
-      const { tenantId } = tenantOf(caller);
+      const tenantId = alertScopeOf(caller);
       if (req.limit > 1000) throw new OperatorError('MALFORMED_INPUT', 'limit must be at most 1000');
       let afterSeq = 0;
       if (req.pageToken !== '') {
@@ -603,7 +608,7 @@ function watchAlertsHandler(backend: OperatorBackend, metrics: ServiceMetrics, s
     metrics,
     shutdown,
     (req, caller, out) => {
-      const { tenantId } = tenantOf(caller);
+      const tenantId = alertScopeOf(caller);
       if (req.deviceId !== '') deviceIdOf(req.deviceId, 'device_id');
       if (req.afterSeq > Number.MAX_SAFE_INTEGER)
         throw new OperatorError('MALFORMED_INPUT', 'after_seq is larger than any alert seq');

@@ -121,10 +121,29 @@ describe('alerts and error reports over gRPC', () => {
     expect((await b.client.listAlerts({ deviceId: dev.deviceId })).alerts).toEqual([]);
   });
 
-  it('watch alerts - refusals: the admin token FORBIDDEN, a bad device filter MALFORMED_INPUT', async () => {
+  it('watch alerts - the admin token sees the service’s own alerts (senders no tenant owns), never a tenant’s', async () => {
     const admin = env().admin;
-    const it1 = admin.watchAlerts({ onlyNew: true })[Symbol.asyncIterator]();
-    expect((await callError(it1.next())).code).toBe('FORBIDDEN');
+    const mine = await enrolled(a, 'admin-view-tenant');
+    const stranger = bootedDevice(uniqueSeed('admin-view-unendorsed')); // endorsed by nobody
+    const ac = new AbortController();
+    const first = take(admin.watchAlerts({ onlyNew: true, signal: ac.signal }), 1);
+    await new Promise((r) => setTimeout(r, 200));
+    await refuse(mine); // tenant A's alert: not the admin's
+    await refuse(stranger);
+    const [u] = await first;
+    ac.abort();
+    expect(u?.alert).toMatchObject({ type: 'UNKNOWN_DEVICE', deviceId: stranger.deviceId });
+    const listed = await admin.listAlerts({ deviceId: stranger.deviceId });
+    expect(listed.alerts.map((x) => x.type)).toContain('UNKNOWN_DEVICE');
+    expect((await admin.listAlerts({ deviceId: mine.deviceId })).alerts).toEqual([]);
+    // And the tenant's view holds its own alert but not the stranger's.
+    await expect
+      .poll(async () => (await a.client.listAlerts({ deviceId: mine.deviceId })).alerts.length)
+      .toBeGreaterThan(0);
+    expect((await a.client.listAlerts({ deviceId: stranger.deviceId })).alerts).toEqual([]);
+  });
+
+  it('watch alerts - a bad device filter is MALFORMED_INPUT', async () => {
     const it2 = a.client.watchAlerts({ deviceId: 'nope' })[Symbol.asyncIterator]();
     expect((await callError(it2.next())).code).toBe('MALFORMED_INPUT');
   });

@@ -218,7 +218,6 @@ describe('operator api', () => {
     for (const p of [
       env().admin.claimDevices([id]),
       env().admin.getDevice(id),
-      env().admin.listAlerts({}),
       env().admin.getFleetStats(),
     ]) {
       const e = await callError(p);

@@ -5420,6 +5420,10 @@ export const OperatorServiceService = {
     responseSerialize: (value: GetDeviceResponse): Buffer => Buffer.from(GetDeviceResponse.encode(value).finish()),
     responseDeserialize: (value: Buffer): GetDeviceResponse => GetDeviceResponse.decode(value),
   },
+  /**
+   * A tenant token lists the tenant's alerts. The admin token lists the service's own: alerts
+   * about senders no tenant owns (unendorsed identities, undecodable or unauthenticated traffic).
+   */
   listAlerts: {
     path: "/sphere.operator.v1.OperatorService/ListAlerts",
     requestStream: false,
@@ -5576,7 +5580,8 @@ export const OperatorServiceService = {
   /**
    * The tenant's alerts as they are stored: those after `after_seq`, oldest first, then each new
    * one. Every shard stores every alert, so a watch may be opened on any shard and resumed on
-   * another from the last seq received.
+   * another from the last seq received. The admin token watches the service's own alerts (see
+   * ListAlerts).
    */
   watchAlerts: {
     path: "/sphere.operator.v1.OperatorService/WatchAlerts",
@@ -5635,6 +5640,10 @@ export interface OperatorServiceServer extends UntypedServiceImplementation {
   /** Claims endorsed devices for the calling tenant, once and irreversibly. */
   claimDevices: handleUnaryCall<ClaimDevicesRequest, ClaimDevicesResponse>;
   getDevice: handleUnaryCall<GetDeviceRequest, GetDeviceResponse>;
+  /**
+   * A tenant token lists the tenant's alerts. The admin token lists the service's own: alerts
+   * about senders no tenant owns (unendorsed identities, undecodable or unauthenticated traffic).
+   */
   listAlerts: handleUnaryCall<ListAlertsRequest, ListAlertsResponse>;
   getFleetStats: handleUnaryCall<GetFleetStatsRequest, GetFleetStatsResponse>;
   /** Public facts about the service: its root CA, its simulated clock and its policy. No token needed. */
@@ -5663,7 +5672,8 @@ export interface OperatorServiceServer extends UntypedServiceImplementation {
   /**
    * The tenant's alerts as they are stored: those after `after_seq`, oldest first, then each new
    * one. Every shard stores every alert, so a watch may be opened on any shard and resumed on
-   * another from the last seq received.
+   * another from the last seq received. The admin token watches the service's own alerts (see
+   * ListAlerts).
    */
   watchAlerts: handleServerStreamingCall<WatchAlertsRequest, WatchAlertsResponse>;
   /**
@@ -5740,6 +5750,10 @@ export interface OperatorServiceClient extends Client {
     options: Partial<CallOptions>,
     callback: (error: ServiceError | null, response: GetDeviceResponse) => void,
   ): ClientUnaryCall;
+  /**
+   * A tenant token lists the tenant's alerts. The admin token lists the service's own: alerts
+   * about senders no tenant owns (unendorsed identities, undecodable or unauthenticated traffic).
+   */
   listAlerts(
     request: ListAlertsRequest,
     callback: (error: ServiceError | null, response: ListAlertsResponse) => void,
@@ -5958,7 +5972,8 @@ export interface OperatorServiceClient extends Client {
   /**
    * The tenant's alerts as they are stored: those after `after_seq`, oldest first, then each new
    * one. Every shard stores every alert, so a watch may be opened on any shard and resumed on
-   * another from the last seq received.
+   * another from the last seq received. The admin token watches the service's own alerts (see
+   * ListAlerts).
    */
   watchAlerts(request: WatchAlertsRequest, options?: Partial<CallOptions>): ClientReadableStream<WatchAlertsResponse>;
   watchAlerts(
