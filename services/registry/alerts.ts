@@ -113,6 +113,11 @@ export class AlertLog {
    * Adds a stored alert; `false` if its id is already held. `seq` must grow from call to call
    * (the journal's order). Listeners of its tenant hear of it at once, in the caller's turn.
    */
+  /** Whether an alert with this id was added. */
+  has(id: string): boolean {
+    return this.#ids.has(id);
+  }
+
   add(alert: Alert): boolean {
     if (this.#ids.has(alert.id)) return false;
     this.#ids.add(alert.id);

@@ -51,6 +51,8 @@ export interface AlertServiceDeps {
   /** Wall ms, for the refusal interval only (a flood is a matter of wall time, not simulated). */
   readonly wallNow: () => number;
   readonly refusalIntervalMs?: number;
+  /** Whether an alert with this id is already stored (applied from the journal). */
+  readonly known: (id: string) => boolean;
 }
 
 /** Keys of refusals remembered for folding; beyond this the table starts afresh. */
@@ -59,6 +61,12 @@ const MAX_FOLD_KEYS = 100_000;
 export function createAlertService(deps: AlertServiceDeps): AlertPort & {
   /** Drops detection state older than its windows (call now and then with simulated time). */
   prune(nowMs: number): void;
+  /**
+   * The shard has replayed the journal. Until then, findings are held: replayed events raise
+   * again what was found before the restart, whose alert records come later in the journal;
+   * held findings are stored now unless their alert was among them.
+   */
+  caughtUp(): void;
 } {
   const { metrics } = deps;
   const interval = deps.refusalIntervalMs ?? 1000;
@@ -79,8 +87,12 @@ export function createAlertService(deps: AlertServiceDeps): AlertPort & {
     );
   };
 
+  /** Findings made while replaying the journal, by id (see caughtUp). */
+  let held: Map<string, DetectedAlert> | null = new Map();
   const stored = (a: DetectedAlert): void => {
-    store({ t: 'alert', ...a, tenantId: a.tenantId });
+    if (deps.known(a.id)) return;
+    if (held !== null) held.set(a.id, a);
+    else store({ t: 'alert', ...a, tenantId: a.tenantId });
   };
 
   const storeRefusal = (a: RefusalAlert, foldedBefore: number): void => {
@@ -116,6 +128,15 @@ export function createAlertService(deps: AlertServiceDeps): AlertPort & {
     observe(e) {
       if (deps.detector === null) return;
       for (const a of deps.detector.observe(e)) {
+        if (held === null) metrics.detections.inc({ type: a.type });
+        stored(a);
+      }
+    },
+    caughtUp() {
+      const replayed = held;
+      held = null;
+      for (const a of replayed?.values() ?? []) {
+        if (deps.known(a.id)) continue;
         metrics.detections.inc({ type: a.type });
         stored(a);
       }

@@ -248,6 +248,7 @@ export async function startShard(opts: ShardOptions): Promise<Shard> {
     metrics,
     detector: opts.detection === null ? null : new ThreatDetector(opts.detection),
     idPrefix: incarnation,
+    known: (id) => alertLog.has(id),
     wallNow: () => performance.now(),
   });
   const webhooks = new AlertWebhooks({ metrics });
@@ -1349,6 +1350,7 @@ export async function startShard(opts: ShardOptions): Promise<Shard> {
     });
     follower.ended.catch(fatal);
     await follower.caughtUp;
+    alerts.caughtUp();
     if (replayed > 2) {
       console.error(
         `shard: replayed ${replayed} journal records in ${Math.round(performance.now() - started)} ms (${[...tenants.values()].length} tenants, ${deployments.size} deployments)`,

@@ -7,7 +7,14 @@ import { createPromMeter } from '../../../actors/runtime/index.js';
 import { signWebhook, webhookUrlProblem } from '../../../services/shard/webhooks.js';
 import { createHmac } from 'node:crypto';
 
-function service(o: { detector?: ThreatDetector | null; failAppend?: boolean } = {}) {
+function service(
+  o: {
+    detector?: ThreatDetector | null;
+    failAppend?: boolean;
+    replaying?: boolean;
+    known?: Set<string>;
+  } = {},
+) {
   const stored: AlertRecord[] = [];
   let wall = 0;
   const metrics = createServiceMetrics(createPromMeter());
@@ -20,8 +27,10 @@ function service(o: { detector?: ThreatDetector | null; failAppend?: boolean } =
     metrics,
     detector: o.detector ?? null,
     idPrefix: 'shard-0-b1',
+    known: (id) => o.known?.has(id) ?? false,
     wallNow: () => wall,
   });
+  if (o.replaying !== true) s.caughtUp();
   return { s, stored, tick: (ms: number) => (wall += ms) };
 }
 
@@ -91,6 +100,47 @@ describe('shard alert service', () => {
     const off = service();
     off.s.observe({ kind: 'request', atMs: 1, deviceId: 'd9', tenantId: null, op: 'x' });
     expect(off.stored).toEqual([]);
+  });
+
+  it('alerts - findings made while replaying the journal are held; stored at catch-up unless already stored', () => {
+    const known = new Set<string>();
+    const { s, stored } = service({
+      detector: new ThreatDetector({ floodMaxRequests: 2 }),
+      replaying: true,
+      known,
+    });
+    const flood = (deviceId: string) => {
+      for (let i = 0; i < 4; i++)
+        s.observe({ kind: 'request', atMs: 1000 + i, deviceId, tenantId: null, op: 'update-check' });
+    };
+    flood('d1');
+    flood('d2');
+    expect(stored).toEqual([]);
+    // d1's finding was stored before the restart: its record is replayed after the events.
+    s.caughtUp();
+    expect(stored.map((r) => r.deviceId)).toEqual(['d1', 'd2']);
+    const d1 = stored[0]?.id;
+    // A restart replays the same events with d1's alert already applied: only d2's is stored.
+    const again = service({ detector: new ThreatDetector({ floodMaxRequests: 2 }), replaying: true, known });
+    known.add(d1 ?? '');
+    for (let i = 0; i < 4; i++)
+      again.s.observe({
+        kind: 'request',
+        atMs: 1000 + i,
+        deviceId: 'd1',
+        tenantId: null,
+        op: 'update-check',
+      });
+    for (let i = 0; i < 4; i++)
+      again.s.observe({
+        kind: 'request',
+        atMs: 1000 + i,
+        deviceId: 'd2',
+        tenantId: null,
+        op: 'update-check',
+      });
+    again.s.caughtUp();
+    expect(again.stored.map((r) => r.deviceId)).toEqual(['d2']);
   });
 
   it('alerts - a journal that refuses the append loses the alert without throwing', async () => {
