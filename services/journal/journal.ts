@@ -69,6 +69,8 @@ export interface Journal {
   /**
    * Appends to partition `partition`'s log if its last entry is still `expectedSeq` (0: the log
    * is empty); resolves with the new sequence, or `null` when refused because someone else wrote.
+   * A repeat of a stored append (same writer, token and `expectedSeq`) is stored once and
+   * resolves with that append's sequence.
    * `expectedSeq: null` appends unconditionally (only the test-only unfenced mode does that).
    */
   appendPartition(
@@ -96,6 +98,13 @@ function encodeRecord(what: string, value: unknown): Uint8Array {
     throw new Error(`journal record ${what} is ${data.length} bytes (limit ${MAX_RECORD_BYTES}); split it`);
   return data;
 }
+
+/**
+ * The message id of a fenced partition append: its writer, tenure and fence name the one append
+ * intended, so a repeat of it (a publish whose answer was lost) is stored once.
+ */
+const partitionAppendId = (partition: number, batch: PartitionBatch, expectedSeq: number): string =>
+  `part-${partition}-${batch.o}-${batch.token}-${expectedSeq}`;
 
 /**
  * A journal in memory, for a shard that keeps no state across processes: the same log, order and
@@ -134,10 +143,14 @@ export function memoryJournal(): Journal {
     },
     appendPartition(partition, batch, expectedSeq) {
       encodeRecord('partition batch', batch);
+      const id = expectedSeq === null ? null : partitionAppendId(partition, batch, expectedSeq);
+      const stored = id === null ? undefined : byId.get(id);
+      if (stored !== undefined) return Promise.resolve(stored);
       if (expectedSeq !== null && (lastOfPartition.get(partition) ?? 0) !== expectedSeq)
         return Promise.resolve(null);
       const seq = push((s) => ({ kind: 'partition', seq: s, partition, batch }));
       lastOfPartition.set(partition, seq);
+      if (id !== null) byId.set(id, seq);
       return Promise.resolve(seq);
     },
     follow(deliver) {
@@ -398,10 +411,18 @@ export async function openJetStreamJournal(opts: JetStreamJournalOptions): Promi
       async appendPartition(partition, batch, expectedSeq) {
         const data = encodeRecord('partition batch', batch);
         try {
+          // The message id names the intended append (writer, fence), so JetStream stores one
+          // copy of it whatever happens to the publish on its way; a repeat is answered with the
+          // stored copy's sequence.
           const ack = await js.publish(
             `${part}.${partition}`,
             data,
-            expectedSeq === null ? {} : { expect: { lastSubjectSequence: expectedSeq } },
+            expectedSeq === null
+              ? {}
+              : {
+                  msgID: partitionAppendId(partition, batch, expectedSeq),
+                  expect: { lastSubjectSequence: expectedSeq },
+                },
           );
           return ack.seq;
         } catch (e) {

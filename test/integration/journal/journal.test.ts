@@ -59,6 +59,8 @@ async function contract(a: Journal, b: Journal): Promise<void> {
   expect(m1).not.toBeNull();
   const a2 = await a.appendPartition(3, { o: 'a', token: 1, devices: [] }, m1);
   expect(a2).not.toBeNull();
+  // a repeats that append (as if its answer was lost): stored once, answered with its sequence.
+  expect(await a.appendPartition(3, { o: 'a', token: 1, devices: [] }, m1)).toBe(a2);
   // b has not seen a2: refused, then accepted once it names a2.
   expect(await b.appendPartition(3, { o: 'b', token: 2, devices: [] }, m1)).toBeNull();
   const m2 = await b.appendPartition(3, { o: 'b', token: 2, devices: [] }, a2);
