@@ -16,7 +16,8 @@ export interface DevicePublicIdentity {
  */
 export interface ManufacturedIdentity extends DevicePublicIdentity {
   readonly attestationKey: KeyObject;
-  readonly clientKey: KeyObject;
+  /** The client private scalar: it only ever takes part in native ECDH (session keys). */
+  readonly clientScalar: Uint8Array;
 }
 
 /**
@@ -36,7 +37,7 @@ export function manufactureIdentity(seed: string): ManufacturedIdentity {
     attestationPublicKey: attestation.publicKey,
     clientPublicKey: client.publicKey,
     attestationKey: privateKeyFromScalar(attestation.privateScalar, attestation.publicKey),
-    clientKey: privateKeyFromScalar(client.privateScalar, client.publicKey),
+    clientScalar: client.privateScalar,
   };
 }
 

@@ -11,11 +11,11 @@ export type SessionOpener = (session: SessionMsg, nonce: Uint8Array) => DeviceSe
  * leaves the core, so the core hands out this function instead of the key.
  * @throws InvalidPublicKeyError when the service's key is not a P-256 point.
  */
-export function sessionOpener(identity: Pick<ManufacturedIdentity, 'clientKey'>): SessionOpener {
+export function sessionOpener(identity: Pick<ManufacturedIdentity, 'clientScalar'>): SessionOpener {
   return (session, nonce) =>
     new DeviceSession(
       session.sessionId,
-      unwrapSessionKey(identity.clientKey, session, nonce, session.sessionId),
+      unwrapSessionKey(identity.clientScalar, session, nonce, session.sessionId),
       session.expiresAtMs,
     );
 }

@@ -197,7 +197,7 @@ async function main(): Promise<void> {
         `shard incl. workers ${cpu.shard.toFixed(2)} s (${us(cpu.shard)} µs), nats-server ${cpu.nats.toFixed(2)} s (${us(cpu.nats)} µs)`,
     );
     console.log(
-      `crypto-only limit on ${workers} worker(s): ${limit.attestationsPerSecond.toFixed(0)}/s (1 device sign + 1 verify + 2 certificate signs per attestation)`,
+      `crypto-only limit on ${workers} worker(s): ${limit.attestationsPerSecond.toFixed(0)}/s (1 device sign + 1 verify + 2 certificate signs + a session key wrapped and unwrapped per attestation)`,
     );
     console.log(`ratio end-to-end / limit: ${ratio.toFixed(2)}`);
     console.log(

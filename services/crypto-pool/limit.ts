@@ -18,13 +18,14 @@ export interface CryptoOnlyLimit {
   readonly attestationsPerSecond: number;
   /** Wall time from first submission to last completion. */
   readonly elapsedMs: number;
-  readonly ops: { readonly signs: number; readonly verifies: number };
+  readonly ops: { readonly signs: number; readonly verifies: number; readonly sessions: number };
 }
 
 /**
  * Runs, per attestation, exactly the crypto of the end-to-end path — one device
- * evidence signature (P1363, 300-byte message), its verification, and two
- * certificate TBS signatures (400 bytes, DER) — in tight loops inside the pool's
+ * evidence signature (P1363, 300-byte message), its verification, two certificate
+ * TBS signatures (400 bytes, DER), and a session key wrapped for the device's client
+ * key and unwrapped with it (one ECDH each side) — in tight loops inside the pool's
  * workers, batched `batchSize` per task with all tasks queued at once.
  * A warm-up (one small task per worker: key generation, module load) is excluded.
  * A pool passed in is left open; a pool created here is closed.
@@ -44,7 +45,7 @@ export async function runCryptoOnlyLimit(opts: CryptoOnlyLimitOptions): Promise<
     return {
       attestationsPerSecond: (sum((r) => r.attestations) / elapsedMs) * 1000,
       elapsedMs,
-      ops: { signs: sum((r) => r.signs), verifies: sum((r) => r.verifies) },
+      ops: { signs: sum((r) => r.signs), verifies: sum((r) => r.verifies), sessions: sum((r) => r.sessions) },
     };
   } finally {
     await owned?.close();

@@ -97,6 +97,8 @@ export interface BenchResult {
   readonly attestations: number;
   readonly signs: number;
   readonly verifies: number;
+  /** Session keys wrapped (service) and unwrapped (device). */
+  readonly sessions: number;
   /** Time spent in the loop inside the worker. */
   readonly elapsedMs: number;
 }

@@ -8,8 +8,9 @@
  * - parsed device public keys in a bounded Map (insertion-ordered, oldest evicted),
  *   including negative entries for keys that failed to parse.
  */
-import { wrapSessionKey } from '../../actors/crypto/index.js';
+import { unwrapSessionKey, wrapSessionKey } from '../../actors/crypto/index.js';
 import {
+  createECDH,
   createPrivateKey,
   generateKeyPairSync,
   randomBytes,
@@ -140,7 +141,12 @@ function verifyIssue(task: VerifyIssueTask): WorkerResult<VerifyIssueWireResult[
 // --- crypto-only benchmark -------------------------------------------------
 
 interface BenchState {
-  readonly devices: ReadonlyArray<{ priv: KeyObject; raw: Uint8Array }>;
+  readonly devices: ReadonlyArray<{
+    priv: KeyObject;
+    raw: Uint8Array;
+    clientScalar: Uint8Array;
+    client: Uint8Array;
+  }>;
   readonly ca: KeyObject;
 }
 let benchState: BenchState | undefined;
@@ -150,7 +156,14 @@ function benchSetup(): BenchState {
   const devices = Array.from({ length: 64 }, () => {
     const { privateKey, publicKey } = generateKeyPairSync('ec', { namedCurve: 'P-256' });
     const spki = publicKey.export({ format: 'der', type: 'spki' });
-    return { priv: privateKey, raw: Uint8Array.from(spki.subarray(spki.length - 65)) };
+    const client = createECDH('prime256v1');
+    client.generateKeys();
+    return {
+      priv: privateKey,
+      raw: Uint8Array.from(spki.subarray(spki.length - 65)),
+      clientScalar: new Uint8Array(client.getPrivateKey()),
+      client: new Uint8Array(client.getPublicKey()),
+    };
   });
   benchState = { devices, ca: generateKeyPairSync('ec', { namedCurve: 'P-256' }).privateKey };
   return benchState;
@@ -159,7 +172,8 @@ function benchSetup(): BenchState {
 /**
  * Per attestation, exactly the crypto of the end-to-end path: one P1363 evidence
  * signature by a device key, its verification (through the same device-key cache),
- * and two DER signatures over certificate TBS bytes with the CA key.
+ * two DER signatures over certificate TBS bytes with the CA key, and the session key
+ * wrapped for the device's client key (ephemeral key, ECDH, HKDF) and unwrapped by it (ECDH, HKDF).
  */
 function bench(task: BenchTask): WorkerResult<BenchResult> {
   const n = task.n;
@@ -170,8 +184,12 @@ function bench(task: BenchTask): WorkerResult<BenchResult> {
   const msg = randomBytes(task.messageBytes ?? 300);
   const tbsA = randomBytes(task.tbsBytes ?? 400);
   const tbsB = randomBytes(task.tbsBytes ?? 400);
+  const sessionKey = randomBytes(32);
+  const salt = randomBytes(32);
+  const sessionId = randomBytes(16);
   let signs = 0;
   let verifies = 0;
+  let sessions = 0;
   const t0 = performance.now();
   for (let i = 0; i < n; i++) {
     const dev = st.devices[i % st.devices.length];
@@ -190,8 +208,20 @@ function bench(task: BenchTask): WorkerResult<BenchResult> {
     nodeSign('sha256', tbsA, st.ca);
     nodeSign('sha256', tbsB, st.ca);
     signs += 2;
+    const wrapped = wrapSessionKey(sessionKey, dev.client, randomBytes(32), salt, sessionId);
+    const key = unwrapSessionKey(dev.clientScalar, wrapped, salt, sessionId);
+    if (key[0] !== sessionKey[0]) {
+      return {
+        ok: false,
+        error: { code: CryptoPoolErrorCode.internal, message: 'bench session key did not unwrap' },
+      };
+    }
+    sessions++;
   }
-  return { ok: true, value: { attestations: n, signs, verifies, elapsedMs: performance.now() - t0 } };
+  return {
+    ok: true,
+    value: { attestations: n, signs, verifies, sessions, elapsedMs: performance.now() - t0 },
+  };
 }
 
 /**

@@ -184,9 +184,9 @@ describe('crypto-pool integration', () => {
     ).rejects.toBeInstanceOf(CryptoPoolError);
   });
 
-  it('crypto-pool - crypto-only limit runs the four operations per attestation', async () => {
+  it('crypto-pool - crypto-only limit runs the four signature operations and a session key wrap and unwrap per attestation', async () => {
     const r = await runCryptoOnlyLimit({ pool, attestations: 256, batchSize: 64 });
-    expect(r.ops).toEqual({ signs: 3 * 256, verifies: 256 });
+    expect(r.ops).toEqual({ signs: 3 * 256, verifies: 256, sessions: 256 });
     expect(r.attestationsPerSecond).toBeGreaterThan(0);
     expect(r.elapsedMs).toBeGreaterThan(0);
   });

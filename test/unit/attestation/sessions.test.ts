@@ -80,16 +80,16 @@ describe('session crypto', () => {
     expect(w.serverPublicKey[0]).toBe(4);
     expect(w.wrappedKey.length).toBe(32);
     expect(hex(w.wrappedKey)).not.toBe(hex(key));
-    expect(hex(unwrapSessionKey(device.clientKey, w, salt, sessionId))).toBe(hex(key));
+    expect(hex(unwrapSessionKey(device.clientScalar, w, salt, sessionId))).toBe(hex(key));
   });
 
   it('session crypto - another client key, salt (nonce) or session ID unwraps a different key', () => {
     const { key, salt, sessionId, w } = wrapped();
     const wrong = [
-      unwrapSessionKey(other.clientKey, w, salt, sessionId),
-      unwrapSessionKey(device.attestationKey, w, salt, sessionId),
-      unwrapSessionKey(device.clientKey, w, rng.bytes(32), sessionId),
-      unwrapSessionKey(device.clientKey, w, salt, newSessionId(NOW + HOUR, rng.bytes(8))),
+      unwrapSessionKey(other.clientScalar, w, salt, sessionId),
+      unwrapSessionKey(rng.bytes(32), w, salt, sessionId),
+      unwrapSessionKey(device.clientScalar, w, rng.bytes(32), sessionId),
+      unwrapSessionKey(device.clientScalar, w, salt, newSessionId(NOW + HOUR, rng.bytes(8))),
     ];
     for (const k of wrong) expect(hex(k)).not.toBe(hex(key));
     expect(new Set(wrong.map(hex)).size).toBe(wrong.length);

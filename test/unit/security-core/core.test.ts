@@ -199,7 +199,7 @@ describe('security-core measured boot', () => {
     expect(json).not.toContain(hex(clientScalar!));
     expect(Object.keys(ev)).not.toContain('attestationKey');
     expect(Object.keys(s)).not.toContain('attestationKey');
-    expect(Object.keys(s)).not.toContain('clientKey');
+    expect(Object.keys(s)).not.toContain('clientScalar');
   });
 });
 
