@@ -445,7 +445,8 @@ export async function openJetStreamJournal(opts: JetStreamJournalOptions): Promi
           if (info.state.messages === 0) caught();
           /** The next stream sequence to deliver: a consumer (re)starts there. */
           let next = 1;
-          for (let restart = false; !stopped; restart = true) {
+          // Ends when stopped, or when the journal's connection is closed (nothing left to follow).
+          for (let restart = false; !stopped && !nc.isClosed(); restart = true) {
             const opening = js.consumers
               .get(
                 stream,
