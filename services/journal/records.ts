@@ -128,7 +128,15 @@ export type JournalRecordType = JournalRecord['t'];
 
 export const b64 = (b: Uint8Array): string =>
   Buffer.from(b.buffer, b.byteOffset, b.length).toString('base64');
-export const unb64 = (s: string): Uint8Array => new Uint8Array(Buffer.from(s, 'base64'));
+/**
+ * Bytes of a base64 field as read back. Anything but a string is refused: `Buffer.from` would take
+ * an object with a `length` as an array-like and allocate that many bytes (a record from the
+ * journal is only as trusted as NATS).
+ */
+export const unb64 = (s: string): Uint8Array => {
+  if (typeof s !== 'string') throw new TypeError(`expected a base64 string, got ${typeof s}`);
+  return new Uint8Array(Buffer.from(s, 'base64'));
+};
 
 /**
  * What a partition's owner knows about one device beyond the service-wide records (endorsement,

@@ -7,6 +7,7 @@ import { describe, expect, it } from 'vitest';
 import { ScenarioError, parseScenarioYaml } from '../../loadgen/scenario/index.js';
 import { decodeAttestReply, encodeAttestReply } from '../../proto/codec/index.js';
 import { deserializeRollout } from '../../services/rollouts/index.js';
+import { unb64 } from '../../services/journal/index.js';
 
 describe('fuzz - known bugs', () => {
   it('rollouts - deserializeRollout answers ROLLOUT_CORRUPT for a null device (BUG-2)', () => {
@@ -16,6 +17,12 @@ describe('fuzz - known bugs', () => {
   it('rollouts - deserializeRollout answers ROLLOUT_CORRUPT for an object device ID (BUG-2)', () => {
     const text = '{"schema":1,"devices":[{"deviceId":{"toString":0}}],"index":{"a":0}}';
     expect(deserializeRollout(text).ok).toBe(false);
+  });
+
+  it('journal - a base64 field that is an object with a huge length is refused, not allocated (BUG-8)', () => {
+    // The long campaign's counterexample: {"t":"endorse","keys":[{"length":142996951}]} published
+    // into the journal made the shard allocate 143 MB and loop over it while applying.
+    expect(() => unb64({ length: 142_996_951 } as unknown as string)).toThrow(TypeError);
   });
 
   it('codec - decodeAttestReply gives back the session that was encoded (BUG-5)', () => {
