@@ -210,7 +210,7 @@ function bench(task: BenchTask): WorkerResult<BenchResult> {
     signs += 2;
     const wrapped = wrapSessionKey(sessionKey, dev.client, randomBytes(32), salt, sessionId);
     const key = unwrapSessionKey(dev.clientScalar, wrapped, salt, sessionId);
-    if (key[0] !== sessionKey[0]) {
+    if (!sessionKey.equals(key)) {
       return {
         ok: false,
         error: { code: CryptoPoolErrorCode.internal, message: 'bench session key did not unwrap' },
