@@ -30,7 +30,7 @@
  */
 import type { DeviceGroupId, DeviceId, ProductId, TenantId } from '../../proto/codec/index.js';
 import { NumberColumn, StringDictionary } from './columns.js';
-import type { ErrorEventKind, ErrorReport } from './model.js';
+import type { ErrorEvent, ErrorEventKind, ErrorReport } from './model.js';
 import { ERROR_EVENT_KINDS } from './model.js';
 
 /** A report as the service keeps it: the validated report plus who sent it and where it belongs. */
@@ -93,7 +93,7 @@ export interface ErrorAggregateRow<D extends GroupByDimension = GroupByDimension
 }
 
 /** One stored event with where it came from (what an export writes). */
-export interface ErrorEventRow {
+export interface ErrorEventRow extends ErrorEvent {
   readonly receivedAtMs: number;
   readonly tenantId: TenantId;
   readonly productId: ProductId | null;
@@ -102,12 +102,6 @@ export interface ErrorEventRow {
   readonly reportId: string;
   /** Position of the event in its report. */
   readonly index: number;
-  readonly kind: ErrorEventKind;
-  readonly component: string;
-  readonly version: string;
-  readonly exitCode: number;
-  readonly atMs: number;
-  readonly detail: string;
 }
 
 export interface ErrorReportTotals {

@@ -42,7 +42,12 @@ import type {
   WatchAlertsResponse,
   WatchRolloutResponse,
 } from '../../proto/gen/sphere/operator/v1/operator.js';
-import { ERROR_EVENT_KINDS, errorEventsCsvChunks, isErrorEventKind } from '../error-reports/index.js';
+import {
+  AGGREGATE_CSV_COLUMNS,
+  ERROR_EVENT_KINDS,
+  errorEventsCsvChunks,
+  isErrorEventKind,
+} from '../error-reports/index.js';
 import type { ErrorEventFilter, GroupByDimension } from '../error-reports/index.js';
 import type { Alert } from '../registry/index.js';
 import { AlertCursor } from './alert-watch.js';
@@ -693,16 +698,10 @@ function errorFilterOf(tenantId: TenantId, f: ErrorReportFilter | undefined): Er
   };
 }
 
-/** group_by names as the API spells them, to the store's dimensions. */
-const GROUP_BY_NAMES: Readonly<Record<string, GroupByDimension>> = {
-  product: 'product',
-  group: 'group',
-  version: 'version',
-  kind: 'kind',
-  component: 'component',
-  device: 'device',
-  exit_code: 'exitCode',
-};
+/** group_by names as the API spells them (the aggregate CSV's column names), to the store's dimensions. */
+const GROUP_BY_NAMES: Readonly<Record<string, GroupByDimension>> = Object.fromEntries(
+  Object.entries(AGGREGATE_CSV_COLUMNS).map(([dimension, name]) => [name, dimension as GroupByDimension]),
+);
 
 function authenticate(backend: OperatorBackend, md: Metadata, need: 'admin' | 'tenant' | 'public'): Caller {
   if (need === 'public') return { kind: 'admin' };
